@@ -1,0 +1,18 @@
+// Follow a topic of the shared event stream (/ws/events/<topic>/), reconnecting with backoff.
+// Usage: VectorEvents.follow("run.12", (event, data) => { ... });
+window.VectorEvents = {
+  follow(topic, onEvent) {
+    let delay = 500;
+    const connect = () => {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      const socket = new WebSocket(`${scheme}://${location.host}/ws/events/${topic}/`);
+      socket.onopen = () => { delay = 500; };
+      socket.onmessage = (msg) => {
+        const body = JSON.parse(msg.data);
+        if (body.event) onEvent(body.event, body.data);
+      };
+      socket.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 15000); };
+    };
+    connect();
+  },
+};

@@ -1,0 +1,123 @@
+"""The real services the project stands on: health, a Celery round-trip, a WebSocket round-trip, the API envelope."""
+
+import asyncio
+import threading
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, Group
+from django.core.management import call_command
+
+from vectormlops.celery import ping_task
+from vectormlops.embedded_redis import embedded_valkey
+
+
+def test_celery_round_trip_through_the_broker(celery_worker_thread):
+    assert ping_task.delay({"hello": "vector"}).get(timeout=30) == {"hello": "vector"}
+
+
+def test_healthz_is_200_with_database_redis_and_a_worker(client, celery_worker_thread):
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "redis", "celery"}
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_naming_redis_when_valkey_stops(client, settings):
+    from vectormlops.celery import app
+
+    with embedded_valkey() as (url, server):
+        settings.REDIS_URL = url
+        old_broker = app.conf.broker_url
+        app.conf.broker_url = url
+        try:
+            server.stop()
+            response = client.get("/healthz")
+        finally:
+            app.conf.broker_url = old_broker
+    assert response.status_code == 503
+    body = response.json()
+    assert "redis" in body["down"] and "celery" in body["down"]
+    assert body["checks"]["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_naming_celery_without_a_worker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["celery"]
+
+
+def test_websocket_round_trip_through_the_channel_layer(transactional_db, make_user):
+    from channels.routing import URLRouter
+
+    from vectormlops.events import broadcast_now
+    from vectormlops.routing import websocket_urlpatterns
+
+    user = make_user("watcher", "annotator")
+
+    async def scenario():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/run.7/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        assert connected
+        # Published from another thread, as a Celery worker would: only Redis connects the two.
+        thread = threading.Thread(target=broadcast_now, args=("run.7", "epoch", {"epoch": 1, "map50": 0.5}))
+        thread.start()
+        message = await communicator.receive_json_from(timeout=10)
+        thread.join()
+        await communicator.disconnect()
+        return message
+
+    assert asyncio.run(scenario()) == {"topic": "run.7", "event": "epoch", "data": {"epoch": 1, "map50": 0.5}}
+
+
+def test_websocket_refuses_anonymous(transactional_db):
+    from channels.routing import URLRouter
+
+    from vectormlops.routing import websocket_urlpatterns
+
+    async def scenario():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/run.7/")
+        communicator.scope["user"] = AnonymousUser()
+        connected, _ = await communicator.connect()
+        return connected
+
+    assert asyncio.run(scenario()) is False
+
+
+@pytest.mark.django_db
+def test_unknown_api_route_and_method_get_the_envelope(api_as, ml_engineer):
+    response = api_as(ml_engineer).get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    response = api_as(ml_engineer).delete("/api/schema/")
+    assert response.status_code == 405
+    assert response.data["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.django_db
+def test_schema_and_docs_are_served(client):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_bootstrap_creates_roles_and_prints_the_admin_login_once(capsys, monkeypatch, django_user_model):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "s3cret-for-test")
+    call_command("bootstrap")
+    first = capsys.readouterr().out
+    assert "username: admin" in first and "password: s3cret-for-test" in first
+    assert set(Group.objects.values_list("name", flat=True)) >= {"annotator", "reviewer", "ml_engineer"}
+    assert django_user_model.objects.get(username="admin").check_password("s3cret-for-test")
+    call_command("bootstrap")
+    assert "password" not in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_home_shows_each_role_its_entry_points(client, make_user):
+    assert client.get("/").status_code == 302  # sign in first
+    client.force_login(make_user("nobody"))
+    assert "has no role yet" in client.get("/").content.decode()

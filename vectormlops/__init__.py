@@ -1,0 +1,5 @@
+"""VectorMLOps: a self-hosted MLOps loop for fleets of Anki Vector robots."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

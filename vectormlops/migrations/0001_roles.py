@@ -1,0 +1,16 @@
+"""The three roles are groups; they exist from the first migration on."""
+
+from django.db import migrations
+
+ROLES = ("annotator", "reviewer", "ml_engineer")
+
+
+def create_roles(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("auth", "0012_alter_user_first_name_max_length")]
+    operations = [migrations.RunPython(create_roles, migrations.RunPython.noop)]

@@ -1,0 +1,32 @@
+"""The navigation bar: each entry appears only to roles that can use it, and only once its page exists."""
+
+from django.urls import NoReverseMatch, reverse
+
+from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, REVIEWER, user_roles
+
+# (label, url name, role needed)
+ENTRIES = [
+    ("Datasets", "datasets:list", ANNOTATOR),
+    ("Label", "labeling:home", ANNOTATOR),
+    ("Review", "labeling:review_home", REVIEWER),
+    ("Training runs", "training:run_list", ML_ENGINEER),
+    ("Models", "deployments:model_list", ML_ENGINEER),
+    ("Deployments", "deployments:home", ML_ENGINEER),
+    ("Monitoring", "monitoring:home", ML_ENGINEER),
+]
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_entries": []}
+    roles = user_roles(user)
+    entries = []
+    for label, name, role in ENTRIES:
+        if role not in roles:
+            continue
+        try:
+            entries.append({"label": label, "url": reverse(name), "role": role})
+        except NoReverseMatch:
+            continue
+    return {"nav_entries": entries, "user_roles": roles}
