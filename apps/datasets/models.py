@@ -70,6 +70,9 @@ class Image(models.Model):
     split = models.CharField(max_length=8, choices=Split.choices)
     split_pinned = models.BooleanField(default=False, help_text="An admin fixed the split (curated sets).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNLABELED)
+    labeling_priority = models.SmallIntegerField(
+        default=0, help_text="Higher is labeled sooner (e.g. a drift sample queued by monitoring)."
+    )
     # Statistics, computed once at ingestion (drift detection, slices, near-duplicate search).
     brightness = models.FloatField(help_text="Mean luma, 0..1")
     contrast = models.FloatField(help_text="Std of luma, 0..1")
