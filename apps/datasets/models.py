@@ -144,3 +144,38 @@ class VersionItem(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "image"], name="version_item_unique_image")]
         indexes = [models.Index(fields=["version", "split"])]
+
+
+class ImportJob(models.Model):
+    """One import of a YOLO/COCO archive into a dataset; the Celery task updates it and the page watches it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="import_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    upload_name = models.CharField(max_length=255, help_text="The uploaded archive in default storage")
+    original_name = models.CharField(max_length=255, blank=True)
+    approve = models.BooleanField(default=False, help_text="Imported boxes arrive approved, not submitted.")
+    keep_split = models.BooleanField(default=False, help_text="Pin each image to the split it had in the source.")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"import {self.pk} into {self.dataset_id} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return self.done / self.total if self.total else (1.0 if self.status == self.Status.SUCCEEDED else 0.0)

@@ -1,0 +1,139 @@
+"""Image checks and statistics (Pillow + numpy, no database): what ingestion needs to trust a file and describe it."""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageFile, UnidentifiedImageError
+from scipy import ndimage
+
+from vectormlops.errors import PayloadTooLarge, ValidationFailed
+
+ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png"}
+THUMB_SIZE = 256
+# Statistics are computed on at most this many pixels on the long side: bounds memory and time for 40 MP uploads;
+# Vector's camera frames (640x360) are measured at full resolution, so robot telemetry compares like with like.
+STATS_MAX_SIDE = 1280
+
+
+@dataclass
+class ImageFacts:
+    """What ingestion learns from a verified image file."""
+
+    format: str
+    ext: str
+    width: int
+    height: int
+    brightness: float
+    contrast: float
+    sharpness: float
+    color_histogram: list
+    phash: str
+    thumbnail: bytes
+
+
+def _open(path, max_pixels: int) -> PILImage.Image:
+    """Open from the header only and check format and pixel count before any decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image = PILImage.open(path)
+    except PILImage.DecompressionBombError as exc:
+        raise PayloadTooLarge(
+            "The image has too many pixels.", code="image_too_large", details={"max_pixels": max_pixels}
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ValidationFailed("The file is not an image.", code="not_an_image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValidationFailed(f"The file is not a readable image ({exc}).", code="not_an_image") from exc
+    if image.format not in ALLOWED_FORMATS:
+        fmt = image.format
+        image.close()
+        raise ValidationFailed(
+            f"Only JPEG and PNG images are accepted, not {fmt}.", code="unsupported_format", details={"format": fmt}
+        )
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        image.close()
+        raise ValidationFailed("The image has no pixels.", code="not_an_image")
+    if width * height > max_pixels:
+        image.close()
+        raise PayloadTooLarge(
+            f"The image has {width}x{height} pixels, more than the limit of {max_pixels}.",
+            code="image_too_large",
+            details={"width": width, "height": height, "max_pixels": max_pixels},
+        )
+    return image
+
+
+def inspect_image(path, *, max_pixels: int) -> ImageFacts:
+    """Verify ``path`` is a whole JPEG/PNG (header check, ``verify()``, then a full decode) and describe it."""
+    # A truncated file must fail, never decode half grey (another library in the process may have flipped this).
+    previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        return _inspect(path, max_pixels)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _inspect(path, max_pixels: int) -> ImageFacts:
+    image = _open(path, max_pixels)
+    try:
+        image.verify()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt data
+        raise ValidationFailed(f"The image data is corrupt ({exc}).", code="truncated_image") from exc
+    finally:
+        image.close()
+    image = _open(path, max_pixels)  # verify() leaves the object unusable; decode afresh
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image.load()
+    except Exception as exc:  # noqa: BLE001
+        image.close()
+        raise ValidationFailed(f"The image is truncated or corrupt ({exc}).", code="truncated_image") from exc
+    try:
+        return _describe(image)
+    finally:
+        image.close()
+
+
+def _describe(image: PILImage.Image) -> ImageFacts:
+    fmt = image.format
+    width, height = image.size
+    rgb = image.convert("RGB")
+    small = rgb
+    if max(width, height) > STATS_MAX_SIDE:
+        small = rgb.copy()
+        small.thumbnail((STATS_MAX_SIDE, STATS_MAX_SIDE))
+    pixels = np.asarray(small, dtype=np.float32)
+    # ITU-R BT.601 luma, as Pillow's "L" conversion uses.
+    luma = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+    brightness = float(luma.mean() / 255.0)
+    contrast = float(luma.std() / 255.0)
+    sharpness = float(ndimage.laplace(luma).var())
+    histogram = []
+    for channel in range(3):
+        counts, _ = np.histogram(pixels[..., channel], bins=8, range=(0, 256))
+        total = counts.sum() or 1
+        histogram.append([round(float(c) / total, 6) for c in counts])
+    phash = str(imagehash.phash(small))
+    thumb = rgb.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=80)
+    return ImageFacts(
+        format=fmt,
+        ext=ALLOWED_FORMATS[fmt],
+        width=width,
+        height=height,
+        brightness=round(brightness, 6),
+        contrast=round(contrast, 6),
+        sharpness=round(sharpness, 4),
+        color_histogram=histogram,
+        phash=phash,
+        thumbnail=buffer.getvalue(),
+    )
