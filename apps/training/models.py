@@ -122,3 +122,29 @@ class ModelArtifact(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "format"], name="artifact_unique_format")]
+
+
+class RetrainPolicy(models.Model):
+    """When Celery beat retrains a dataset on its own, and with which hyperparameters."""
+
+    dataset = models.OneToOneField("datasets.Dataset", on_delete=models.CASCADE, related_name="retrain_policy")
+    enabled = models.BooleanField(default=True)
+    min_new_approved_images = models.PositiveIntegerField(
+        default=50, help_text="Retrain once this many approved images are not in the last run's version."
+    )
+    max_model_age_days = models.PositiveIntegerField(
+        default=7, help_text="Retrain when the production model and the last run are older than this."
+    )
+    epochs = models.PositiveIntegerField(default=30)
+    imgsz = models.PositiveIntegerField(default=320)
+    batch = models.PositiveIntegerField(default=16)
+    base = models.CharField(
+        max_length=255, blank=True, help_text="Blank: fine-tune the production model when one exists, else yolov8n.yaml"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retrain policies"
+
+    def __str__(self):
+        return f"retrain policy of {self.dataset}"

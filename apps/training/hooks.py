@@ -1,0 +1,29 @@
+"""Questions training asks that only a later app can answer (the question-and-answer pattern of DESIGN.md).
+
+Training declares each question as a small function with a safe default; the app that knows the answer installs
+it from its ``AppConfig.ready()``, e.g. deployments::
+
+    from apps.training import hooks
+    hooks.install_production_model_provider(lambda dataset: current_production_model(dataset))
+"""
+
+from collections.abc import Callable
+
+from apps.training.models import ModelVersion
+
+ProductionModelProvider = Callable[[object], ModelVersion | None]
+
+_production_model_provider: ProductionModelProvider | None = None
+
+
+def install_production_model_provider(fn: ProductionModelProvider | None) -> None:
+    """Install (or, with None, remove) the function that names the model live in production for a dataset."""
+    global _production_model_provider
+    _production_model_provider = fn
+
+
+def production_model_for(dataset) -> ModelVersion | None:
+    """The model in production for ``dataset``, or None when nothing is deployed or no app answers the question."""
+    if _production_model_provider is None:
+        return None
+    return _production_model_provider(dataset)

@@ -1,0 +1,27 @@
+"""Thin Celery tasks: load ids, call the runner or a service. ``training_run_task`` goes to the ``training`` queue;
+the schedule and sweeper tasks are routed to ``default`` (settings.CELERY_TASK_ROUTES) so they never wait behind a
+training."""
+
+from celery import shared_task
+
+from apps.training import services
+
+
+@shared_task(name="apps.training.tasks.training_run_task", bind=True, acks_late=True, reject_on_worker_lost=True)
+def training_run_task(self, run_id: int) -> str:
+    """Train one run. Late acknowledgement plus the run's heartbeat: a killed worker's run is found by the sweeper."""
+    from apps.training.yolo import execute_run  # imports ultralytics lazily: only training workers pay for it
+
+    return execute_run(run_id=run_id, task_id=self.request.id or "")
+
+
+@shared_task(name="apps.training.tasks.retrain_schedule_task")
+def retrain_schedule_task() -> list[int]:
+    """Celery beat: start a run for every dataset whose retraining policy says it is due."""
+    return [run.pk for run in services.retrain_due_datasets()]
+
+
+@shared_task(name="apps.training.tasks.training_runs_sweep_task")
+def training_runs_sweep_task() -> dict:
+    """Celery beat: re-queue or fail runs whose worker stopped beating."""
+    return services.training_runs_sweep()
