@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from apps.datasets import api
+
+urlpatterns = [
+    path("images", api.ImagesApi.as_view(), name="datasets-images"),
+    path("datasets", api.DatasetsApi.as_view(), name="datasets-list"),
+    path("datasets/<slug:slug>/versions", api.DatasetVersionsApi.as_view(), name="datasets-versions"),
+]

@@ -50,8 +50,23 @@ def _clean_class_names(classes) -> list[str]:
     return names
 
 
+def _clean_split_ratios(ratios) -> dict:
+    if not isinstance(ratios, dict) or set(ratios) - set(SPLITS):
+        raise ValidationFailed("split_ratios must map train/val/test to numbers.", code="invalid_split_ratios")
+    cleaned = {s: _number(ratios.get(s, 0)) for s in SPLITS}
+    if any(v is None or v < 0 for v in cleaned.values()) or not cleaned["train"]:
+        raise ValidationFailed("split_ratios must be non-negative and give train a share.", code="invalid_split_ratios")
+    return cleaned
+
+
 def dataset_create(
-    *, slug: str, name: str, classes: list[str], created_by=None, review_required: bool = True
+    *,
+    slug: str,
+    name: str,
+    classes: list[str],
+    created_by=None,
+    review_required: bool = True,
+    split_ratios: dict | None = None,
 ) -> Dataset:
     """A new dataset (detection task) with its ordered class names; a taken slug is a 409."""
     dataset = Dataset(
@@ -61,6 +76,8 @@ def dataset_create(
         review_required=review_required,
         created_by=created_by,
     )
+    if split_ratios is not None:
+        dataset.split_ratios = _clean_split_ratios(split_ratios)
     try:
         dataset.full_clean(validate_unique=False)
     except DjangoValidationError as exc:

@@ -1,4 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.datasets import views
 
 app_name = "datasets"
-urlpatterns = []
+urlpatterns = [
+    path("datasets/", views.dataset_list, name="list"),
+    path("datasets/new", views.dataset_new, name="new"),
+    path("datasets/images/<int:image_id>/file", views.image_file, name="image_file"),
+    path("datasets/images/<int:image_id>/thumb", views.image_thumb, name="image_thumb"),
+    path("datasets/<slug:slug>/", views.dataset_detail, name="detail"),
+    path("datasets/<slug:slug>/versions/freeze", views.version_freeze, name="version_freeze"),
+    path("datasets/<slug:slug>/versions/<int:number>/export.<str:fmt>", views.version_export, name="version_export"),
+    path("datasets/<slug:slug>/import", views.dataset_import, name="import"),
+    path("datasets/<slug:slug>/imports/<int:job_id>/", views.import_job, name="import_job"),
+]

@@ -1,0 +1,130 @@
+"""The datasets API (shared/API.md): image upload and listing, datasets, freezing versions."""
+
+import json
+
+from rest_framework import generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.datasets import selectors, services
+from apps.datasets.models import Dataset, Image
+from apps.datasets.serializers import (
+    DatasetCreateInput,
+    DatasetOutput,
+    ImageOutput,
+    ImageUploadInput,
+    VersionCreateInput,
+    VersionOutput,
+)
+from vectormlops.errors import ValidationFailed
+from vectormlops.permissions import IsAnnotator, IsMLEngineer, IsRobotOrAnnotator, is_robot
+
+ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
+PERSON_SOURCES = ROBOT_SOURCES | {Image.Source.UPLOAD}
+
+
+def _dataset_field(slug: str) -> Dataset:
+    dataset = Dataset.objects.filter(slug=slug).first() if slug else None
+    if dataset is None:
+        raise ValidationFailed(f"No dataset {slug!r}.", code="unknown_dataset", details={"dataset": slug})
+    return dataset
+
+
+class ImagePagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ImagesApi(generics.GenericAPIView):
+    """POST: upload one image (robots and annotators). GET: images of a dataset, newest first (cursor pages)."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    pagination_class = ImagePagination
+    serializer_class = ImageOutput
+
+    def get_permissions(self):
+        return [IsRobotOrAnnotator()] if self.request.method == "POST" else [IsAnnotator()]
+
+    def get_queryset(self):
+        slug = self.request.query_params.get("dataset")
+        dataset = _dataset_field(slug) if slug else None
+        return selectors.images_filter(dataset=dataset, params=self.request.query_params).select_related("dataset")
+
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ImageOutput(page, many=True).data)
+
+    def post(self, request):
+        data = ImageUploadInput(data=request.data)
+        if not data.is_valid():
+            if "file" in data.errors:
+                raise ValidationFailed("Send the image as the multipart field 'file'.", code="file_required")
+            if "dataset" in data.errors:
+                raise ValidationFailed("Name the dataset (its slug).", code="unknown_dataset")
+            data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        dataset = _dataset_field(fields["dataset"])
+        robot = is_robot(request.user)
+        source = fields.get("source") or (Image.Source.CAMERA if robot else Image.Source.UPLOAD)
+        if source not in (ROBOT_SOURCES if robot else PERSON_SOURCES):
+            raise ValidationFailed(f"Unknown source {source!r}.", code="invalid_source", details={"source": source})
+        meta = {}
+        if fields.get("meta"):
+            try:
+                meta = json.loads(fields["meta"])
+            except ValueError as exc:
+                raise ValidationFailed("meta must be a JSON object.", code="invalid_meta") from exc
+            if not isinstance(meta, dict):
+                raise ValidationFailed("meta must be a JSON object.", code="invalid_meta")
+        image, created = services.image_ingest(
+            dataset=dataset,
+            fileobj=fields["file"],
+            source=source,
+            captured_at=fields.get("captured_at") or None,
+            meta=meta,
+            robot_serial=request.user.serial if robot else "",
+            uploaded_by=None if robot else request.user,
+        )
+        body = {"id": image.pk, "sha256": image.sha256, "split": image.split, "duplicate": not created}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class DatasetsApi(APIView):
+    """GET: datasets with counts per status and split (annotator+). POST: create one (ml_engineer)."""
+
+    def get_permissions(self):
+        return [IsMLEngineer()] if self.request.method == "POST" else [IsAnnotator()]
+
+    def get(self, request):
+        datasets = list(Dataset.objects.all())
+        counts = selectors.dataset_counts([d.pk for d in datasets])
+        return Response(DatasetOutput(datasets, many=True, context={"counts": counts}).data)
+
+    def post(self, request):
+        data = DatasetCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_create(created_by=request.user, **data.validated_data)
+        counts = selectors.dataset_counts([dataset.pk])
+        return Response(DatasetOutput(dataset, context={"counts": counts}).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionsApi(APIView):
+    """POST: freeze the approved annotations into a new version (ml_engineer). GET: the versions, newest first."""
+
+    def get_permissions(self):
+        return [IsMLEngineer()] if self.request.method == "POST" else [IsAnnotator()]
+
+    def get(self, request, slug):
+        dataset = services.dataset_get(slug=slug)
+        return Response(VersionOutput(dataset.versions.order_by("-number"), many=True).data)
+
+    def post(self, request, slug):
+        dataset = services.dataset_get(slug=slug)
+        data = VersionCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.version_freeze(dataset=dataset, user=request.user, note=data.validated_data["note"])
+        return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,82 @@
+"""Input and output shapes of the datasets API (shared/API.md)."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from apps.datasets.models import Dataset, DatasetVersion, Image
+
+
+class DatasetCreateInput(serializers.Serializer):
+    slug = serializers.SlugField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    classes = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False)
+    review_required = serializers.BooleanField(required=False, default=True)
+    split_ratios = serializers.DictField(child=serializers.FloatField(min_value=0), required=False)
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "slug", "name", "classes", "review_required", "split_ratios", "created_at", "counts"]
+
+    def get_counts(self, obj):
+        counts = self.context.get("counts", {})
+        return counts.get(obj.pk)
+
+
+class ImageUploadInput(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, use_url=False)
+    dataset = serializers.CharField(max_length=64)
+    captured_at = serializers.CharField(required=False, allow_blank=True)
+    source = serializers.CharField(required=False, allow_blank=True)
+    meta = serializers.CharField(required=False, allow_blank=True)
+
+
+class ImageOutput(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "dataset",
+            "sha256",
+            "split",
+            "split_pinned",
+            "status",
+            "source",
+            "width",
+            "height",
+            "format",
+            "size_bytes",
+            "captured_at",
+            "uploaded_at",
+            "robot_serial",
+            "labeling_priority",
+            "brightness",
+            "contrast",
+            "sharpness",
+            "phash",
+            "file_url",
+            "thumbnail_url",
+        ]
+
+    def get_file_url(self, obj):
+        return reverse("datasets:image_file", args=[obj.pk])
+
+    def get_thumbnail_url(self, obj):
+        return reverse("datasets:image_thumb", args=[obj.pk])
+
+
+class VersionCreateInput(serializers.Serializer):
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class VersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "number", "manifest_sha256", "counts", "image_count", "classes", "created_at", "note"]

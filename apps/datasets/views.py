@@ -1,0 +1,182 @@
+"""Pages of the datasets app (annotator and up): dataset list, the dataset page (grid, upload, import, versions),
+import progress, version export downloads, and the permission-checked image/thumbnail files every page uses."""
+
+import os
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpResponseNotModified
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.datasets import selectors, services
+from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
+from vectormlops.errors import DomainError
+from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, has_role, role_required
+
+PAGE_SIZE = 60
+GRID_FIELDS = ("id", "dataset_id", "status", "split", "source", "width", "height", "robot_serial", "uploaded_at")
+
+
+def _url_or_none(name: str, *args) -> str | None:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+@role_required(ANNOTATOR)
+@require_GET
+def dataset_list(request):
+    datasets = list(Dataset.objects.all())
+    counts = selectors.dataset_counts([d.pk for d in datasets])
+    rows = [{"dataset": d, "counts": counts[d.pk]} for d in datasets]
+    return render(
+        request,
+        "datasets/list.html",
+        {"rows": rows, "can_create": has_role(request.user, ML_ENGINEER), "statuses": Image.Status.values},
+    )
+
+
+@role_required(ML_ENGINEER)
+@require_POST
+def dataset_new(request):
+    classes = [c.strip() for c in request.POST.get("classes", "").split(",") if c.strip()]
+    try:
+        dataset = services.dataset_create(
+            slug=request.POST.get("slug", "").strip(),
+            name=request.POST.get("name", "").strip(),
+            classes=classes,
+            review_required=bool(request.POST.get("review_required")),
+            created_by=request.user,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("datasets:list")
+    return redirect("datasets:detail", slug=dataset.slug)
+
+
+@role_required(ANNOTATOR)
+@require_GET
+def dataset_detail(request, slug):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    params = {k: v for k, v in request.GET.items() if k in selectors.FILTERS and v}
+    error = None
+    try:
+        qs = selectors.images_filter(dataset=dataset, params=params)
+    except DomainError as exc:
+        error, params, qs = exc.message, {}, Image.objects.filter(dataset=dataset)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        qs = qs.filter(id__lt=int(before))
+    # Keyset pagination on the (dataset, <filter>, id) indexes: one LIMIT query per page, never a COUNT(*).
+    page = list(qs.order_by("-id").only(*GRID_FIELDS)[: PAGE_SIZE + 1])
+    has_next = len(page) > PAGE_SIZE
+    page = page[:PAGE_SIZE]
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    is_engineer = has_role(request.user, ML_ENGINEER)
+    versions = list(dataset.versions.order_by("-number")[:20])
+    context = {
+        "dataset": dataset,
+        "images": page,
+        "filters": params,
+        "filter_error": error,
+        "next_url": f"?{query}&before={page[-1].pk}" if has_next else None,
+        "first_url": f"?{query}" if before else None,
+        "statuses": Image.Status.values,
+        "splits": Image.Split.values,
+        "sources": Image.Source.values,
+        "robots": selectors.robots_of(dataset),
+        "versions": versions,
+        "is_engineer": is_engineer,
+        "import_jobs": list(dataset.import_jobs.all()[:5]) if is_engineer else [],
+        "training_url": _url_or_none("training:run_new"),
+        "label_base": f"/label/{dataset.slug}/",
+    }
+    return render(request, "datasets/detail.html", context)
+
+
+@role_required(ML_ENGINEER)
+@require_POST
+def version_freeze(request, slug):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    try:
+        version = services.version_freeze(dataset=dataset, user=request.user, note=request.POST.get("note", ""))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Froze version {version.number} ({version.image_count} images).")
+    return redirect("datasets:detail", slug=slug)
+
+
+@role_required(ML_ENGINEER)
+@require_GET
+def version_export(request, slug, number, fmt):
+    version = get_object_or_404(DatasetVersion, dataset__slug=slug, number=number)
+    try:
+        path = services.version_export_zip(version=version, fmt=fmt)
+    except DomainError as exc:
+        raise Http404(exc.message) from exc
+    handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+    os.unlink(path)  # the open handle keeps the bytes until the response is sent
+    return FileResponse(handle, as_attachment=True, filename=f"{slug}-v{number}-{fmt}.zip")
+
+
+@role_required(ML_ENGINEER)
+@require_POST
+def dataset_import(request, slug):
+    dataset = get_object_or_404(Dataset, slug=slug)
+    upload = request.FILES.get("archive")
+    if upload is None:
+        messages.error(request, "Choose a .zip file to import.")
+        return redirect("datasets:detail", slug=slug)
+    try:
+        job = services.import_job_create(
+            dataset=dataset,
+            fileobj=upload,
+            filename=upload.name,
+            user=request.user,
+            approve=bool(request.POST.get("approve")),
+            keep_split=bool(request.POST.get("keep_split")),
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("datasets:detail", slug=slug)
+    return redirect("datasets:import_job", slug=slug, job_id=job.pk)
+
+
+@role_required(ML_ENGINEER)
+@require_GET
+def import_job(request, slug, job_id):
+    job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=job_id, dataset__slug=slug)
+    return render(request, "datasets/import_job.html", {"job": job, "dataset": job.dataset})
+
+
+def _serve(request, image: Image, name: str, content_type: str):
+    etag = f'"{image.sha256}{"-t" if name == image.thumbnail_path else ""}"'
+    if request.headers.get("If-None-Match") == etag:
+        return HttpResponseNotModified()
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404("The image file is missing from storage.") from exc
+    response = FileResponse(handle, content_type=content_type)
+    response["ETag"] = etag
+    # Content-addressed: the bytes behind this URL never change.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@role_required(ANNOTATOR)
+@require_GET
+def image_file(request, image_id):
+    image = get_object_or_404(Image.objects.only("id", "sha256", "storage_path", "format"), pk=image_id)
+    return _serve(request, image, image.storage_path, "image/png" if image.format == "PNG" else "image/jpeg")
+
+
+@role_required(ANNOTATOR)
+@require_GET
+def image_thumb(request, image_id):
+    image = get_object_or_404(Image.objects.only("id", "sha256", "thumbnail_path", "storage_path"), pk=image_id)
+    return _serve(request, image, image.thumbnail_path or image.storage_path, "image/jpeg")
