@@ -143,7 +143,12 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"apps.training.tasks.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    # Exact names win over the pattern: the light schedule and sweep tasks must not wait behind a training.
+    "apps.training.tasks.retrain_schedule_task": {"queue": "default"},
+    "apps.training.tasks.training_runs_sweep_task": {"queue": "default"},
+    "apps.training.tasks.*": {"queue": "training"},
+}
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -203,6 +208,16 @@ TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "training")))
 
 ROBOT_ENROLLMENT_KEY = env.str("ROBOT_ENROLLMENT_KEY", default="")
 ROBOT_POLL_AFTER_S = env.int("ROBOT_POLL_AFTER_S", default=60)
+
+# --- monitoring -----------------------------------------------------------------------------------
+
+MONITORING_RAW_RETENTION_DAYS = env.int("MONITORING_RAW_RETENTION_DAYS", default=14)  # raw telemetry kept
+MONITORING_AGGREGATION_LAG_S = env.int("MONITORING_AGGREGATION_LAG_S", default=30)  # let open inserts commit
+MONITORING_DRIFT_WINDOW_HOURS = env.int("MONITORING_DRIFT_WINDOW_HOURS", default=24)
+MONITORING_DRIFT_MIN_SAMPLES = env.int("MONITORING_DRIFT_MIN_SAMPLES", default=30)
+MONITORING_DRIFT_PSI_THRESHOLD = env.float("MONITORING_DRIFT_PSI_THRESHOLD", default=0.2)
+MONITORING_DRIFT_P_VALUE = env.float("MONITORING_DRIFT_P_VALUE", default=0.05)
+MONITORING_DRIFT_LABEL_SAMPLE = env.int("MONITORING_DRIFT_LABEL_SAMPLE", default=20)
 
 # --- auth, API ------------------------------------------------------------------------------------
 

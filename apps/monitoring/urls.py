@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.monitoring import views
 
 app_name = "monitoring"
-urlpatterns = []
+urlpatterns = [
+    path("monitoring/", views.home, name="home"),
+    path("monitoring/alerts/<int:alert_id>/acknowledge", views.alert_acknowledge, name="alert_acknowledge"),
+    path("monitoring/<slug:slug>/", views.dataset_detail, name="dataset"),
+]

@@ -1,0 +1,77 @@
+"""Monitoring API: acknowledge an alert, read field metrics and alerts (ml_engineer)."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.datasets.models import Dataset
+from apps.deployments.models import Robot
+from apps.monitoring import selectors, services
+from apps.monitoring.models import Alert
+from apps.monitoring.serializers import AlertOutput, FieldMetricsQuery
+from vectormlops.errors import NotFound
+from vectormlops.permissions import IsMLEngineer
+
+
+def _dataset(slug: str) -> Dataset:
+    dataset = Dataset.objects.filter(slug=slug).first()
+    if dataset is None:
+        raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")
+    return dataset
+
+
+class AlertAcknowledgeApi(APIView):
+    """POST /api/v1/alerts/<id>/acknowledge"""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(request=None, responses=AlertOutput)
+    def post(self, request, alert_id: int):
+        alert = Alert.objects.filter(pk=alert_id).first()
+        if alert is None:
+            raise NotFound(f"No alert {alert_id}.", code="alert_not_found")
+        alert = services.alert_acknowledge(alert=alert, user=request.user)
+        return Response(AlertOutput(alert).data, status=status.HTTP_200_OK)
+
+
+class DatasetAlertsApi(APIView):
+    """GET /api/v1/datasets/<slug>/alerts: open alerts first, then the latest acknowledged ones."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(responses=AlertOutput(many=True))
+    def get(self, request, slug: str):
+        alerts = selectors.dataset_alerts(dataset=_dataset(slug))
+        return Response({"results": AlertOutput(alerts, many=True).data})
+
+
+class FieldMetricsApi(APIView):
+    """GET /api/v1/datasets/<slug>/field-metrics?hours=168&robot=<serial>: hourly series and totals per model
+    version, the fleet table and the version skew."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("hours", int, description="How far back (default 168)"),
+            OpenApiParameter("robot", str, description="One robot's serial (default: the whole fleet)"),
+        ]
+    )
+    def get(self, request, slug: str):
+        dataset = _dataset(slug)
+        query = FieldMetricsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        robot = None
+        if query.validated_data.get("robot"):
+            robot = Robot.objects.filter(serial=query.validated_data["robot"]).first()
+            if robot is None:
+                raise NotFound(f"No robot {query.validated_data['robot']!r}.", code="robot_not_found")
+        since = timezone.now() - timedelta(hours=query.validated_data["hours"])
+        body = selectors.field_metrics(dataset=dataset, since=since, robot=robot)
+        body["fleet"] = selectors.fleet_table(dataset=dataset, since=since)
+        body["version_skew"] = selectors.version_skew(dataset=dataset, seen_since=timezone.now() - timedelta(days=1))
+        return Response(body)

@@ -1,0 +1,161 @@
+"""Monitoring: hourly field metrics aggregated from robot telemetry, drift reports, alerts and the canary policy.
+
+Raw ``deployments.TelemetryRecord`` rows are aggregated (in Celery) into ``HourlyMetric`` buckets whose counters
+and fixed-bucket histograms merge by addition, so hours, robots and models can be summed exactly; raw rows are
+pruned after ``MONITORING_RAW_RETENTION_DAYS``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+# Confidence histogram: 20 equal bins over [0, 1]. Latency histogram: geometric bins (10% wide) from 1 ms to
+# about 100 s, so any quantile read from merged hourly buckets is within 10% of the raw one.
+CONFIDENCE_BINS = 20
+LATENCY_MIN_MS = 1.0
+LATENCY_RATIO = 1.1
+LATENCY_BINS = 122  # 1.1 ** 121 ≈ 101,000 ms; the last bin takes everything above
+
+
+class AggregationCursor(models.Model):
+    """How far aggregation has read a raw stream (by primary key): each raw row is counted exactly once."""
+
+    name = models.CharField(max_length=64, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.name} @ {self.last_id}"
+
+
+class HourlyMetric(models.Model):
+    """Field metrics of one model on one robot (or the whole fleet when robot is empty) during one UTC hour."""
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    robot = models.ForeignKey(
+        "deployments.Robot", null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Empty: fleet"
+    )
+    hour = models.DateTimeField(help_text="Start of the UTC hour")
+    # One text key instead of a unique constraint over nullable columns (NULLs never collide in SQL).
+    key = models.CharField(max_length=96, unique=True, editable=False)
+    frames = models.PositiveIntegerField(default=0)
+    frames_with_detection = models.PositiveIntegerField(default=0)
+    detections = models.PositiveIntegerField(default=0, help_text="Sum of detections over all frames")
+    confidence_count = models.PositiveIntegerField(default=0, help_text="Frames reporting a top confidence")
+    confidence_sum = models.FloatField(default=0.0)
+    confidence_hist = models.JSONField(default=list, help_text=f"{CONFIDENCE_BINS} equal bins over [0, 1]")
+    latency_count = models.PositiveIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0.0)
+    latency_hist = models.JSONField(default=dict, help_text='Sparse geometric histogram {"bin": count}')
+    brightness_count = models.PositiveIntegerField(default=0)
+    brightness_sum = models.FloatField(default=0.0)
+    feedback = models.JSONField(default=dict, help_text='Feedback uploads by reason {"missed": n, ...}')
+    feedback_total = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["dataset", "hour"]
+        indexes = [
+            models.Index(fields=["dataset", "hour"]),
+            models.Index(fields=["robot", "hour"]),
+            models.Index(fields=["model", "hour"]),
+        ]
+
+    def __str__(self):
+        return self.key
+
+    @staticmethod
+    def make_key(dataset_id: int, model_id: int | None, robot_id: int | None, hour) -> str:
+        return f"{dataset_id}:{model_id or '-'}:{robot_id or '-'}:{hour.strftime('%Y%m%d%H')}"
+
+
+class DriftReport(models.Model):
+    """One drift computation for a dataset, fleet-wide (robot empty) or for one robot: per-feature statistics."""
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    robot = models.ForeignKey("deployments.Robot", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    computed_at = models.DateTimeField(db_index=True)
+    window_start = models.DateTimeField()
+    reference_size = models.PositiveIntegerField(default=0)
+    current_size = models.PositiveIntegerField(default=0)
+    features = models.JSONField(
+        default=list,
+        help_text='[{"feature", "test", "statistic", "p_value", "psi", "threshold", "n_ref", "n_cur", "drifted"}]',
+    )
+    drifted = models.BooleanField(default=False)
+    drifted_features = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-computed_at", "-id"]
+        indexes = [models.Index(fields=["dataset", "computed_at"])]
+
+    def __str__(self):
+        scope = self.robot_id or "fleet"
+        return f"drift {self.dataset_id}/{scope} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class Alert(models.Model):
+    """Something in the field needs a person: drift, a canary stopped by the guard. One open alert per scope."""
+
+    class Kind(models.TextChoices):
+        DRIFT = "drift"
+        CANARY = "canary"
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    robot = models.ForeignKey("deployments.Robot", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=80, default="fleet", help_text="fleet, robot:<serial> or model:<id>")
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    occurrences = models.PositiveIntegerField(default=1)
+    acknowledged = models.BooleanField(default=False)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["acknowledged", "-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "kind", "scope"], condition=Q(acknowledged=False), name="alert_one_open_per_scope"
+            )
+        ]
+        indexes = [models.Index(fields=["dataset", "acknowledged", "last_seen"])]
+
+    def __str__(self):
+        return f"{self.kind} alert on {self.dataset_id} ({self.scope})"
+
+
+class CanaryPolicy(models.Model):
+    """When the canary guard ends a canary: how much worse than production, over how many frames each side."""
+
+    dataset = models.OneToOneField("datasets.Dataset", on_delete=models.CASCADE, related_name="canary_policy")
+    enabled = models.BooleanField(default=True)
+    min_frames = models.PositiveIntegerField(default=500, help_text="Frames needed on both sides before judging")
+    max_detection_rate_drop = models.FloatField(
+        default=0.10, help_text="Largest tolerated drop of the share of frames with a detection (absolute, 0..1)"
+    )
+    max_confidence_drop = models.FloatField(
+        default=0.10, help_text="Largest tolerated drop of the mean top confidence (absolute, 0..1)"
+    )
+    max_feedback_rate_increase = models.FloatField(
+        default=0.01, help_text="Largest tolerated increase of feedback uploads per frame (absolute)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "canary policies"
+
+    def __str__(self):
+        return f"canary policy of {self.dataset_id}"

@@ -1,0 +1,185 @@
+"""Reads for the monitoring page and API: field metrics over time, the fleet table, version skew."""
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from apps.datasets.models import Dataset
+from apps.deployments.models import Deployment, Robot
+from apps.monitoring import histograms
+from apps.monitoring.models import CONFIDENCE_BINS, Alert, DriftReport, HourlyMetric
+from apps.training.models import ModelVersion
+
+SUMMED = (
+    "frames",
+    "frames_with_detection",
+    "detections",
+    "confidence_count",
+    "confidence_sum",
+    "latency_count",
+    "latency_sum_ms",
+    "brightness_count",
+    "brightness_sum",
+    "feedback_total",
+)
+
+
+def _empty() -> dict:
+    return {
+        **{name: 0 for name in SUMMED},
+        "confidence_hist": [0] * CONFIDENCE_BINS,
+        "latency_hist": {},
+        "feedback": {},
+    }
+
+
+def _merge(into: dict, row: HourlyMetric) -> None:
+    for name in SUMMED:
+        into[name] += getattr(row, name)
+    histograms.list_add(into["confidence_hist"], row.confidence_hist or [])
+    histograms.hist_add(into["latency_hist"], row.latency_hist or {})
+    histograms.hist_add(into["feedback"], row.feedback or {})
+
+
+def summarize(acc: dict) -> dict:
+    """Counters of merged buckets → the figures people read."""
+    frames = acc["frames"]
+
+    def r(value, digits=4):
+        return None if value is None else round(value, digits)
+
+    return {
+        "frames": frames,
+        "frames_with_detection": acc["frames_with_detection"],
+        "detection_rate": r(acc["frames_with_detection"] / frames) if frames else None,
+        "detections_per_frame": r(acc["detections"] / frames) if frames else None,
+        "mean_confidence": r(acc["confidence_sum"] / acc["confidence_count"]) if acc["confidence_count"] else None,
+        "confidence_p10": r(histograms.confidence_quantile(acc["confidence_hist"], 0.10)),
+        "confidence_p50": r(histograms.confidence_quantile(acc["confidence_hist"], 0.50)),
+        "confidence_p90": r(histograms.confidence_quantile(acc["confidence_hist"], 0.90)),
+        "latency_mean_ms": r(acc["latency_sum_ms"] / acc["latency_count"], 2) if acc["latency_count"] else None,
+        "latency_p50_ms": r(histograms.latency_quantile(acc["latency_hist"], 0.50), 2),
+        "latency_p95_ms": r(histograms.latency_quantile(acc["latency_hist"], 0.95), 2),
+        "mean_brightness": r(acc["brightness_sum"] / acc["brightness_count"]) if acc["brightness_count"] else None,
+        "feedback": dict(acc["feedback"]),
+        "feedback_total": acc["feedback_total"],
+        "feedback_per_frame": r(acc["feedback_total"] / frames, 5) if frames else None,
+    }
+
+
+def field_metrics(
+    *, dataset: Dataset, since: datetime, until: datetime | None = None, robot: Robot | None = None
+) -> dict:
+    """Hourly series and totals per model version (fleet-wide, or of one robot) between two times."""
+    until = until or timezone.now()
+    rows = HourlyMetric.objects.filter(dataset=dataset, hour__gte=since.replace(minute=0, second=0, microsecond=0))
+    rows = rows.filter(hour__lte=until)
+    rows = rows.filter(robot=robot) if robot is not None else rows.filter(robot__isnull=True)
+    series: dict[int | None, dict[datetime, dict]] = defaultdict(dict)
+    totals: dict[int | None, dict] = defaultdict(_empty)
+    for row in rows.order_by("hour"):
+        bucket = series[row.model_id].setdefault(row.hour, _empty())
+        _merge(bucket, row)
+        _merge(totals[row.model_id], row)
+    numbers = dict(ModelVersion.objects.filter(id__in=[m for m in series if m]).values_list("id", "number"))
+    models = []
+    for model_id in sorted(series, key=lambda m: (m is None, numbers.get(m, 0))):
+        models.append(
+            {
+                "model_id": model_id,
+                "version": numbers.get(model_id),
+                "label": f"v{numbers[model_id]}" if model_id in numbers else "unknown model",
+                "totals": summarize(totals[model_id]),
+                "series": [{"hour": hour.isoformat(), **summarize(acc)} for hour, acc in series[model_id].items()],
+            }
+        )
+    return {
+        "dataset": dataset.slug,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "robot": robot.serial if robot else None,
+        "models": models,
+    }
+
+
+def fleet_table(*, dataset: Dataset, since: datetime) -> list[dict]:
+    """One row per robot that ran a model of this dataset or reported on it since ``since``."""
+    per_robot = {
+        row["robot_id"]: row
+        for row in HourlyMetric.objects.filter(dataset=dataset, robot__isnull=False, hour__gte=since)
+        .values("robot_id")
+        .annotate(frames=Sum("frames"), with_detection=Sum("frames_with_detection"), feedback=Sum("feedback_total"))
+    }
+    robots = Robot.objects.filter(Q(id__in=per_robot) | Q(running_model__dataset=dataset)).select_related(
+        "running_model"
+    )
+    out = []
+    for robot in robots.order_by("serial"):
+        stats = per_robot.get(robot.id, {})
+        frames = stats.get("frames") or 0
+        running = robot.running_model if robot.running_model and robot.running_model.dataset_id == dataset.id else None
+        out.append(
+            {
+                "serial": robot.serial,
+                "name": robot.name,
+                "active": robot.is_active,
+                "last_seen_at": robot.last_seen_at,
+                "running_model_id": running.id if running else None,
+                "running_version": running.number if running else None,
+                "running_sha256": robot.running_sha256,
+                "pinned_model_id": robot.pinned_model_id,
+                "frames": frames,
+                "detection_rate": round((stats.get("with_detection") or 0) / frames, 4) if frames else None,
+                "feedback": stats.get("feedback") or 0,
+            }
+        )
+    return out
+
+
+def version_skew(*, dataset: Dataset, seen_since: datetime) -> list[dict]:
+    """Share of the robots seen since ``seen_since`` per model they report running (for this dataset)."""
+    robots = list(
+        Robot.objects.filter(is_active=True, last_seen_at__gte=seen_since, running_model__dataset=dataset).values_list(
+            "running_model_id", "running_model__number"
+        )
+    )
+    live = dict(Deployment.objects.filter(dataset=dataset, is_live=True).values_list("model_id", "channel"))
+    counts: dict[tuple, int] = defaultdict(int)
+    for model_id, number in robots:
+        counts[(model_id, number)] += 1
+    total = sum(counts.values())
+    return [
+        {
+            "model_id": model_id,
+            "version": number,
+            "robots": n,
+            "share": round(n / total, 4),
+            "channel": live.get(model_id, "retired"),
+        }
+        for (model_id, number), n in sorted(counts.items(), key=lambda kv: -kv[1])
+    ]
+
+
+def latest_drift_reports(*, dataset: Dataset) -> list[DriftReport]:
+    """The newest report of each scope (fleet and each robot) from the latest computation."""
+    latest = DriftReport.objects.filter(dataset=dataset).order_by("-computed_at").values_list("computed_at", flat=True)
+    moment = latest.first()
+    if moment is None:
+        return []
+    return list(
+        DriftReport.objects.filter(dataset=dataset, computed_at=moment).select_related("robot").order_by("robot_id")
+    )
+
+
+def dataset_alerts(*, dataset: Dataset, limit: int = 50) -> list[Alert]:
+    return list(
+        Alert.objects.filter(dataset=dataset)
+        .select_related("robot", "acknowledged_by", "dataset")
+        .order_by("acknowledged", "-last_seen")[:limit]
+    )
+
+
+def default_since(hours: int = 7 * 24) -> datetime:
+    return timezone.now() - timedelta(hours=hours)

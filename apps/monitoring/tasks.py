@@ -1,0 +1,57 @@
+"""Monitoring's Celery tasks (scheduled by django-celery-beat, see migration 0002): thin wrappers over services."""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from apps.datasets.models import Dataset
+from apps.deployments.models import Deployment
+from apps.monitoring import services
+
+log = logging.getLogger(__name__)
+
+
+def _datasets_with_live(channel: str, dataset_id: int | None):
+    datasets = Dataset.objects.filter(deployments__channel=channel, deployments__is_live=True).distinct()
+    return datasets.filter(id=dataset_id) if dataset_id is not None else datasets
+
+
+@shared_task(name="apps.monitoring.tasks.telemetry_aggregate_task", ignore_result=True)
+def telemetry_aggregate_task() -> dict:
+    """Every minute: fold new raw telemetry and feedback into the hourly buckets."""
+    return services.telemetry_aggregate()
+
+
+@shared_task(name="apps.monitoring.tasks.telemetry_prune_task", ignore_result=True)
+def telemetry_prune_task() -> int:
+    """Daily: drop aggregated raw telemetry older than MONITORING_RAW_RETENTION_DAYS."""
+    return services.telemetry_prune(older_than=timezone.now() - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS))
+
+
+@shared_task(name="apps.monitoring.tasks.drift_compute_task", ignore_result=True)
+def drift_compute_task(dataset_id: int | None = None) -> dict:
+    """Hourly: drift of every dataset with a production deployment (or of one dataset)."""
+    done = {}
+    for dataset in _datasets_with_live(Deployment.Channel.PRODUCTION, dataset_id):
+        try:
+            reports = services.drift_compute(dataset=dataset)
+        except Exception:  # noqa: BLE001 - one broken dataset must not stop the others
+            log.exception("drift computation failed for %s", dataset.slug)
+            continue
+        done[dataset.slug] = [r.id for r in reports]
+    return done
+
+
+@shared_task(name="apps.monitoring.tasks.canary_guard_task", ignore_result=True)
+def canary_guard_task(dataset_id: int | None = None) -> dict:
+    """Every minute: judge each live canary against production and stop a bad one."""
+    done = {}
+    for dataset in _datasets_with_live(Deployment.Channel.CANARY, dataset_id):
+        try:
+            done[dataset.slug] = services.canary_guard_check(dataset=dataset)["status"]
+        except Exception:  # noqa: BLE001 - one broken dataset must not stop the others
+            log.exception("canary guard failed for %s", dataset.slug)
+    return done
