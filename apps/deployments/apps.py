@@ -1,5 +1,32 @@
+import logging
+
 from django.apps import AppConfig
+
+log = logging.getLogger(__name__)
 
 
 class DeploymentsConfig(AppConfig):
     name = "apps.deployments"
+
+    def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
+        from apps.deployments import receivers
+
+        post_save.connect(receivers.dataset_changed, sender="datasets.Dataset", dispatch_uid="deploy-dataset-saved")
+        post_delete.connect(receivers.dataset_changed, sender="datasets.Dataset", dispatch_uid="deploy-dataset-gone")
+        post_save.connect(receivers.artifact_changed, sender="training.ModelArtifact", dispatch_uid="deploy-art-saved")
+        post_delete.connect(receivers.artifact_changed, sender="training.ModelArtifact", dispatch_uid="deploy-art-gone")
+        # Training may not have its signal or hooks yet (built in parallel): connect when they exist.
+        try:
+            from apps.training.signals import model_trained
+        except ImportError:
+            log.info("apps.training.signals.model_trained not found: no automatic evaluation after training")
+        else:
+            model_trained.connect(receivers.model_trained, dispatch_uid="deployments-evaluate-and-gate")
+        try:
+            from apps.training.hooks import install_production_model_provider
+        except ImportError:
+            log.info("apps.training.hooks not found: training cannot ask for the production model")
+        else:
+            install_production_model_provider(receivers.production_model)

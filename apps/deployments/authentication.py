@@ -18,6 +18,28 @@ def _cache_key(digest: str) -> str:
     return f"robot-token:{digest}"
 
 
+def principal_cache_key(digest: str) -> str:
+    return _cache_key(digest)
+
+
+def principal_from_cached(found, digest: str) -> "RobotPrincipal | None":
+    """The principal from a cached ``[id, serial, pinned_model_id]`` (or None for an unknown/revoked token)."""
+    if not found:
+        return None
+    pinned = found[2] if len(found) > 2 else None
+    return RobotPrincipal(id=found[0], serial=found[1], pinned_model_id=pinned, token_digest=digest)
+
+
+def lookup_token(digest: str):
+    """What the cache holds for a token digest: ``[id, serial, pinned_model_id]`` or ``[]``."""
+    from apps.deployments.models import Robot
+
+    row = Robot.objects.filter(token_hash=digest, is_active=True).values_list("id", "serial", "pinned_model_id").first()
+    found = list(row) if row else []
+    cache.set(_cache_key(digest), found, CACHE_TTL_S)
+    return found
+
+
 def forget_token(digest: str) -> None:
     """Call whenever a robot's token or activity changes (revocation takes effect at once)."""
     cache.delete(_cache_key(digest))
@@ -29,6 +51,8 @@ class RobotPrincipal:
 
     id: int
     serial: str
+    pinned_model_id: int | None = None
+    token_digest: str = ""
     is_robot: bool = True
     is_authenticated: bool = True
     is_active: bool = True
@@ -61,17 +85,13 @@ class RobotTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed Bearer token.") from exc
         digest = token_hash(token)
-        key = _cache_key(digest)
-        found = cache.get(key)
+        prefetched = getattr(request, "_robot_prefetched", None)  # the poll view reads several keys in one trip
+        found = prefetched.get(_cache_key(digest)) if prefetched is not None else cache.get(_cache_key(digest))
         if found is None:
-            from apps.deployments.models import Robot
-
-            row = Robot.objects.filter(token_hash=digest, is_active=True).values_list("id", "serial").first()
-            found = list(row) if row else []
-            cache.set(key, found, CACHE_TTL_S)
-        if not found:
+            found = lookup_token(digest)
+        principal = principal_from_cached(found, digest)
+        if principal is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked robot token.")
-        principal = RobotPrincipal(id=found[0], serial=found[1])
         return principal, principal
 
     def authenticate_header(self, request):

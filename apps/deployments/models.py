@@ -4,6 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.datasets.models import Dataset
+from apps.training.models import ModelVersion
+
 
 class Robot(models.Model):
     """An enrolled Vector (through the agent next to it). Only the sha256 of its token is stored."""
@@ -21,6 +24,8 @@ class Robot(models.Model):
     pinned_model = models.ForeignKey(
         "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="pinned_robots"
     )
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    running_reported_at = models.DateTimeField(null=True, blank=True, help_text="When it last reported its model")
 
     class Meta:
         ordering = ["serial"]
@@ -56,6 +61,15 @@ class Deployment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     is_live = models.BooleanField(default=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # A rollback entry names the earlier entry whose model it re-deploys, so repeated rollbacks walk the
+    # promotion stack (v7 -> v6 -> v5) instead of bouncing between the last two models.
+    restores = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    gate_decision = models.ForeignKey(
+        "deployments.GateDecision", null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments"
+    )
+    gate_passed = models.BooleanField(
+        null=True, blank=True, help_text="The gate's verdict at promotion time (None: no decision existed)."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -96,3 +110,108 @@ class TelemetryRecord(models.Model):
             models.Index(fields=["model", "captured_at"]),
             models.Index(fields=["robot", "captured_at"]),
         ]
+
+
+class PromotionPolicy(models.Model):
+    """Per-dataset rules of the promotion gate (admin-editable)."""
+
+    dataset = models.OneToOneField("datasets.Dataset", on_delete=models.CASCADE, related_name="promotion_policy")
+    min_gain = models.FloatField(default=0.0, help_text="Candidate mAP50-95 minus production's must be at least this.")
+    max_slice_drop = models.FloatField(default=0.05, help_text="No slice's mAP50-95 may drop by more than this.")
+    min_test_images = models.PositiveIntegerField(default=20)
+    min_map50 = models.FloatField(default=0.5, help_text="The first model (no production yet) needs this mAP50.")
+    min_slice_images = models.PositiveIntegerField(
+        default=5, help_text="Slices with fewer test images are reported but not gated (too noisy)."
+    )
+    near_duplicate_distance = models.PositiveSmallIntegerField(
+        default=4, help_text="pHash Hamming distance at or below which a training image counts as a near-duplicate."
+    )
+    auto_promote = models.BooleanField(default=False, help_text="Promote a passing candidate right after training.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "promotion policies"
+
+    def __str__(self):
+        return f"policy of {self.dataset_id}"
+
+
+class Evaluation(models.Model):
+    """Metrics of one model on one test set (identified by the hash of its image list and boxes)."""
+
+    model = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="evaluations")
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    test_set_sha256 = models.CharField(max_length=64, db_index=True)
+    image_count = models.PositiveIntegerField()
+    metrics = models.JSONField(default=dict, help_text="overall, per_class, slices (lighting, robot, source)")
+    stats_path = models.CharField(max_length=255, blank=True, help_text="Per-image matched stats (.npz) in storage")
+    seconds = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "test_set_sha256"], name="evaluation_unique_model_test_set")
+        ]
+
+    def __str__(self):
+        return f"evaluation of model {self.model_id} on {self.test_set_sha256[:12]}"
+
+
+class GateDecision(models.Model):
+    """The promotion gate's verdict on a candidate against the production model of the time, with its reasons."""
+
+    candidate = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="gate_decisions")
+    production = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    candidate_evaluation = models.ForeignKey(
+        Evaluation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    production_evaluation = models.ForeignKey(
+        Evaluation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    test_set_sha256 = models.CharField(max_length=64, blank=True)
+    passed = models.BooleanField()
+    reasons = models.JSONField(default=list, help_text="Human sentences: why it passed or failed")
+    comparison = models.JSONField(default=dict, help_text="Candidate vs production: overall, per class, per slice")
+    map_diff = models.FloatField(null=True, help_text="Candidate minus production mAP50-95 on the same test set")
+    map_diff_ci = models.JSONField(default=list, blank=True, help_text="95% bootstrap interval [low, high]")
+    near_duplicates = models.JSONField(default=dict, blank=True, help_text="Training images near-duplicating test")
+    policy = models.JSONField(default=dict, help_text="The policy values applied")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"gate on model {self.candidate_id}: {'pass' if self.passed else 'fail'}"
+
+
+class EnrollmentKey(models.Model):
+    """An admin-set robot enrolment key (stored as sha256); the ROBOT_ENROLLMENT_KEY setting also works."""
+
+    key_hash = models.CharField(max_length=64, unique=True)
+    note = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.note or f"key {self.key_hash[:8]}"
+
+
+class RegistryModel(ModelVersion):
+    """The model registry's view of a trained model (admin: promote, start a canary)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "registry model"
+
+
+class DatasetDeployments(Dataset):
+    """A dataset seen from deployments (admin: roll back production, end the canary)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dataset deployment"
+        verbose_name_plural = "dataset deployments"

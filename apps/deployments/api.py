@@ -1,0 +1,314 @@
+"""The deployments API (shared/API.md): robot endpoints and the automation endpoints for ML engineers."""
+
+import re
+
+from django.core.files.storage import default_storage
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.deployments import selectors, services
+from apps.deployments import state as deploy_state
+from apps.deployments.serializers import (
+    DeploymentOutput,
+    EnrollInput,
+    GateDecisionOutput,
+    ModelOutput,
+    PromoteInput,
+    RollbackInput,
+    TelemetryInput,
+)
+from apps.deployments.throttling import RobotThrottle, prefetch_robot_keys
+from apps.training.models import ModelArtifact, ModelVersion
+from vectormlops.errors import NotFound, error_body
+from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
+
+CHUNK = 256 * 1024
+
+
+class IsRobotOrMLEngineer(BasePermission):
+    """Robots (their artifacts) and ML engineers (inspection, scripts)."""
+
+    def has_permission(self, request, view):
+        return is_robot(request.user) or has_role(request.user, "ml_engineer")
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+
+
+def _touch(request, prefetched=None) -> None:
+    """Every robot request updates last-seen (and the model it reports), at most once a minute."""
+    user = request.user
+    model_id = request.META.get("HTTP_X_MODEL_ID", "").strip()
+    sha = request.META.get("HTTP_X_MODEL_SHA256", "").strip().lower()
+    services.robot_touch(
+        robot_id=user.id,
+        digest=user.token_digest,
+        model_id=int(model_id) if model_id.isdigit() else None,
+        sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else "",
+        seen=(prefetched or {}).get(deploy_state.SEEN_KEY.format(digest=user.token_digest)),
+    )
+
+
+# --- robot endpoints ----------------------------------------------------------------------------------------
+
+
+class RobotEnrollView(APIView):
+    """POST /robots/enroll: a robot enrols itself with the enrolment key and gets its token (once)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=EnrollInput, responses={201: dict})
+    def post(self, request):
+        data = EnrollInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        robot, token = services.robot_enroll(
+            key=data.validated_data["enrollment_key"],
+            serial=data.validated_data["serial"],
+            name=data.validated_data["name"],
+        )
+        return Response({"serial": robot.serial, "token": token}, status=status.HTTP_201_CREATED)
+
+
+class RobotModelView(APIView):
+    """GET /robot/model?dataset=: the model this robot should run now (ETag / 304 without a database query)."""
+
+    permission_classes = [IsRobot]
+    throttle_classes = [RobotThrottle]
+
+    def initial(self, request, *args, **kwargs):
+        # One Redis round trip for the token, the seen-guard, the deployment state and the throttle counter.
+        self._prefetched = prefetch_robot_keys(request, slug=request.query_params.get("dataset") or None)
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(responses={200: dict, 304: None, 404: dict})
+    def get(self, request):
+        prefetched = self._prefetched
+        slug = request.query_params.get("dataset") or None
+        if slug is None:
+            slugs = (prefetched or {}).get(deploy_state.DATASETS_KEY)
+            slugs = slugs if slugs is not None else deploy_state.dataset_slugs()
+            if len(slugs) != 1:
+                return Response(
+                    error_body("dataset_required", "Name the dataset (?dataset=<slug>): there is not exactly one."),
+                    status=400,
+                )
+            slug = slugs[0]
+            prefetched = None  # the state key was not part of the round trip
+        _touch(request, self._prefetched)
+        current = deploy_state.cached_state(slug, prefetched)
+        if not current.get("exists"):
+            raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")
+        user = request.user
+        body = deploy_state.robot_answer(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
+        if body is None:
+            raise NotFound(f"Nothing is deployed for {slug}.", code="no_deployment")
+        etag = deploy_state.answer_etag(body)
+        if deploy_state.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+            response = HttpResponse(status=304)
+        else:
+            response = JsonResponse(body)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """(start, end inclusive) of a single byte range; None: no/ignored range; False: unsatisfiable."""
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header or "")
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        length = int(last)
+        if length == 0:
+            return False
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return False
+    return start, end
+
+
+def _stream(path: str, start: int, length: int):
+    with default_storage.open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+
+class ArtifactDownloadView(APIView):
+    """GET /models/<id>/artifacts/<format>: the artifact's bytes, streamed from storage; Range → 206."""
+
+    permission_classes = [IsRobotOrMLEngineer]
+    throttle_classes = [RobotThrottle]
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, 206: bytes})
+    def get(self, request, model_id: int, fmt: str):
+        artifact = ModelArtifact.objects.filter(model_id=model_id, format=fmt).first()
+        if artifact is None:
+            raise NotFound(f"Model {model_id} has no {fmt} artifact.", code="artifact_not_found")
+        if is_robot(request.user):
+            _touch(request)
+        etag = f'"{artifact.sha256}"'
+        common = {
+            "ETag": etag,
+            "X-Checksum-Sha256": artifact.sha256,
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'attachment; filename="model-{model_id}.{fmt}"',
+        }
+        if deploy_state.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+            response = HttpResponse(status=304)
+            for key, value in common.items():
+                response[key] = value
+            return response
+        size = artifact.size
+        wanted = _parse_range(request.META.get("HTTP_RANGE", ""), size)
+        if_range = request.META.get("HTTP_IF_RANGE", "")
+        if wanted and if_range and if_range != etag:
+            wanted = None  # the robot's partial file is of another version: send it all
+        if wanted is False:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        start, end = wanted if wanted else (0, size - 1)
+        length = max(0, end - start + 1)
+        response = StreamingHttpResponse(
+            _stream(artifact.storage_path, start, length),
+            status=206 if wanted else 200,
+            content_type="application/octet-stream",
+        )
+        response["Content-Length"] = str(length)
+        if wanted:
+            response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        for key, value in common.items():
+            response[key] = value
+        return response
+
+
+class TelemetryView(APIView):
+    """POST /telemetry: a robot's batch of per-frame reports (at most 500)."""
+
+    permission_classes = [IsRobot]
+    throttle_classes = [RobotThrottle]
+
+    @extend_schema(request=TelemetryInput, responses={202: dict})
+    def post(self, request):
+        data = TelemetryInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_by_slug(data.validated_data["dataset"])
+        accepted = services.telemetry_ingest(
+            robot_id=request.user.id,
+            dataset=dataset,
+            model_id=data.validated_data.get("model_id"),
+            records=data.validated_data["records"],
+        )
+        _touch(request)
+        return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+
+def ping(request):
+    """A trivial Django view (no authentication, no database): the baseline of bench/poll.py."""
+    return JsonResponse({"ok": True})
+
+
+# --- automation endpoints -----------------------------------------------------------------------------------
+
+
+class ModelListView(generics.ListAPIView):
+    """GET /models?dataset=: models with their lifecycle status (candidate|production|canary|retired|rejected)."""
+
+    permission_classes = [IsMLEngineer]
+    serializer_class = ModelOutput
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        slug = self.request.query_params.get("dataset")
+        dataset = services.dataset_by_slug(slug) if slug else None
+        return selectors.models_with_status(dataset).order_by("-id")
+
+
+class ModelDetailView(generics.RetrieveAPIView):
+    """GET /models/<id>: one model, its lifecycle status, its artifacts and its latest gate decision."""
+
+    permission_classes = [IsMLEngineer]
+    serializer_class = ModelOutput
+
+    def get_queryset(self):
+        return selectors.models_with_status()
+
+    def retrieve(self, request, *args, **kwargs):
+        model = self.get_object()
+        body = ModelOutput(model).data
+        decisions = getattr(model, "prefetched_decisions", None) or []
+        body["gate_decisions"] = GateDecisionOutput(decisions[:5], many=True).data
+        return Response(body)
+
+
+class ModelPromoteView(APIView):
+    """POST /models/<id>/promote: put a model live (a person may override a refusing gate; its verdict is kept)."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(request=PromoteInput, responses={201: DeploymentOutput, 200: DeploymentOutput})
+    def post(self, request, model_id: int):
+        model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
+        data = PromoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        before = services.Deployment.objects.filter(dataset=model.dataset, is_live=True).values_list("id", flat=True)
+        before = set(before)
+        deployment = services.model_promote(
+            model=model,
+            channel=data.validated_data["channel"],
+            user=request.user,
+            reason=data.validated_data["reason"],
+            canary_percent=data.validated_data.get("canary_percent"),
+        )
+        changed = deployment.pk not in before
+        body = DeploymentOutput(deployment).data
+        body["changed"] = changed
+        return Response(body, status=status.HTTP_201_CREATED if changed else status.HTTP_200_OK)
+
+
+class DatasetRollbackView(APIView):
+    """POST /datasets/<slug>/rollback: re-deploy the model live before the current one."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(request=RollbackInput, responses={201: DeploymentOutput})
+    def post(self, request, slug: str):
+        dataset = services.dataset_by_slug(slug)
+        data = RollbackInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = services.deployment_rollback(
+            dataset=dataset,
+            channel=data.validated_data["channel"],
+            user=request.user,
+            reason=data.validated_data["reason"],
+        )
+        return Response(DeploymentOutput(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDeploymentsView(generics.ListAPIView):
+    """GET /datasets/<slug>/deployments: the deployment history, newest first."""
+
+    permission_classes = [IsMLEngineer]
+    serializer_class = DeploymentOutput
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        dataset = services.dataset_by_slug(self.kwargs["slug"])
+        return selectors.deployment_history(dataset)

@@ -1,0 +1,63 @@
+"""Reads of the deployments app: models with their lifecycle status, histories, live deployments."""
+
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+
+from apps.deployments.models import Deployment, GateDecision
+from apps.training.models import ModelVersion
+
+STATUSES = ("candidate", "production", "canary", "retired", "rejected")
+
+
+def models_with_status(dataset=None) -> QuerySet:
+    """ModelVersions annotated with what the lifecycle status needs (constant number of queries for a list)."""
+    live = Deployment.objects.filter(model=OuterRef("pk"), is_live=True)
+    queryset = (
+        ModelVersion.objects.select_related("dataset")
+        .annotate(
+            in_production=Exists(live.filter(channel=Deployment.Channel.PRODUCTION)),
+            in_canary=Exists(live.filter(channel=Deployment.Channel.CANARY)),
+            was_deployed=Exists(Deployment.objects.filter(model=OuterRef("pk")).exclude(action=Deployment.Action.END)),
+        )
+        .prefetch_related(
+            "artifacts",
+            Prefetch(
+                "gate_decisions",
+                queryset=GateDecision.objects.order_by("-created_at", "-id"),
+                to_attr="prefetched_decisions",
+            ),
+        )
+        .order_by("dataset__slug", "-number")
+    )
+    if dataset is not None:
+        queryset = queryset.filter(dataset=dataset)
+    return queryset
+
+
+def lifecycle_status(model: ModelVersion) -> str:
+    """candidate | production | canary | retired | rejected, read from deployments and gate decisions."""
+    if not hasattr(model, "in_production"):
+        model = models_with_status().get(pk=model.pk)
+    if model.in_production:
+        return "production"
+    if model.in_canary:
+        return "canary"
+    if model.was_deployed:
+        return "retired"
+    decisions = getattr(model, "prefetched_decisions", None) or []
+    if decisions and not decisions[0].passed:
+        return "rejected"
+    return "candidate"
+
+
+def live_deployments(dataset) -> dict:
+    """{"production": Deployment|None, "canary": Deployment|None}."""
+    live = {d.channel: d for d in Deployment.objects.filter(dataset=dataset, is_live=True).select_related("model")}
+    return {"production": live.get("production"), "canary": live.get("canary")}
+
+
+def deployment_history(dataset) -> QuerySet:
+    return (
+        Deployment.objects.filter(dataset=dataset)
+        .select_related("model", "created_by", "dataset")
+        .order_by("-created_at", "-id")
+    )

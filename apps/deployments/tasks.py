@@ -1,0 +1,21 @@
+"""Celery tasks of deployments: thin, take ids, call a service."""
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, max_retries=2, default_retry_delay=30)
+def evaluate_and_gate_task(model_id: int) -> dict:
+    """Evaluate a freshly trained model against production and apply the promotion gate (and auto-promotion)."""
+    from apps.deployments.services import model_evaluate_and_gate
+    from apps.training.models import ModelVersion
+
+    model = ModelVersion.objects.filter(pk=model_id).select_related("dataset").first()
+    if model is None:
+        log.warning("model %s vanished before its evaluation", model_id)
+        return {"model_id": model_id, "skipped": True}
+    decision = model_evaluate_and_gate(model=model)
+    return {"model_id": model_id, "decision_id": decision.pk, "passed": decision.passed}
