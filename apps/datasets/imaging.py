@@ -35,6 +35,12 @@ class ImageFacts:
     thumbnail: bytes
 
 
+def _looks_like_image(path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return head.startswith(b"\xff\xd8\xff") or head == b"\x89PNG\r\n\x1a\n"
+
+
 def _open(path, max_pixels: int) -> PILImage.Image:
     """Open from the header only and check format and pixel count before any decoding."""
     try:
@@ -45,10 +51,10 @@ def _open(path, max_pixels: int) -> PILImage.Image:
         raise PayloadTooLarge(
             "The image has too many pixels.", code="image_too_large", details={"max_pixels": max_pixels}
         ) from exc
-    except UnidentifiedImageError as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if _looks_like_image(path):  # a JPEG/PNG signature cut off before its header ends
+            raise ValidationFailed("The image is truncated or corrupt.", code="truncated_image") from exc
         raise ValidationFailed("The file is not an image.", code="not_an_image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ValidationFailed(f"The file is not a readable image ({exc}).", code="not_an_image") from exc
     if image.format not in ALLOWED_FORMATS:
         fmt = image.format
         image.close()
