@@ -1,4 +1,14 @@
-from django.urls import path  # noqa: F401
+"""Labeling pages."""
+
+from django.urls import path
+
+from . import views
 
 app_name = "labeling"
-urlpatterns = []
+urlpatterns = [
+    path("label/", views.home, name="home"),
+    path("label/<slug:slug>/", views.label, name="label"),
+    path("review/", views.review_home, name="review_home"),
+    path("review/<slug:slug>/", views.review, name="review"),
+    path("labeling/stats/", views.stats, name="stats"),
+]

@@ -1,0 +1,144 @@
+"""Server-side pre-labels: run the dataset's production model (ultralytics, a local copy of its .pt) on images and
+store the boxes as predictions. The only module of labeling that touches ultralytics."""
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from apps.datasets.models import Dataset, Image
+
+from . import services
+from .models import Prediction, PrelabelModel
+
+log = logging.getLogger(__name__)
+STORE_MIN_CONFIDENCE = 0.05  # low boxes are kept: they tell how unsure the model is
+BATCH = 16
+_MODELS: dict[str, object] = {}  # sha256 -> loaded YOLO, one per worker process
+
+
+def _cache_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "prelabel-models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _local_copy(storage_path: str) -> tuple[Path, str]:
+    """Copy the artifact from storage (disk or S3) to a local file named by its sha256 (hashed while copying)."""
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=_cache_dir(), suffix=".part", delete=False) as tmp:
+        with default_storage.open(storage_path, "rb") as source:
+            for chunk in iter(lambda: source.read(1024 * 1024), b""):
+                digest.update(chunk)
+                tmp.write(chunk)
+    sha256 = digest.hexdigest()
+    target = _cache_dir() / f"{sha256}.pt"
+    if target.exists():
+        os.unlink(tmp.name)
+    else:
+        os.replace(tmp.name, target)
+    return target, sha256
+
+
+def _model_path(prelabel: PrelabelModel) -> Path:
+    target = _cache_dir() / f"{prelabel.sha256}.pt"
+    if not target.exists():
+        path, sha256 = _local_copy(prelabel.storage_path)
+        if sha256 != prelabel.sha256:
+            raise ValueError(f"artifact {prelabel.storage_path} changed: sha256 {sha256} != {prelabel.sha256}")
+        return path
+    return target
+
+
+def _load(prelabel: PrelabelModel):
+    model = _MODELS.get(prelabel.sha256)
+    if model is None:
+        from ultralytics import YOLO
+
+        model = YOLO(str(_model_path(prelabel)), task="detect")
+        _MODELS.clear()  # keep one model in memory per worker
+        _MODELS[prelabel.sha256] = model
+    return model
+
+
+def _local_image(image: Image, workdir: Path) -> str:
+    """A file path for ultralytics; files on local disk are used in place."""
+    try:
+        return default_storage.path(image.storage_path)
+    except NotImplementedError:  # remote storage (S3)
+        target = workdir / Path(image.storage_path).name
+        with default_storage.open(image.storage_path, "rb") as source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+        return str(target)
+
+
+def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
+    """Predict and store boxes for ``images`` with the pre-label model; returns how many were stored."""
+    if not images:
+        return 0
+    model = _load(prelabel)
+    stored = 0
+    with tempfile.TemporaryDirectory(dir=_cache_dir()) as workdir:
+        for start in range(0, len(images), BATCH):
+            batch = images[start : start + BATCH]
+            paths = [_local_image(image, Path(workdir)) for image in batch]
+            results = model.predict(paths, conf=STORE_MIN_CONFIDENCE, verbose=False)
+            for image, result in zip(batch, results, strict=True):
+                boxes = []
+                if result.boxes is not None:
+                    for xyxy, conf, cls in zip(
+                        result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist(), strict=True
+                    ):
+                        x0, y0, x1, y1 = xyxy
+                        boxes.append({"class_id": int(cls), "box": [x0, y0, x1 - x0, y1 - y0], "confidence": conf})
+                services.predictions_store(
+                    image=image,
+                    boxes=boxes,
+                    source=Prediction.Source.SERVER,
+                    model_id=prelabel.model_id,
+                    model_sha256=prelabel.sha256,
+                )
+                stored += 1
+    return stored
+
+
+def prelabel_dataset(*, dataset: Dataset, model_id: int, artifact_storage_path: str) -> int:
+    """Make this model the dataset's pre-label model, then predict every image still waiting for labels that it
+    has not predicted yet. Returns the number of images predicted."""
+    _path, sha256 = _local_copy(artifact_storage_path)
+    prelabel = services.prelabel_model_set(
+        dataset=dataset, model_id=model_id, storage_path=artifact_storage_path, sha256=sha256
+    )
+    pending = list(
+        Image.objects.filter(dataset=dataset, status__in=services.QUEUE_STATUSES)
+        .exclude(prediction__source=Prediction.Source.SERVER, prediction__model_sha256=sha256)
+        .select_related("dataset")
+        .order_by("id")
+    )
+    return predict_images(prelabel=prelabel, images=pending)
+
+
+def prelabel_image(*, image: Image) -> bool:
+    """Predict one new image with its dataset's pre-label model, if the dataset has one."""
+    prelabel = PrelabelModel.objects.filter(dataset_id=image.dataset_id).first()
+    if prelabel is None:
+        return False
+    return predict_images(prelabel=prelabel, images=[image]) == 1
+
+
+def on_image_ingested(sender, image: Image, **kwargs) -> None:
+    """Receiver of datasets' image_ingested: store the robot's own predictions, queue a server pre-label."""
+    try:
+        services.predictions_from_meta(image=image)
+    except Exception:  # noqa: BLE001 - a robot's odd meta must never break ingestion
+        log.warning("could not store the robot's predictions of image %s", image.pk, exc_info=True)
+    if PrelabelModel.objects.filter(dataset_id=image.dataset_id).exists():
+        from .tasks import prelabel_image_task
+
+        transaction.on_commit(lambda: prelabel_image_task.delay(image.pk))

@@ -1,0 +1,138 @@
+"""Reads of the labeling app: what the labeling and review pages load for one image, queues, statistics."""
+
+from collections import defaultdict
+
+from django.db.models import Count, Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.datasets.models import Annotation, Dataset, Image
+from apps.datasets.services import boxes_to_api
+
+from .models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
+from .services import latest_rejection
+
+# Suggestions shown on the page; lower-confidence boxes are stored only to measure the model's certainty.
+SUGGESTION_MIN_CONFIDENCE = 0.25
+
+
+def image_url(image: Image) -> str:
+    """The permission-checked URL of the image file (served by datasets)."""
+    return reverse("datasets:image_file", args=[image.pk])
+
+
+def image_bundle(*, image: Image, user) -> dict:
+    """Everything the labeling page needs to show one image: size, URL, boxes with version, the person's draft,
+    model suggestions, the last rejection comment and who holds the claim."""
+    dataset = image.dataset
+    annotation = Annotation.objects.filter(image=image).select_related("updated_by").first()
+    draft = Draft.objects.filter(image=image, user=user).first()
+    prediction = Prediction.objects.filter(image=image).first()
+    claim = ImageClaim.objects.filter(image=image, expires_at__gt=timezone.now()).select_related("user").first()
+    rejection = latest_rejection(image)
+    suggestions = None
+    if prediction is not None:
+        names = dataset.classes
+        suggestions = {
+            "source": prediction.source,
+            "model_id": prediction.model_id,
+            "certainty": prediction.certainty,
+            "boxes": [
+                {"label": names[b["class_id"]], "box": b["box"], "confidence": b["confidence"]}
+                for b in prediction.boxes
+                if b["class_id"] < len(names) and b["confidence"] >= SUGGESTION_MIN_CONFIDENCE
+            ],
+        }
+    return {
+        "id": image.pk,
+        "dataset": dataset.slug,
+        "width": image.width,
+        "height": image.height,
+        "url": image_url(image),
+        "status": image.status,
+        "source": image.source,
+        "robot_serial": image.robot_serial,
+        "uploaded_at": image.uploaded_at.isoformat(),
+        "annotation": {
+            "version": annotation.version if annotation else 0,
+            "boxes": boxes_to_api(dataset, annotation.boxes) if annotation else [],
+            "updated_by": annotation.updated_by.get_username() if annotation and annotation.updated_by else None,
+        },
+        "draft": (
+            {"boxes": draft.boxes, "base_version": draft.base_version, "updated_at": draft.updated_at.isoformat()}
+            if draft
+            else None
+        ),
+        "suggestions": suggestions,
+        "rejection": (
+            {
+                "comment": rejection.comment,
+                "reviewer": rejection.reviewer.get_username() if rejection.reviewer else None,
+                "created_at": rejection.created_at.isoformat(),
+            }
+            if rejection
+            else None
+        ),
+        "claim": (
+            {
+                "user": claim.user.get_username(),
+                "mine": claim.user_id == user.pk,
+                "expires_at": claim.expires_at.isoformat(),
+            }
+            if claim
+            else None
+        ),
+    }
+
+
+def review_queue(dataset: Dataset):
+    """Submitted images, the longest-waiting first."""
+    return (
+        Image.objects.filter(dataset=dataset, status=Image.Status.SUBMITTED)
+        .select_related("annotation")
+        .order_by("annotation__updated_at", "id")
+    )
+
+
+def annotator_stats(*, dataset: Dataset | None = None, since=None) -> list[dict]:
+    """Per annotator: images and boxes submitted, per hour of labeling time (claim to submit), skips, reviews of
+    their work and the rejection rate."""
+    events = LabelingEvent.objects.all()
+    reviews = ReviewEvent.objects.filter(annotator__isnull=False)
+    if dataset is not None:
+        events = events.filter(dataset=dataset)
+        reviews = reviews.filter(image__dataset=dataset)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+        reviews = reviews.filter(created_at__gte=since)
+    rows: dict = defaultdict(
+        lambda: {"images": 0, "boxes": 0, "skips": 0, "seconds": 0.0, "reviewed": 0, "rejected": 0}
+    )
+    per_user = events.values("user__username").annotate(
+        images=Count("id", filter=Q(kind=LabelingEvent.Kind.SUBMIT)),
+        boxes=Sum("box_count", filter=Q(kind=LabelingEvent.Kind.SUBMIT)),
+        skips=Count("id", filter=Q(kind=LabelingEvent.Kind.SKIP)),
+        seconds=Sum("duration_s"),
+    )
+    for row in per_user:
+        entry = rows[row["user__username"]]
+        entry.update(images=row["images"], boxes=row["boxes"] or 0, skips=row["skips"], seconds=row["seconds"] or 0.0)
+    for row in reviews.values("annotator__username").annotate(
+        reviewed=Count("id"), rejected=Count("id", filter=Q(decision=ReviewEvent.Decision.REJECT))
+    ):
+        entry = rows[row["annotator__username"]]
+        entry.update(reviewed=row["reviewed"], rejected=row["rejected"])
+    result = []
+    for username, entry in sorted(rows.items()):
+        hours = entry["seconds"] / 3600.0
+        result.append(
+            {
+                "user": username,
+                **entry,
+                "hours": round(hours, 3),
+                "images_per_hour": round(entry["images"] / hours, 1) if hours > 0 else None,
+                "boxes_per_hour": round(entry["boxes"] / hours, 1) if hours > 0 else None,
+                "rejection_rate": round(entry["rejected"] / entry["reviewed"], 3) if entry["reviewed"] else None,
+            }
+        )
+    return result

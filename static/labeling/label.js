@@ -1,0 +1,650 @@
+// The labeling tool: one image, its boxes (Konva + Konva.Transformer for select / move / resize handles),
+// keyboard-first, claims with a heartbeat, a prefetched next image, autosaved drafts, versioned saves with a
+// conflict dialog, model suggestions and live updates. Box coordinates are always original-image pixels.
+(() => {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("label-config").textContent);
+  const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
+  const PALETTE = ["#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f", "#30d158"];
+  const HEARTBEAT_MS = 60 * 1000;
+  const DRAFT_DEBOUNCE_MS = 700;
+  const MIN_BOX_SCREEN_PX = 4;
+
+  const $ = (id) => document.getElementById(id);
+  const colourOf = (label) => PALETTE[Math.max(0, cfg.classes.indexOf(label)) % PALETTE.length];
+  const round2 = (v) => Math.round(v * 100) / 100;
+  const urlFor = (name, id) => cfg.urls[name].replace(/\/0(?=\/|$)/, `/${id}`);
+  let uidSeq = 1;
+  const withUid = (b) => ({ uid: uidSeq++, label: b.label, box: b.box.map(Number) });
+
+  const state = {
+    current: null, // the image bundle on screen
+    imageEl: null,
+    version: 0,
+    boxes: [], // [{uid, label, box: [x, y, w, h]}]
+    suggestions: [],
+    selected: null, // uid
+    activeClass: 0,
+    undo: [],
+    redo: [],
+    prefetched: null, // {bundle, img}
+    busy: false,
+    done: 0,
+    draftTimer: null,
+    dirty: false,
+    claims: new Map(), // image_id -> user
+  };
+
+  // --- HTTP ----------------------------------------------------------------------------------------------------
+  async function api(method, url, body, { keepalive = false } = {}) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      keepalive,
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_) { /* 204 */ }
+    return { ok: response.ok, status: response.status, body: data };
+  }
+  const errorText = (r) => (r.body && r.body.error ? r.body.error.message : `The server answered ${r.status}.`);
+
+  // --- notices -------------------------------------------------------------------------------------------------
+  function notice(kind, html, { key = null, timeout = 0 } = {}) {
+    const box = $("notices");
+    if (key) box.querySelectorAll(`[data-key="${key}"]`).forEach((n) => n.remove());
+    const div = document.createElement("div");
+    div.className = `alert alert-${kind} alert-dismissible d-flex align-items-center gap-2`;
+    if (key) div.dataset.key = key;
+    div.innerHTML = `<div class="me-auto">${html}</div><button type="button" class="btn-close" aria-label="Close"></button>`;
+    div.querySelector(".btn-close").addEventListener("click", () => div.remove());
+    box.append(div);
+    if (timeout) setTimeout(() => div.remove(), timeout);
+    return div;
+  }
+  const clearNotices = () => { $("notices").innerHTML = ""; };
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  // --- Konva scene ---------------------------------------------------------------------------------------------
+  const wrap = $("canvas-wrap");
+  const stage = new Konva.Stage({ container: "canvas-wrap", width: wrap.clientWidth, height: wrap.clientHeight });
+  const layer = new Konva.Layer();
+  stage.add(layer);
+  const world = new Konva.Group(); // image pixels; scaled and moved for zoom / pan
+  layer.add(world);
+  const imageNode = new Konva.Image({ x: 0, y: 0, name: "image" });
+  world.add(imageNode);
+  const suggestionGroup = new Konva.Group({ listening: false });
+  const boxGroup = new Konva.Group();
+  world.add(suggestionGroup, boxGroup);
+  const drawRect = new Konva.Rect({ visible: false, listening: false, strokeWidth: 2, strokeScaleEnabled: false, dash: [4, 3] });
+  world.add(drawRect);
+  const transformer = new Konva.Transformer({
+    rotateEnabled: false,
+    flipEnabled: false,
+    keepRatio: false,
+    ignoreStroke: true,
+    anchorSize: 9,
+    borderStroke: "#ffffff",
+    anchorStroke: "#0a84ff",
+    boundBoxFunc: (oldBox, newBox) => (newBox.width < MIN_BOX_SCREEN_PX || newBox.height < MIN_BOX_SCREEN_PX ? oldBox : newBox),
+  });
+  layer.add(transformer);
+
+  const scale = () => world.scaleX();
+  const imgW = () => (state.current ? state.current.width : 1);
+  const imgH = () => (state.current ? state.current.height : 1);
+  function toImage(pos) {
+    return world.getAbsoluteTransform().copy().invert().point(pos);
+  }
+  function clampBox([x, y, w, h]) {
+    const x0 = Math.max(0, Math.min(x, x + w)), y0 = Math.max(0, Math.min(y, y + h));
+    const x1 = Math.min(imgW(), Math.max(x, x + w)), y1 = Math.min(imgH(), Math.max(y, y + h));
+    return [x0, y0, Math.max(0, x1 - x0), Math.max(0, y1 - y0)];
+  }
+
+  function fit() {
+    stage.width(wrap.clientWidth);
+    stage.height(wrap.clientHeight);
+    const s = Math.min(stage.width() / imgW(), stage.height() / imgH()) * 0.96;
+    world.scale({ x: s, y: s });
+    world.position({ x: (stage.width() - imgW() * s) / 2, y: (stage.height() - imgH() * s) / 2 });
+    state.fitScale = s;
+    render();
+  }
+  function zoomAt(point, factor) {
+    const old = scale();
+    const next = Math.max((state.fitScale || old) * 0.5, Math.min(old * factor, 40));
+    const anchor = { x: (point.x - world.x()) / old, y: (point.y - world.y()) / old };
+    world.scale({ x: next, y: next });
+    world.position({ x: point.x - anchor.x * next, y: point.y - anchor.y * next });
+    render();
+  }
+
+  function render() {
+    boxGroup.destroyChildren();
+    suggestionGroup.destroyChildren();
+    const s = scale();
+    const font = 12 / s;
+    for (const sug of state.suggestions) {
+      const [x, y, w, h] = sug.box;
+      const colour = colourOf(sug.label);
+      suggestionGroup.add(new Konva.Rect({ x, y, width: w, height: h, stroke: colour, strokeWidth: 2, strokeScaleEnabled: false, dash: [6, 4], opacity: 0.85, name: "suggestion" }));
+      suggestionGroup.add(new Konva.Text({ x, y: y + h + 2 / s, text: `${sug.label} ${Math.round(sug.confidence * 100)}%?`, fontSize: font, fill: colour, opacity: 0.9 }));
+    }
+    let selectedNode = null;
+    for (const b of state.boxes) {
+      const [x, y, w, h] = b.box;
+      const colour = colourOf(b.label);
+      const selected = b.uid === state.selected;
+      const rect = new Konva.Rect({
+        x, y, width: w, height: h, id: `box-${b.uid}`, name: "box",
+        stroke: colour, strokeWidth: selected ? 3 : 2, strokeScaleEnabled: false,
+        fill: selected ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.01)", draggable: true,
+      });
+      rect.setAttr("uid", b.uid);
+      rect.on("mousedown touchstart", (e) => {
+        if (e.evt.button === 0 || e.evt.touches) select(b.uid);
+      });
+      rect.on("dragend", () => {
+        const nx = Math.min(Math.max(0, rect.x()), imgW() - b.box[2]);
+        const ny = Math.min(Math.max(0, rect.y()), imgH() - b.box[3]);
+        commit(() => { b.box = [nx, ny, b.box[2], b.box[3]]; });
+      });
+      rect.on("mouseenter", () => { if (!state.panning && !state.drawing) wrap.style.cursor = "move"; });
+      rect.on("mouseleave", () => { wrap.style.cursor = ""; });
+      boxGroup.add(rect);
+      const tag = new Konva.Label({ x, y: y - font * 1.4, listening: false });
+      tag.add(new Konva.Tag({ fill: colour, opacity: 0.85 }));
+      tag.add(new Konva.Text({ text: b.label, fontSize: font, padding: 2 / s, fill: "#fff" }));
+      boxGroup.add(tag);
+      if (selected) selectedNode = rect;
+    }
+    transformer.nodes(selectedNode ? [selectedNode] : []);
+    if (selectedNode) transformer.moveToTop();
+    layer.batchDraw();
+    $("zoom-level").textContent = `${Math.round(s * 100)} %`;
+    renderSide();
+  }
+
+  function renderSide() {
+    const list = $("box-list");
+    list.innerHTML = "";
+    state.boxes.forEach((b, i) => {
+      const li = document.createElement("li");
+      li.className = `list-group-item d-flex gap-2${b.uid === state.selected ? " active" : ""}`;
+      li.innerHTML = `<span class="class-swatch" style="background:${colourOf(b.label)}"></span><span>${i + 1}. ${esc(b.label)}</span>` +
+        `<span class="ms-auto text-muted">${b.box.map((v) => Math.round(v)).join(", ")}</span>`;
+      li.addEventListener("click", () => select(b.uid));
+      list.append(li);
+    });
+    $("box-count").textContent = state.boxes.length;
+    document.querySelectorAll("#class-list .list-group-item").forEach((li, i) => li.classList.toggle("active", i === state.activeClass));
+    $("undo-btn").disabled = !state.undo.length;
+    $("redo-btn").disabled = !state.redo.length;
+    $("delete-btn").disabled = state.selected === null;
+    $("accept-btn").hidden = !state.suggestions.length;
+  }
+
+  function buildClassList() {
+    const list = $("class-list");
+    cfg.classes.forEach((name, i) => {
+      const li = document.createElement("li");
+      li.className = "list-group-item list-group-item-action";
+      li.innerHTML = `<span class="class-swatch" style="background:${colourOf(name)}"></span>${esc(name)}${i < 9 ? ` <kbd class="float-end">${i + 1}</kbd>` : ""}`;
+      li.addEventListener("click", () => pickClass(i));
+      list.append(li);
+    });
+  }
+
+  // --- editing with undo / redo ---------------------------------------------------------------------------------
+  function commit(mutate) {
+    state.undo.push(JSON.stringify(state.boxes));
+    if (state.undo.length > 200) state.undo.shift();
+    state.redo = [];
+    mutate();
+    changed();
+  }
+  function changed() {
+    state.dirty = true;
+    render();
+    scheduleDraft();
+  }
+  function undo() {
+    if (!state.undo.length) return;
+    state.redo.push(JSON.stringify(state.boxes));
+    state.boxes = JSON.parse(state.undo.pop());
+    if (!state.boxes.some((b) => b.uid === state.selected)) state.selected = null;
+    changed();
+  }
+  function redo() {
+    if (!state.redo.length) return;
+    state.undo.push(JSON.stringify(state.boxes));
+    state.boxes = JSON.parse(state.redo.pop());
+    if (!state.boxes.some((b) => b.uid === state.selected)) state.selected = null;
+    changed();
+  }
+  function select(uid) {
+    state.selected = uid;
+    const box = state.boxes.find((b) => b.uid === uid);
+    if (box) state.activeClass = Math.max(0, cfg.classes.indexOf(box.label));
+    render();
+  }
+  function selectedBox() { return state.boxes.find((b) => b.uid === state.selected) || null; }
+  function pickClass(i) {
+    if (i < 0 || i >= cfg.classes.length) return;
+    state.activeClass = i;
+    const box = selectedBox();
+    if (box && box.label !== cfg.classes[i]) commit(() => { box.label = cfg.classes[i]; });
+    else render();
+  }
+  function deleteSelected() {
+    const box = selectedBox();
+    if (!box) return;
+    commit(() => { state.boxes = state.boxes.filter((b) => b !== box); });
+    state.selected = null;
+    render();
+  }
+  function nudge(dx, dy) {
+    const box = selectedBox();
+    if (!box) return;
+    const [x, y, w, h] = box.box;
+    commit(() => { box.box = [Math.min(Math.max(0, x + dx), imgW() - w), Math.min(Math.max(0, y + dy), imgH() - h), w, h]; });
+  }
+  function acceptSuggestions() {
+    if (!state.suggestions.length) return;
+    commit(() => {
+      for (const s of state.suggestions) state.boxes.push(withUid({ label: s.label, box: clampBox(s.box) }));
+      state.suggestions = [];
+    });
+  }
+  function selectNext(step) {
+    if (!state.boxes.length) return;
+    const i = state.boxes.findIndex((b) => b.uid === state.selected);
+    const n = state.boxes.length;
+    select(state.boxes[(i + step + n) % n].uid);
+  }
+
+  transformer.on("transformend", () => {
+    const node = transformer.nodes()[0];
+    if (!node) return;
+    const box = state.boxes.find((b) => b.uid === node.getAttr("uid"));
+    if (!box) return;
+    const next = clampBox([node.x(), node.y(), node.width() * node.scaleX(), node.height() * node.scaleY()]);
+    node.scale({ x: 1, y: 1 });
+    if (next[2] <= 0 || next[3] <= 0) { render(); return; }
+    commit(() => { box.box = next; });
+  });
+
+  // --- mouse: draw, pan, zoom ------------------------------------------------------------------------------------
+  stage.on("mousedown touchstart", (e) => {
+    if (!state.current) return;
+    const evt = e.evt;
+    const pointer = stage.getPointerPosition();
+    if (evt.button === 1 || state.spaceHeld) {
+      evt.preventDefault();
+      state.panning = { x: pointer.x, y: pointer.y, wx: world.x(), wy: world.y() };
+      wrap.classList.add("panning");
+      return;
+    }
+    if (evt.button !== undefined && evt.button !== 0) return;
+    const target = e.target;
+    if (target.hasName("box") || target.getParent() === transformer || target.getParent()?.className === "Transformer") return;
+    const p = toImage(pointer);
+    if (p.x < 0 || p.y < 0 || p.x > imgW() || p.y > imgH()) { state.selected = null; render(); return; }
+    state.drawing = { x: p.x, y: p.y };
+    wrap.classList.add("drawing");
+    drawRect.setAttrs({ x: p.x, y: p.y, width: 0, height: 0, visible: true, stroke: colourOf(cfg.classes[state.activeClass]) });
+    layer.batchDraw();
+  });
+  stage.on("mousemove touchmove", () => {
+    const pointer = stage.getPointerPosition();
+    if (!pointer || !state.current) return;
+    const p = toImage(pointer);
+    $("cursor-pos").textContent = p.x >= 0 && p.y >= 0 && p.x <= imgW() && p.y <= imgH() ? `x ${Math.round(p.x)}, y ${Math.round(p.y)}` : "";
+    if (state.panning) {
+      world.position({ x: state.panning.wx + pointer.x - state.panning.x, y: state.panning.wy + pointer.y - state.panning.y });
+      layer.batchDraw();
+    } else if (state.drawing) {
+      const [x, y, w, h] = clampBox([state.drawing.x, state.drawing.y, p.x - state.drawing.x, p.y - state.drawing.y]);
+      drawRect.setAttrs({ x, y, width: w, height: h });
+      layer.batchDraw();
+    }
+  });
+  function finishPointer() {
+    if (state.panning) {
+      state.panning = null;
+      wrap.classList.remove("panning");
+    }
+    if (state.drawing) {
+      const box = [drawRect.x(), drawRect.y(), drawRect.width(), drawRect.height()];
+      state.drawing = null;
+      wrap.classList.remove("drawing");
+      drawRect.visible(false);
+      if (box[2] * scale() >= MIN_BOX_SCREEN_PX && box[3] * scale() >= MIN_BOX_SCREEN_PX) {
+        const created = withUid({ label: cfg.classes[state.activeClass], box });
+        commit(() => { state.boxes.push(created); });
+        state.selected = created.uid;
+        render();
+      } else {
+        state.selected = null; // a click on empty space deselects
+        render();
+      }
+    }
+  }
+  stage.on("mouseup touchend", finishPointer);
+  window.addEventListener("mouseup", finishPointer);
+  stage.on("wheel", (e) => {
+    e.evt.preventDefault();
+    zoomAt(stage.getPointerPosition(), e.evt.deltaY < 0 ? 1.15 : 1 / 1.15);
+  });
+  wrap.addEventListener("auxclick", (e) => e.preventDefault());
+  wrap.addEventListener("mousedown", (e) => { if (e.button === 1) e.preventDefault(); });
+  window.addEventListener("resize", () => { if (state.current) fit(); });
+
+  // --- keyboard --------------------------------------------------------------------------------------------------
+  const modalOpen = () => document.querySelector(".modal.show") !== null;
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement || t.isContentEditable) return;
+    if (e.key === "?") { e.preventDefault(); bootstrap.Modal.getOrCreateInstance($("help-modal")).toggle(); return; }
+    if (modalOpen()) return;
+    const ctrl = e.ctrlKey || e.metaKey;
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (ctrl && key === "z") { e.preventDefault(); (e.shiftKey ? redo : undo)(); return; }
+    if (ctrl && key === "y") { e.preventDefault(); redo(); return; }
+    if (ctrl || e.altKey) return;
+    if (key === " ") { e.preventDefault(); state.spaceHeld = true; wrap.classList.add("space-held"); return; }
+    if (key === "Enter" && t instanceof HTMLButtonElement) return; // the focused button handles its own Enter
+    if (key === "n" || key === "Enter") { e.preventDefault(); submit(); return; }
+    if (key === "s") { e.preventDefault(); skip(); return; }
+    if (key === "a") { e.preventDefault(); acceptSuggestions(); return; }
+    if (key === "f" || key === "0") { e.preventDefault(); fit(); return; }
+    if (key === "+" || key === "=") { zoomAt({ x: stage.width() / 2, y: stage.height() / 2 }, 1.25); return; }
+    if (key === "-") { zoomAt({ x: stage.width() / 2, y: stage.height() / 2 }, 0.8); return; }
+    if (/^[1-9]$/.test(key)) { e.preventDefault(); pickClass(Number(key) - 1); return; }
+    if (key === "Delete" || key === "Backspace") { e.preventDefault(); deleteSelected(); return; }
+    if (key === "Escape") {
+      if (state.drawing) { state.drawing = null; drawRect.visible(false); wrap.classList.remove("drawing"); }
+      state.selected = null; render(); return;
+    }
+    if (key === "Tab") { e.preventDefault(); selectNext(e.shiftKey ? -1 : 1); return; }
+    const step = e.shiftKey ? 10 : 1;
+    const arrows = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (arrows[key] && state.selected !== null) { e.preventDefault(); nudge(...arrows[key]); }
+  });
+  document.addEventListener("keyup", (e) => {
+    if (e.key === " ") { state.spaceHeld = false; wrap.classList.remove("space-held"); }
+  });
+
+  // --- drafts ----------------------------------------------------------------------------------------------------
+  function payloadBoxes() {
+    return state.boxes.map((b) => ({ label: b.label, box: b.box.map(round2) }));
+  }
+  function scheduleDraft() {
+    clearTimeout(state.draftTimer);
+    state.draftTimer = setTimeout(() => saveDraft(), DRAFT_DEBOUNCE_MS);
+    $("save-state").textContent = "unsaved changes";
+  }
+  async function saveDraft({ keepalive = false } = {}) {
+    clearTimeout(state.draftTimer);
+    if (!state.current || !state.dirty) return;
+    const id = state.current.id;
+    const r = await api("PUT", urlFor("draft", id), { boxes: payloadBoxes(), base_version: state.version }, { keepalive });
+    if (state.current && state.current.id === id) {
+      $("save-state").textContent = r.ok ? `draft saved ${new Date().toLocaleTimeString()}` : "draft NOT saved";
+    }
+  }
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") saveDraft({ keepalive: true }); });
+  window.addEventListener("pagehide", () => {
+    saveDraft({ keepalive: true });
+    // The prefetched image was never shown: give it back so a colleague gets it now, not in 10 minutes.
+    if (state.prefetched) api("POST", urlFor("release", state.prefetched.bundle.id), {}, { keepalive: true });
+  });
+
+  // --- showing images, queue -------------------------------------------------------------------------------------
+  function preload(bundle) {
+    const img = new window.Image();
+    img.src = bundle.url;
+    return img;
+  }
+  function whenLoaded(img) {
+    if (img.complete && img.naturalWidth) return Promise.resolve(img);
+    return new Promise((resolve) => {
+      img.addEventListener("load", () => resolve(img), { once: true });
+      img.addEventListener("error", () => resolve(img), { once: true });
+    });
+  }
+
+  async function show(bundle, img) {
+    clearTimeout(state.draftTimer);
+    clearNotices();
+    $("empty-queue").hidden = true;
+    state.current = bundle;
+    state.undo = [];
+    state.redo = [];
+    state.selected = null;
+    state.dirty = false;
+    state.version = bundle.annotation.version;
+    state.boxes = bundle.annotation.boxes.map(withUid);
+    state.suggestions = bundle.suggestions ? bundle.suggestions.boxes.slice() : [];
+    if (bundle.draft) {
+      state.boxes = bundle.draft.boxes.map(withUid);
+      if (bundle.draft.base_version !== bundle.annotation.version) {
+        // Keep the draft's base: submitting then meets the 409 dialog instead of overwriting silently.
+        state.version = bundle.draft.base_version;
+        notice("warning", `Restored your unsaved draft, but ${esc(bundle.annotation.updated_by || "someone")} saved version ${bundle.annotation.version} since. Submitting will ask what to do.`, { key: "draft" });
+      } else {
+        notice("info", "Restored your unsaved draft of this image.", { key: "draft", timeout: 6000 });
+      }
+    }
+    if (state.boxes.length) state.suggestions = []; // suggestions help only an unlabeled image
+    if (bundle.rejection) {
+      notice("danger", `<strong>Rejected by ${esc(bundle.rejection.reviewer || "a reviewer")}:</strong> ${esc(bundle.rejection.comment)}`, { key: "rejection" });
+    }
+    if (bundle.claim && !bundle.claim.mine) {
+      notice("warning", `${esc(bundle.claim.user)} is labeling this image right now; saving may conflict.`, { key: "claim" });
+    }
+    $("image-title").textContent = `Image #${bundle.id} · ${bundle.width}×${bundle.height}`;
+    const statusBadge = $("image-status");
+    statusBadge.textContent = bundle.status;
+    statusBadge.className = `badge ${{ rejected: "text-bg-danger", submitted: "text-bg-info", approved: "text-bg-success" }[bundle.status] || "text-bg-secondary"}`;
+    const url = new URL(location.href);
+    url.searchParams.set("image", bundle.id);
+    history.replaceState(null, "", url);
+    state.imageEl = await whenLoaded(img || preload(bundle));
+    if (state.current !== bundle) return;
+    imageNode.image(state.imageEl);
+    imageNode.size({ width: bundle.width, height: bundle.height });
+    fit();
+    $("save-state").textContent = state.dirty ? "unsaved changes" : `version ${state.version}`;
+    wrap.focus({ preventScroll: true });
+  }
+
+  function showEmpty() {
+    state.current = null;
+    state.boxes = [];
+    state.suggestions = [];
+    imageNode.image(null);
+    render();
+    $("image-title").textContent = "queue empty";
+    $("image-status").textContent = "";
+    $("empty-queue").hidden = false;
+  }
+
+  async function claimNext(exclude) {
+    const r = await api("POST", cfg.urls.next, { exclude });
+    if (!r.ok) { notice("danger", esc(errorText(r))); return null; }
+    updateCounts(r.body.counts);
+    return r.body.image;
+  }
+  async function prefetch() {
+    if (!state.current) return;
+    const bundle = await claimNext([state.current.id]);
+    state.prefetched = bundle ? { bundle, img: preload(bundle) } : null;
+  }
+  async function advance() {
+    const next = state.prefetched;
+    state.prefetched = null;
+    if (next) {
+      await show(next.bundle, next.img);
+    } else {
+      const bundle = await claimNext([]);
+      if (!bundle) { showEmpty(); return; }
+      await show(bundle);
+    }
+    prefetch();
+  }
+  async function openImage(id) {
+    let r = await api("POST", urlFor("image", id), {});
+    if (r.status === 409) r = await api("GET", urlFor("image", id)); // someone else holds it: open anyway, warned
+    if (!r.ok) { notice("danger", esc(errorText(r))); return advance(); }
+    await show(r.body);
+    prefetch();
+  }
+
+  async function submit() {
+    if (!state.current || state.busy) return;
+    state.busy = true;
+    clearTimeout(state.draftTimer);
+    try {
+      const id = state.current.id;
+      const r = await api("PUT", urlFor("annotations", id), { version: state.version, boxes: payloadBoxes() });
+      if (r.ok) {
+        state.done += 1;
+        state.dirty = false;
+        $("done-count").textContent = state.done;
+        await advance();
+        notice("success", `Saved image #${id} (version ${r.body.version}).`, { key: "saved", timeout: 2500 });
+      } else if (r.status === 409 && r.body && r.body.error.code === "stale_version") {
+        showConflict(r.body.error.details.current_version);
+      } else {
+        notice("danger", `Not saved: ${esc(errorText(r))}`, { key: "save-error" });
+      }
+    } catch (err) {
+      notice("danger", `Not saved (network): ${esc(err.message)}. Your draft is kept.`, { key: "save-error" });
+      scheduleDraft();
+    } finally {
+      state.busy = false;
+    }
+  }
+  async function skip() {
+    if (!state.current || state.busy) return;
+    state.busy = true;
+    try {
+      await saveDraft();
+      await api("POST", urlFor("skip", state.current.id), {});
+      await advance();
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  // --- conflicts -------------------------------------------------------------------------------------------------
+  const conflictModal = bootstrap.Modal.getOrCreateInstance($("conflict-modal"));
+  function showConflict(currentVersion) {
+    state.conflictVersion = currentVersion;
+    $("conflict-text").textContent = `Someone saved version ${currentVersion} of this image after you opened version ${state.version}. Load their boxes, or overwrite them with yours.`;
+    conflictModal.show();
+  }
+  async function loadTheirs() {
+    if (!state.current) return;
+    const r = await api("GET", urlFor("annotations", state.current.id));
+    if (!r.ok) { notice("danger", esc(errorText(r))); return; }
+    commit(() => { state.boxes = r.body.boxes.map(withUid); }); // undo brings yours back
+    state.version = r.body.version;
+    state.selected = null;
+    state.suggestions = [];
+    notice("info", `Loaded version ${r.body.version}. Ctrl+Z brings your boxes back.`, { key: "theirs", timeout: 6000 });
+    render();
+  }
+  $("conflict-load").addEventListener("click", async () => { conflictModal.hide(); await loadTheirs(); });
+  $("conflict-overwrite").addEventListener("click", async () => {
+    conflictModal.hide();
+    state.version = state.conflictVersion; // an explicit choice, never a silent one
+    await submit();
+  });
+
+  // --- heartbeat, live updates -----------------------------------------------------------------------------------
+  setInterval(async () => {
+    const ids = [state.current && state.current.id, state.prefetched && state.prefetched.bundle.id].filter(Boolean);
+    if (!ids.length) return;
+    const r = await api("POST", cfg.urls.renew, { image_ids: ids });
+    if (!r.ok) return;
+    for (const lost of r.body.lost) {
+      if (state.current && lost.image_id === state.current.id) {
+        notice("warning", `${esc(lost.user || "Someone")} has taken this image over (your claim had expired). Saving may conflict.`, { key: "claim" });
+      } else if (state.prefetched && lost.image_id === state.prefetched.bundle.id) {
+        state.prefetched = null;
+        prefetch();
+      }
+    }
+  }, HEARTBEAT_MS);
+
+  function updateCounts(counts) {
+    if (!counts) return;
+    document.querySelectorAll("#queue-counts [data-count]").forEach((dd) => { dd.textContent = counts[dd.dataset.count]; });
+    $("queue-position").textContent = `${counts.to_label} left to label`;
+  }
+  function renderClaims() {
+    const list = $("working-list");
+    list.innerHTML = "";
+    if (!state.claims.size) { list.innerHTML = '<li class="text-muted">nobody</li>'; return; }
+    for (const [imageId, user] of state.claims) {
+      const li = document.createElement("li");
+      const mine = user === cfg.user;
+      li.innerHTML = `<strong>${esc(user)}</strong>${mine ? " (you)" : ""} · image <a href="?image=${imageId}">#${imageId}</a>`;
+      list.append(li);
+    }
+  }
+  async function loadQueueState() {
+    const r = await api("GET", cfg.urls.queue);
+    if (!r.ok) return;
+    updateCounts(r.body.counts);
+    state.claims = new Map(r.body.claims.map((c) => [c.image_id, c.user]));
+    renderClaims();
+  }
+  if (window.VectorEvents) {
+    VectorEvents.follow(`dataset.${cfg.dataset}`, (event, data) => {
+      if (event === "queue") updateCounts(data);
+      if (event === "claim") {
+        if (data.user) state.claims.set(data.image_id, data.user); else state.claims.delete(data.image_id);
+        renderClaims();
+      }
+      if (event === "annotation" && data.user !== cfg.user) {
+        if (state.current && data.image_id === state.current.id && data.version !== state.version) {
+          const div = notice("warning", `${esc(data.user)} just saved version ${data.version} of this image. <button type="button" class="btn btn-sm btn-outline-dark ms-2">Load their boxes</button>`, { key: "remote" });
+          div.querySelector("button").addEventListener("click", () => { div.remove(); loadTheirs(); });
+        }
+        if (state.prefetched && data.image_id === state.prefetched.bundle.id) { state.prefetched = null; prefetch(); }
+      }
+    });
+  }
+
+  // --- toolbar ---------------------------------------------------------------------------------------------------
+  $("undo-btn").addEventListener("click", undo);
+  $("redo-btn").addEventListener("click", redo);
+  $("delete-btn").addEventListener("click", deleteSelected);
+  $("fit-btn").addEventListener("click", fit);
+  $("accept-btn").addEventListener("click", acceptSuggestions);
+  $("submit-btn").addEventListener("click", submit);
+  $("skip-btn").addEventListener("click", skip);
+  $("help-btn").addEventListener("click", () => bootstrap.Modal.getOrCreateInstance($("help-modal")).show());
+
+  // For tests and debugging: the tool's state and where the image is drawn on the page.
+  window.labelTool = {
+    state,
+    ready: false,
+    imageRect() {
+      const r = imageNode.getClientRect();
+      const c = stage.container().getBoundingClientRect();
+      return { x: c.left + r.x, y: c.top + r.y, width: r.width, height: r.height };
+    },
+  };
+
+  buildClassList();
+  render();
+  loadQueueState();
+  (cfg.start_image ? openImage(cfg.start_image) : advance()).then(() => { window.labelTool.ready = true; });
+})();
