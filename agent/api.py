@@ -150,9 +150,7 @@ class ApiClient:
             return None
         return ModelAnswer.from_json(response.json(), response.headers.get("ETag"))
 
-    def download(
-        self, url: str, dest: Path, *, size: int, sha256: str, attempts: int = 4, chunk_size: int = 1 << 16
-    ) -> Path:
+    def download(self, url: str, dest: Path, *, size: int, sha256: str, attempts: int = 4) -> Path:
         """Download ``url`` into ``dest``, resuming what ``dest`` already holds with ``Range`` after a cut.
 
         Verifies the size and the sha256; a mismatch deletes ``dest`` and raises ``CorruptDownload``. A cut
@@ -176,7 +174,7 @@ class ApiClient:
                     self._check(response)
                     resumed = response.status_code == 206
                     with open(dest, "ab" if resumed else "wb") as handle:
-                        for chunk in response.iter_bytes(chunk_size):
+                        for chunk in response.iter_bytes():  # as received: a cut keeps what arrived
                             handle.write(chunk)
                             if handle.tell() > size:
                                 break

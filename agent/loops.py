@@ -219,8 +219,6 @@ class Agent:
                 }
                 if events:
                     body["agent_events"], events = events, []
-                if self.spool.dropped.get("telemetry_records") or self.spool.dropped.get("uploads"):
-                    body["dropped"] = dict(self.spool.dropped)
                 self.spool.put_telemetry(body)
         self.events.extend(events)  # none sent (no records yet): keep them for the next batch
         return self.spool.drain(self._send)
@@ -228,6 +226,8 @@ class Agent:
     def _send(self, item: SpoolItem) -> None:
         payload = item.load()
         if item.kind == "telemetry":
+            if any(self.spool.dropped.values()):
+                payload["dropped"] = dict(self.spool.dropped)  # running totals of what the disk bound cost
             self.client.post_telemetry(**payload)
         else:
             self.client.upload_image(item.blob_path().read_bytes(), **payload)

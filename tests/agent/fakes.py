@@ -1,0 +1,262 @@
+"""Test doubles for the agent's unit tests: a fake of the server's robot API and hand-made ONNX detectors.
+
+The fake keeps to API.md (paths, status codes, ETag/304, Range/206, error envelope). The real server is tested
+against the agent in tests/e2e.
+"""
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+TOKEN = "robot-token-1"
+
+
+def constant_detector(detections: list[tuple[float, float, float, float, float]], *, imgsz: int = 64, n: int = 8):
+    """ONNX bytes of a 'detector' whose output is always ``detections`` (cx, cy, w, h, conf in input pixels).
+
+    Shaped like an ultralytics YOLOv8 export: input ``images`` (1, 3, imgsz, imgsz), output (1, 5, n).
+    """
+    output = np.zeros((1, 5, n), dtype=np.float32)
+    for i, (cx, cy, w, h, conf) in enumerate(detections):
+        output[0, :, i] = [cx, cy, w, h, conf]
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+        helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "answer"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, imgsz, imgsz])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 5, n])],
+        initializer=[
+            numpy_helper.from_array(np.zeros((), dtype=np.float32), "zero"),
+            numpy_helper.from_array(output, "answer"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@dataclass
+class FakeModel:
+    model_id: int
+    data: bytes
+    version: int = 1
+    announced_sha: str | None = None  # serve a wrong checksum when set
+
+    @property
+    def sha256(self) -> str:
+        return self.announced_sha or hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class FakeServer:
+    """The robot endpoints of API.md, with switches for faults."""
+
+    dataset: str = "vector"
+    models: dict[int, FakeModel] = field(default_factory=dict)
+    deployed: int | None = None
+    poll_after_s: int = 60
+    enrollment_key: str = "enrol-me"
+    tokens: set = field(default_factory=lambda: {TOKEN})
+    down: bool = False  # close connections without answering (a restart, a network cut)
+    cut_artifact_after: int | None = None  # cut the next artifact body after N bytes (once)
+    flip_artifact_byte: bool = False  # corrupt artifact bodies in transit
+    telemetry: list[dict] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+
+    def start(self) -> "FakeServer":
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def add_model(self, model_id: int, data: bytes, **kwargs) -> FakeModel:
+        self.models[model_id] = FakeModel(model_id, data, **kwargs)
+        return self.models[model_id]
+
+    def count(self, method: str, path_prefix: str) -> int:
+        return sum(1 for r in self.requests if r["method"] == method and r["path"].startswith(path_prefix))
+
+    def telemetry_records(self) -> list[dict]:
+        return [record for body in self.telemetry for record in body["records"]]
+
+
+def _handler(server: FakeServer):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, status: int, body=None, headers: dict | None = None) -> None:
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            if status != 304:
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if status != 304:
+                self.wfile.write(data)
+
+        def _error(self, status: int, code: str, message: str = "") -> None:
+            self._reply(status, {"error": {"code": code, "message": message or code, "details": {}}})
+
+        def _enter(self) -> bool:
+            url = urlparse(self.path)
+            with server.lock:
+                server.requests.append({"method": self.command, "path": url.path, "headers": dict(self.headers)})
+            if server.down:
+                self.close_connection = True
+                self.connection.close()
+                return False
+            if url.path == "/api/v1/robots/enroll":
+                return True
+            if self.headers.get("Authorization") not in {f"Bearer {t}" for t in server.tokens}:
+                self._error(401, "not_authenticated", "bad token")
+                return False
+            return True
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_GET(self):
+            if not self._enter():
+                return
+            url = urlparse(self.path)
+            if url.path == "/api/v1/robot/model":
+                return self._model(parse_qs(url.query))
+            parts = url.path.strip("/").split("/")
+            if len(parts) == 6 and parts[2] == "models" and parts[4] == "artifacts" and parts[5] == "onnx":
+                return self._artifact(int(parts[3]))
+            self._error(404, "not_found")
+
+        def _model(self, query) -> None:
+            model = server.models.get(server.deployed) if server.deployed else None
+            if model is None:
+                return self._error(404, "no_deployment", "nothing deployed")
+            etag = f'"{model.model_id}-{model.sha256[:16]}"'
+            if self.headers.get("If-None-Match") == etag:
+                return self._reply(304, headers={"ETag": etag})
+            body = {
+                "dataset": server.dataset,
+                "model_id": model.model_id,
+                "version": model.version,
+                "channel": "production",
+                "sha256": model.sha256,
+                "classes": ["vector"],
+                "imgsz": 64,
+                "conf_threshold": 0.5,
+                "artifacts": {
+                    "onnx": {
+                        "url": f"/api/v1/models/{model.model_id}/artifacts/onnx",
+                        "sha256": model.sha256,
+                        "size": len(model.data),
+                    }
+                },
+                "deployed_at": "2026-11-27T10:00:00Z",
+                "poll_after_s": server.poll_after_s,
+            }
+            self._reply(200, body, {"ETag": etag})
+
+        def _artifact(self, model_id: int) -> None:
+            model = server.models[model_id]
+            data = model.data
+            if server.flip_artifact_byte:
+                data = data[:10] + bytes([data[10] ^ 0xFF]) + data[11:]
+            start = 0
+            status = 200
+            rng = self.headers.get("Range")
+            if rng:
+                start = int(rng.split("=")[1].split("-")[0])
+                if start >= len(data):
+                    return self._error(416, "range_not_satisfiable")
+                status = 206
+            body = data[start:]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{model.sha256}"')
+            self.send_header("X-Checksum-Sha256", model.sha256)
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            cut = server.cut_artifact_after
+            if cut is not None:
+                server.cut_artifact_after = None
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def do_POST(self):
+            if not self._enter():
+                return
+            path = urlparse(self.path).path
+            body = self._body()
+            if path == "/api/v1/robots/enroll":
+                payload = json.loads(body)
+                if payload.get("enrollment_key") != server.enrollment_key:
+                    return self._error(403, "forbidden")
+                token = f"token-for-{payload['serial']}"
+                server.tokens.add(token)
+                return self._reply(201, {"serial": payload["serial"], "token": token})
+            if path == "/api/v1/telemetry":
+                payload = json.loads(body)
+                if len(payload["records"]) > 500:
+                    return self._error(413, "too_many_records")
+                with server.lock:
+                    server.telemetry.append({**payload, "headers": dict(self.headers)})
+                return self._reply(202, {"accepted": len(payload["records"])})
+            if path == "/api/v1/images":
+                message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+                )
+                fields, file = {}, None
+                for part in message.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    if name == "file":
+                        file = part.get_payload(decode=True)
+                    else:
+                        fields[name] = part.get_payload(decode=True).decode()
+                fields["meta"] = json.loads(fields.get("meta") or "{}")
+                sha = hashlib.sha256(file).hexdigest()
+                with server.lock:
+                    duplicate = any(i["sha256"] == sha for i in server.images)
+                    server.images.append({**fields, "sha256": sha, "bytes": file, "headers": dict(self.headers)})
+                    image_id = len(server.images)
+                return self._reply(
+                    200 if duplicate else 201, {"id": image_id, "sha256": sha, "split": "train", "duplicate": duplicate}
+                )
+            self._error(404, "not_found")
+
+    return Handler
+
+
+def write_model(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+__all__ = ["FakeServer", "TOKEN", "constant_detector", "onnx"]
