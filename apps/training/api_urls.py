@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from apps.training import api
+
+urlpatterns = [
+    path("training-runs", api.TrainingRunsApi.as_view(), name="training-runs"),
+    path("training-runs/<int:run_id>", api.TrainingRunApi.as_view(), name="training-run"),
+    path("training-runs/<int:run_id>/cancel", api.TrainingRunCancelApi.as_view(), name="training-run-cancel"),
+]

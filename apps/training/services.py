@@ -388,7 +388,7 @@ def model_version_register(
     run succeeded and announce ``model_trained`` on commit. All or nothing: stored files are removed when any
     step fails, so a partial model is never registered."""
     dataset = Dataset.objects.select_for_update().get(pk=run.dataset_id)
-    locked = TrainingRun.objects.select_for_update().select_related("dataset_version").get(pk=run.pk)
+    locked = TrainingRun.objects.select_for_update(of=("self",)).select_related("dataset_version").get(pk=run.pk)
     if locked.attempts != attempt or locked.status != Status.EVALUATING:
         raise Conflict(f"Run {run.pk} is no longer registrable ({locked.status}).", code="run_not_registrable")
     if locked.cancel_requested:

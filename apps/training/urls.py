@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.training import views
 
 app_name = "training"
-urlpatterns = []
+urlpatterns = [
+    path("training/runs/", views.run_list, name="run_list"),
+    path("training/runs/new/", views.run_new, name="run_new"),
+    path("training/runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+]

@@ -1,0 +1,33 @@
+"""The start-a-run form (hyperparameters); the service does the real checks."""
+
+from django import forms
+
+from apps.datasets.models import Dataset, DatasetVersion
+
+
+class TrainingRunForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), to_field_name="slug")
+    version = forms.ModelChoiceField(
+        queryset=DatasetVersion.objects.none(), required=False, empty_label="Freeze a new version now"
+    )
+    base = forms.CharField(
+        required=False,
+        max_length=255,
+        help_text="Blank: the production model when one exists, else yolov8n.yaml. Or a .yaml config, "
+        "a .pt file on the server, or 'production'.",
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=30)
+    imgsz = forms.IntegerField(min_value=32, max_value=4096, initial=256, help_text="A multiple of 32")
+    batch = forms.IntegerField(min_value=1, max_value=1024, initial=16)
+    patience = forms.IntegerField(min_value=1, max_value=10_000, initial=50)
+    seed = forms.IntegerField(initial=0)
+    device = forms.CharField(max_length=32, initial="auto", help_text="auto = CUDA when present, else CPU")
+
+    def __init__(self, *args, dataset: Dataset | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        slug = self.data.get("dataset") if self.is_bound else (dataset.slug if dataset else None)
+        self.fields["version"].queryset = DatasetVersion.objects.filter(dataset__slug=slug).order_by("-number")
+        for field in self.fields.values():
+            field.widget.attrs.setdefault(
+                "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
+            )

@@ -1,0 +1,112 @@
+"""Training pages (ML engineers): the list of runs, one run (live chart and log over WebSocket), and the
+start-a-run form."""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from apps.datasets.models import Dataset, DatasetVersion
+from apps.training import services
+from apps.training.forms import TrainingRunForm
+from apps.training.models import TrainingRun
+from apps.training.serializers import EpochMetricOutput
+from vectormlops.errors import DomainError
+from vectormlops.permissions import ML_ENGINEER, role_required
+
+STATUS_CLASSES = {
+    "queued": "secondary",
+    "preparing": "info",
+    "training": "primary",
+    "evaluating": "info",
+    "succeeded": "success",
+    "failed": "danger",
+    "cancelled": "warning",
+}
+
+
+@role_required(ML_ENGINEER)
+@require_GET
+def run_list(request):
+    runs = TrainingRun.objects.select_related("dataset", "dataset_version", "model_version").defer(
+        "log_tail", "package_versions"
+    )
+    dataset = None
+    if slug := request.GET.get("dataset"):
+        dataset = get_object_or_404(Dataset, slug=slug)
+        runs = runs.filter(dataset=dataset)
+    page = Paginator(runs.order_by("-id"), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "training/run_list.html",
+        {"page": page, "dataset": dataset, "datasets": Dataset.objects.all(), "status_classes": STATUS_CLASSES},
+    )
+
+
+@role_required(ML_ENGINEER)
+@require_GET
+def run_detail(request, run_id: int):
+    run = get_object_or_404(
+        TrainingRun.objects.select_related("dataset", "dataset_version", "base_model", "created_by"), pk=run_id
+    )
+    model = getattr(run, "model_version", None) if run.status == TrainingRun.Status.SUCCEEDED else None
+    epochs = EpochMetricOutput(run.epoch_metrics.all(), many=True).data
+    return render(
+        request,
+        "training/run_detail.html",
+        {
+            "run": run,
+            "model": model,
+            "artifacts": list(model.artifacts.all()) if model else [],
+            "epochs": epochs,
+            "status_class": STATUS_CLASSES.get(run.status, "secondary"),
+            "status_classes": STATUS_CLASSES,
+        },
+    )
+
+
+@role_required(ML_ENGINEER)
+@require_http_methods(["GET", "POST"])
+def run_new(request):
+    dataset = Dataset.objects.filter(slug=request.GET.get("dataset", "")).first()
+    if request.method == "POST":
+        form = TrainingRunForm(request.POST)
+        if form.is_valid():
+            values = dict(form.cleaned_data)
+            try:
+                run = services.training_run_start(
+                    dataset=values.pop("dataset"),
+                    version=values.pop("version"),
+                    base=values.pop("base") or None,
+                    user=request.user,
+                    trigger=TrainingRun.Trigger.WEB,
+                    **values,
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Run {run.pk} queued.")
+                return redirect("training:run_detail", run_id=run.pk)
+    else:
+        initial = {"dataset": dataset.slug if dataset else None}
+        version_id = request.GET.get("version")
+        if dataset and version_id and version_id.isdigit():
+            initial["version"] = DatasetVersion.objects.filter(dataset=dataset, pk=int(version_id)).first()
+        policy = getattr(dataset, "retrain_policy", None) if dataset else None
+        if policy:
+            initial.update(epochs=policy.epochs, imgsz=policy.imgsz, batch=policy.batch, base=policy.base)
+        form = TrainingRunForm(initial=initial, dataset=dataset)
+    return render(request, "training/run_new.html", {"form": form, "dataset": dataset})
+
+
+@role_required(ML_ENGINEER)
+@require_POST
+def run_cancel(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.training_run_cancel(run=run, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"Cancel requested for run {run.pk}.")
+    return redirect("training:run_detail", run_id=run.pk)
