@@ -51,6 +51,7 @@ class VectorLink:
         robot_factory=None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        connect_timeout: float = 10.0,
         stop: threading.Event | None = None,
     ):
         self.serial = serial
@@ -58,6 +59,7 @@ class VectorLink:
         self.connects = 0
         self.failures = 0
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.connect_timeout = connect_timeout
         self.stop = stop or threading.Event()
         self._robot_factory = robot_factory or self._default_factory
         self._attempt = 0
@@ -79,7 +81,7 @@ class VectorLink:
             robot = None
             try:
                 robot = self._robot_factory()
-                robot.connect()
+                robot.connect(timeout=self.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - the SDK raises many types; all mean "not now"
                 self.failures += 1
                 delay = self.backoff_delay(self._attempt)
@@ -156,6 +158,15 @@ class VectorLink:
 
         self.head_angle_deg = degrees
         self._call("set head angle", lambda robot: robot.behavior.set_head_angle(sdk_degrees(degrees)))
+        # The action is done; wait briefly for the state stream to report it, so frames carry the real angle.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                if abs(math.degrees(self.robot.head_angle_rad) - degrees) < 2.0:
+                    break
+            except Exception:  # noqa: BLE001 - no state yet, or the link just went away
+                pass
+            time.sleep(0.05)
 
     def show(self, screen_data: bytes, duration_s: float) -> None:
         self._call("show on screen", lambda robot: robot.screen.set_screen_with_image_data(screen_data, duration_s))

@@ -4,7 +4,7 @@ The real ``anki_vector.Robot(serial=...)`` connects to it unchanged: it writes t
 (certificate, ip, port, name, guid) the SDK reads from ``<home>/.anki_vector/sdk_config.ini``.
 
 RPCs with behaviour: ProtocolVersion, BehaviorControl (grants control), SDKInitialization, EventStream
-(robot_state with a pose ten times a second, camera settings once a second), GetCameraConfig, CaptureSingleImage
+(camera settings and robot_state with a pose, ten times a second), GetCameraConfig, CaptureSingleImage
 (640x360 JPEG from a folder in a loop, or a generated scene), SetHeadAngle, DisplayFaceImageRGB (recorded),
 SayText (recorded). Every other RPC of the service answers an empty, successful response, so whatever the SDK
 calls on connect or disconnect (vision toggles, deleting custom objects, releasing control) never fails.
@@ -155,19 +155,12 @@ class _Servicer(external_interface_pb2_grpc.ExternalInterfaceServicer):
                 return
 
     def EventStream(self, request, context):
-        tick = 0
         while context.is_active() and not self.stopped.is_set():
-            if tick % 10 == 0:
-                gain, exposure = self.vector.camera_settings()
-                yield protocol.EventResponse(
-                    event=protocol.Event(
-                        camera_settings_update=protocol.CameraSettingsUpdate(
-                            gain=gain, exposure_ms=exposure, auto_exposure_enabled=True
-                        )
-                    )
-                )
+            # Camera settings first, then the state: a client that saw a state has seen the settings too.
+            gain, exposure = self.vector.camera_settings()
+            settings = protocol.CameraSettingsUpdate(gain=gain, exposure_ms=exposure, auto_exposure_enabled=True)
+            yield protocol.EventResponse(event=protocol.Event(camera_settings_update=settings))
             yield protocol.EventResponse(event=protocol.Event(robot_state=self.vector.robot_state()))
-            tick += 1
             self.stopped.wait(0.1)
 
     def GetCameraConfig(self, request, context):
