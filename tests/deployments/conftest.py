@@ -84,6 +84,12 @@ def make_robot(serial="00e20115", name=""):
     return robot, token
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Many users per test in the permissions matrix: a fast hasher keeps the suite quick (tests only)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def dataset(db):
     return make_dataset()

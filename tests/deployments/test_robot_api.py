@@ -1,0 +1,194 @@
+"""The robot-facing API exactly as shared/API.md says: poll, canary split, pins, ETag/304, artifacts, telemetry."""
+
+import hashlib
+
+import pytest
+
+from apps.deployments import services
+from apps.deployments.models import Robot
+from apps.deployments.state import in_canary
+
+from .conftest import make_dataset, make_model, make_robot
+
+pytestmark = pytest.mark.django_db
+
+POLL = "/api/v1/robot/model"
+
+
+@pytest.fixture
+def live_v1(dataset):
+    v1 = make_model(dataset, 1)
+    services.model_promote(model=v1, channel="production", reason="first")
+    return v1
+
+
+def test_poll_answers_the_production_model_with_a_quoted_etag(robot_client, live_v1, settings):
+    settings.ROBOT_POLL_AFTER_S = 45
+    _, token = make_robot()
+    response = robot_client(token).get(POLL, {"dataset": "vector"})
+    assert response.status_code == 200
+    body = response.json()
+    onnx = live_v1.artifacts.get(format="onnx")
+    assert body["dataset"] == "vector" and body["model_id"] == live_v1.pk and body["version"] == 1
+    assert body["channel"] == "production" and body["sha256"] == onnx.sha256
+    assert body["classes"] == ["vector"] and body["imgsz"] == 64 and body["conf_threshold"] == 0.25
+    assert body["artifacts"]["onnx"] == {
+        "url": f"/api/v1/models/{live_v1.pk}/artifacts/onnx",
+        "sha256": onnx.sha256,
+        "size": onnx.size,
+    }
+    assert set(body["artifacts"]) == {"onnx", "pt"}
+    assert body["deployed_at"].endswith("Z") and body["poll_after_s"] == 45
+    etag = response["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10
+    # The dataset may be omitted while only one exists.
+    assert robot_client(token).get(POLL).json()["model_id"] == live_v1.pk
+
+
+def test_a_matching_if_none_match_is_a_304_without_any_database_query(robot_client, live_v1, django_assert_num_queries):
+    _, token = make_robot()
+    client = robot_client(token)
+    etag = client.get(POLL, {"dataset": "vector"})["ETag"]
+    with django_assert_num_queries(0):
+        response = client.get(POLL, {"dataset": "vector"}, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 304 and response.content == b"" and response["ETag"] == etag
+    # The ETag changes when the answer changes (promotion invalidates the cached state).
+    services.model_promote(model=make_model(live_v1.dataset, 2), channel="production", reason="v2")
+    changed = client.get(POLL, {"dataset": "vector"}, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag and changed.json()["version"] == 2
+    # A rollback is seen at once too.
+    services.deployment_rollback(dataset=live_v1.dataset, reason="v2 bad")
+    assert client.get(POLL, {"dataset": "vector"}).json()["version"] == 1
+
+
+def test_no_deployment_is_a_404_with_its_code(robot_client, dataset):
+    _, token = make_robot()
+    response = robot_client(token).get(POLL, {"dataset": "vector"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "no_deployment"
+    assert robot_client(token).get(POLL, {"dataset": "nope"}).status_code == 404
+
+
+def test_canary_membership_is_stable_and_close_to_the_percent_over_1000_serials():
+    serials = [f"{i:08x}" for i in range(1000)]
+    members = [s for s in serials if in_canary(s, canary_deployment_id=42, percent=10)]
+    assert 70 <= len(members) <= 130
+    assert members == [s for s in serials if in_canary(s, canary_deployment_id=42, percent=10)]
+    # A new canary deployment draws a different (but again stable) group.
+    other = [s for s in serials if in_canary(s, canary_deployment_id=43, percent=10)]
+    assert other != members
+    assert all(in_canary(s, 42, 100) for s in serials) and not any(in_canary(s, 42, 0) for s in serials)
+
+
+def test_robots_in_the_canary_get_the_canary_model(robot_client, live_v1, dataset):
+    v2 = make_model(dataset, 2)
+    canary = services.model_promote(model=v2, channel="canary", canary_percent=30, reason="try v2")
+    seen = {"canary": 0, "production": 0}
+    for i in range(60):
+        serial = f"c{i:04d}"
+        _, token = make_robot(serial)
+        body = robot_client(token).get(POLL, {"dataset": "vector"}).json()
+        expected = "canary" if in_canary(serial, canary.pk, 30) else "production"
+        assert body["channel"] == expected
+        assert body["model_id"] == (v2.pk if expected == "canary" else live_v1.pk)
+        seen[expected] += 1
+    assert seen["canary"] > 0 and seen["production"] > 0
+
+
+def test_a_pin_overrides_channels_and_unpinning_restores_them(robot_client, live_v1, dataset):
+    v2 = make_model(dataset, 2)
+    robot, token = make_robot()
+    client = robot_client(token)
+    services.robot_pin(robot=robot, model=v2)
+    body = client.get(POLL, {"dataset": "vector"}).json()
+    assert body["model_id"] == v2.pk and body["channel"] == "pinned"
+    services.robot_pin(robot=robot, model=None)
+    assert client.get(POLL, {"dataset": "vector"}).json()["model_id"] == live_v1.pk
+
+
+def test_a_revoked_token_is_refused_at_once(robot_client, live_v1):
+    robot, token = make_robot()
+    client = robot_client(token)
+    assert client.get(POLL, {"dataset": "vector"}).status_code == 200
+    services.robot_revoke(robot=robot)
+    assert client.get(POLL, {"dataset": "vector"}).status_code == 401
+
+
+def test_the_poll_stores_the_model_the_robot_reports(robot_client, live_v1):
+    robot, token = make_robot()
+    sha = live_v1.artifacts.get(format="onnx").sha256
+    robot_client(token).get(POLL, {"dataset": "vector"}, HTTP_X_MODEL_ID=str(live_v1.pk), HTTP_X_MODEL_SHA256=sha)
+    robot.refresh_from_db()
+    assert robot.running_model == live_v1 and robot.running_sha256 == sha and robot.last_seen_at is not None
+
+
+def test_artifact_download_has_checksum_headers_and_honours_range(robot_client, dataset):
+    content = bytes(range(256)) * 40
+    model = make_model(dataset, 1, onnx=content)
+    _, token = make_robot()
+    client = robot_client(token)
+    url = f"/api/v1/models/{model.pk}/artifacts/onnx"
+    sha = hashlib.sha256(content).hexdigest()
+
+    full = client.get(url)
+    assert full.status_code == 200
+    assert b"".join(full.streaming_content) == content
+    assert full["Content-Length"] == str(len(content))
+    assert full["ETag"] == f'"{sha}"' and full["X-Checksum-Sha256"] == sha
+
+    part = client.get(url, HTTP_RANGE="bytes=1000-")
+    assert part.status_code == 206
+    assert b"".join(part.streaming_content) == content[1000:]
+    assert part["Content-Range"] == f"bytes 1000-{len(content) - 1}/{len(content)}"
+    assert part["Content-Length"] == str(len(content) - 1000)
+
+    middle = client.get(url, HTTP_RANGE="bytes=10-19")
+    assert middle.status_code == 206 and b"".join(middle.streaming_content) == content[10:20]
+    assert client.get(url, HTTP_RANGE=f"bytes={len(content)}-").status_code == 416
+    assert client.get(f"/api/v1/models/{model.pk}/artifacts/tflite").status_code == 404
+
+
+def test_telemetry_is_accepted_and_more_than_500_records_is_413(robot_client, dataset):
+    model = make_model(dataset, 1)
+    _, token = make_robot()
+    record = {"captured_at": "2026-11-27T10:00:00Z", "latency_ms": 41.5, "detections": [], "image_stats": {}}
+    client = robot_client(token)
+    ok = client.post("/api/v1/telemetry", {"dataset": "vector", "model_id": model.pk, "records": [record] * 2}, "json")
+    assert ok.status_code == 202 and ok.json() == {"accepted": 2}
+    big = client.post(
+        "/api/v1/telemetry", {"dataset": "vector", "model_id": model.pk, "records": [record] * 501}, "json"
+    )
+    assert big.status_code == 413 and big.json()["error"]["code"] == "too_many_records"
+
+
+def test_enrolment_over_the_api(client, db, settings):
+    settings.ROBOT_ENROLLMENT_KEY = "field-key-0123456789"
+    url = "/api/v1/robots/enroll"
+    body = {"enrollment_key": "field-key-0123456789", "serial": "00e20115", "name": "Vector-A1B2"}
+    created = client.post(url, body, content_type="application/json")
+    assert created.status_code == 201
+    assert created.json()["serial"] == "00e20115" and created.json()["token"]
+    assert client.post(url, body, content_type="application/json").status_code == 409
+    wrong = client.post(url, {**body, "serial": "x1", "enrollment_key": "nope"}, content_type="application/json")
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "bad_enrollment_key"
+    settings.ROBOT_ENROLLMENT_KEY = ""
+    assert client.post(url, {**body, "serial": "x2"}, content_type="application/json").status_code == 403
+    # The token works for polling.
+    assert Robot.objects.filter(serial="00e20115").exists()
+
+
+def test_robot_endpoints_are_throttled_per_robot(robot_client, live_v1, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"robot": "3/min"}}
+    _, token_a = make_robot("aa01")
+    _, token_b = make_robot("bb02")
+    a, b = robot_client(token_a), robot_client(token_b)
+    codes = [a.get(POLL, {"dataset": "vector"}).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert b.get(POLL, {"dataset": "vector"}).status_code == 200  # another robot has its own budget
+
+
+def test_a_second_dataset_requires_the_dataset_parameter(robot_client, live_v1):
+    make_dataset("other")
+    _, token = make_robot()
+    response = robot_client(token).get(POLL)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "dataset_required"

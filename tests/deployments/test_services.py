@@ -1,0 +1,189 @@
+"""Promotion, rollback, canaries, history at time T, robots, enrolment, telemetry (services)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from apps.deployments import services
+from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
+from vectormlops.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
+
+from .conftest import make_dataset, make_model
+
+pytestmark = pytest.mark.django_db
+
+
+def live(dataset, channel="production"):
+    return Deployment.objects.filter(dataset=dataset, channel=channel, is_live=True)
+
+
+def test_promote_appends_history_and_keeps_one_live_production(dataset, ml_engineer):
+    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
+    first = services.model_promote(model=v1, channel="production", user=ml_engineer, reason="first model")
+    second = services.model_promote(model=v2, channel="production", user=ml_engineer, reason="better")
+    first.refresh_from_db()
+    assert not first.is_live and first.ended_at is not None
+    assert second.previous_id == first.pk and second.created_by == ml_engineer
+    assert list(live(dataset).values_list("model_id", flat=True)) == [v2.pk]
+
+
+def test_promoting_the_model_already_live_changes_nothing(dataset):
+    v1 = make_model(dataset, 1)
+    first = services.model_promote(model=v1, channel="production", reason="first")
+    again = services.model_promote(model=v1, channel="production", reason="again")
+    assert again.pk == first.pk
+    assert Deployment.objects.filter(dataset=dataset).count() == 1
+
+
+def test_a_reason_is_required(dataset):
+    with pytest.raises(ValidationFailed):
+        services.model_promote(model=make_model(dataset, 1), channel="production", reason="  ")
+
+
+def test_the_gate_verdict_is_stored_beside_a_persons_override(dataset, ml_engineer):
+    v1 = make_model(dataset, 1)
+    refused = GateDecision.objects.create(candidate=v1, passed=False, reasons=["mAP50 below the floor"])
+    deployment = services.model_promote(model=v1, channel="production", user=ml_engineer, reason="I know better")
+    assert deployment.gate_decision == refused and deployment.gate_passed is False
+    assert deployment.reason == "I know better"
+
+
+def test_rollback_walks_the_history_v3_v2_v1(dataset):
+    v1, v2, v3 = (make_model(dataset, n) for n in (1, 2, 3))
+    for model in (v1, v2, v3):
+        services.model_promote(model=model, channel="production", reason=f"v{model.number}")
+    back1 = services.deployment_rollback(dataset=dataset, reason="v3 misses dark rooms")
+    assert back1.model == v2 and back1.action == "rollback"
+    back2 = services.deployment_rollback(dataset=dataset, reason="v2 too")
+    assert back2.model == v1
+    with pytest.raises(Conflict) as excinfo:
+        services.deployment_rollback(dataset=dataset, reason="nothing before v1")
+    assert excinfo.value.code == "no_previous_deployment"
+    assert list(live(dataset).values_list("model_id", flat=True)) == [v1.pk]
+
+
+def test_rollback_after_a_new_promotion_returns_to_the_restored_model(dataset):
+    v1, v2, v3 = (make_model(dataset, n) for n in (1, 2, 3))
+    services.model_promote(model=v1, channel="production", reason="v1")
+    services.model_promote(model=v2, channel="production", reason="v2")
+    services.deployment_rollback(dataset=dataset, reason="v2 bad")  # back on v1
+    services.model_promote(model=v3, channel="production", reason="v3")
+    assert services.deployment_rollback(dataset=dataset, reason="v3 bad").model == v1  # not v2: it was rolled back
+    with pytest.raises(Conflict):
+        services.deployment_rollback(dataset=dataset, reason="nothing left")
+
+
+def test_history_answers_what_was_in_production_at_time_t(dataset):
+    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
+    before = timezone.now()
+    d1 = services.model_promote(model=v1, channel="production", reason="v1")
+    d2 = services.model_promote(model=v2, channel="production", reason="v2")
+    Deployment.objects.filter(pk=d1.pk).update(
+        created_at=before + timedelta(hours=1), ended_at=before + timedelta(hours=2)
+    )
+    Deployment.objects.filter(pk=d2.pk).update(created_at=before + timedelta(hours=2))
+    assert services.deployed_model_at(dataset, "production", before) is None
+    assert services.deployed_model_at(dataset, "production", before + timedelta(minutes=90)) == v1
+    assert services.deployed_model_at(dataset, "production", before + timedelta(hours=3)) == v2
+
+
+def test_canary_needs_a_production_and_ends_by_promotion_or_drop(dataset):
+    v1, v2, v3 = (make_model(dataset, n) for n in (1, 2, 3))
+    with pytest.raises(ValidationFailed):
+        services.model_promote(model=v2, channel="canary", canary_percent=10, reason="no production yet")
+    services.model_promote(model=v1, channel="production", reason="v1")
+    services.model_promote(model=v2, channel="canary", canary_percent=10, reason="try v2")
+    services.canary_end(dataset=dataset, promote=True, reason="v2 is good in the field")
+    assert live(dataset).get().model == v2
+    assert not live(dataset, "canary").exists()
+    services.model_promote(model=v3, channel="canary", canary_percent=20, reason="try v3")
+    ended = services.canary_end(dataset=dataset, promote=False, reason="v3 worse")
+    assert ended.action == "end" and ended.model == v3
+    assert not live(dataset, "canary").exists() and live(dataset).get().model == v2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_promotions_leave_exactly_one_live_production():
+    dataset = make_dataset("race")
+    models = [make_model(dataset, n) for n in (1, 2, 3, 4)]
+    barrier = threading.Barrier(len(models))
+    errors = []
+
+    def promote(model):
+        try:
+            barrier.wait(timeout=10)
+            services.model_promote(model=model, channel="production", reason=f"click v{model.number}")
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=promote, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert live(dataset).count() == 1
+    history = list(Deployment.objects.filter(dataset=dataset).order_by("id"))
+    assert len(history) == 4
+    # The history is a chain: each entry's previous is the one before it, and only the last is live.
+    assert [d.previous_id for d in history] == [None] + [d.pk for d in history[:-1]]
+    assert [d.is_live for d in history] == [False, False, False, True]
+
+
+def test_robot_register_stores_only_the_token_hash_and_rejects_a_taken_serial(db):
+    robot, token = services.robot_register(serial="00e20115", name="Vector-A1B2")
+    assert token not in robot.token_hash and len(robot.token_hash) == 64
+    with pytest.raises(Conflict):
+        services.robot_register(serial="00e20115")
+
+
+def test_enrolment_is_off_without_a_key_and_checks_it(db, settings):
+    settings.ROBOT_ENROLLMENT_KEY = ""
+    with pytest.raises(Forbidden) as off:
+        services.robot_enroll(key="anything", serial="00aa", name="")
+    assert off.value.code == "enrollment_disabled"
+    services.enrollment_key_create(key="admin-set-key-123456")
+    with pytest.raises(Forbidden) as wrong:
+        services.robot_enroll(key="wrong", serial="00aa", name="")
+    assert wrong.value.code == "bad_enrollment_key"
+    robot, token = services.robot_enroll(key="admin-set-key-123456", serial="00aa", name="A")
+    assert robot.serial == "00aa" and token
+
+
+def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
+    robot, _ = services.robot_register(serial="00e2")
+    model = make_model(dataset, 1)
+    record = {
+        "captured_at": "2026-11-27T10:00:00Z",
+        "latency_ms": 41.5,
+        "detections": [{"label": "vector", "confidence": 0.91, "box": [1, 2, 3, 4]}],
+        "image_stats": {"brightness": 0.42, "contrast": 0.18},
+    }
+    assert services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=model.pk, records=[record] * 3) == 3
+    row = TelemetryRecord.objects.first()
+    assert row.top_confidence == 0.91 and row.detection_count == 1 and row.brightness == 0.42
+    with pytest.raises(PayloadTooLarge):
+        services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[record] * 501)
+    with pytest.raises(ValidationFailed):
+        services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[{"captured_at": "x"}])
+    assert TelemetryRecord.objects.count() == 3
+
+
+def test_last_seen_is_written_at_most_once_a_minute_unless_the_reported_model_changes(
+    dataset, django_assert_num_queries
+):
+    robot, _ = services.robot_register(serial="00e3")
+    model = make_model(dataset, 1)
+    with django_assert_num_queries(1):
+        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)
+    with django_assert_num_queries(0):
+        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)
+    with django_assert_num_queries(1):
+        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
+    robot = Robot.objects.get(pk=robot.pk)
+    assert robot.last_seen_at is not None and robot.running_model == model and robot.running_sha256 == "a" * 64
