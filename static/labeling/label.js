@@ -570,6 +570,7 @@
   setInterval(async () => {
     const ids = [state.current && state.current.id, state.prefetched && state.prefetched.bundle.id].filter(Boolean);
     if (!ids.length) return;
+    loadQueueState(); // also covers a dropped WebSocket
     const r = await api("POST", cfg.urls.renew, { image_ids: ids });
     if (!r.ok) return;
     for (const lost of r.body.lost) {
@@ -646,5 +647,8 @@
   buildClassList();
   render();
   loadQueueState();
-  (cfg.start_image ? openImage(cfg.start_image) : advance()).then(() => { window.labelTool.ready = true; });
+  (cfg.start_image ? openImage(cfg.start_image) : advance()).then(() => {
+    window.labelTool.ready = true;
+    loadQueueState(); // now including this page's own claims
+  });
 })();

@@ -1,0 +1,129 @@
+"""The labeling page in a real browser (Debian's Chromium through Playwright) against a live server: draw, change
+a class by key, delete, undo, submit with the keyboard, then read the saved boxes back through the API."""
+
+import os
+
+import pytest
+
+from tests.conftest import require
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def open_browser(monkeypatch):
+    """open_browser() → a Playwright page in headless Chromium; call it after creating test data (Playwright runs
+    an event loop in this thread, and broadcasting from inside one is refused)."""
+    require(os.path.exists(CHROMIUM), "chromium")
+    started = []
+
+    def _open():
+        # The test still talks to the ORM synchronously while Playwright's loop exists in this thread.
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        from playwright.sync_api import sync_playwright
+
+        playwright = sync_playwright().start()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        started.append((playwright, browser))
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.js_errors = []
+        page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+        page.on("response", lambda r: r.status >= 500 and page.js_errors.append(f"{r.status} {r.url}"))
+        return page
+
+    yield _open
+    for playwright, browser in started:
+        browser.close()
+        playwright.stop()
+
+
+def _log_in(page, live_server, username):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "pw-for-tests-123")
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def test_draw_edit_undo_and_submit_with_the_keyboard(open_browser, live_server, dataset, make_image, make_user, api_as):
+    image = make_image(dataset, seed=11, width=320, height=180)
+    make_image(dataset, seed=12, width=320, height=180)  # the next image, prefetched
+    annotator = make_user("ann", "annotator")
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+
+    page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
+    page.wait_for_function("window.labelTool && window.labelTool.ready", timeout=10000)
+    rect = page.evaluate("window.labelTool.imageRect()")
+    scale = rect["width"] / image.width
+    assert abs(rect["height"] / image.height - scale) < 0.01, "the image keeps its aspect ratio"
+
+    def to_page(x, y):
+        return rect["x"] + x * scale, rect["y"] + y * scale
+
+    def drag(x0, y0, x1, y1):
+        page.mouse.move(*to_page(x0, y0))
+        page.mouse.down()
+        page.mouse.move(*to_page((x0 + x1) / 2, (y0 + y1) / 2), steps=4)
+        page.mouse.move(*to_page(x1, y1), steps=4)
+        page.mouse.up()
+
+    drag(20, 30, 100, 90)  # box A, class 1 (vector)
+    drag(150, 40, 300, 160)  # box B, selected after drawing
+    page.keyboard.press("2")  # B becomes "cube"
+    page.mouse.click(*to_page(60, 60))  # select A
+    page.keyboard.press("Delete")
+    assert page.evaluate("window.labelTool.state.boxes.length") == 1
+    page.keyboard.press("Control+z")  # A comes back
+    assert page.evaluate("window.labelTool.state.boxes.map(b => b.label)") == ["vector", "cube"]
+    page.screenshot(path="/tmp/label.png")
+
+    page.keyboard.press("n")
+    page.wait_for_function(f"window.labelTool.state.current && window.labelTool.state.current.id !== {image.pk}")
+
+    saved = api_as(annotator).get(f"/api/v1/images/{image.pk}/annotations").json()
+    assert saved["version"] == 1 and saved["status"] == "submitted"
+    got = sorted(saved["boxes"], key=lambda b: b["box"][0])
+    assert [b["label"] for b in got] == ["vector", "cube"]
+    for box, expected in zip(got, ([20, 30, 80, 60], [150, 40, 150, 120]), strict=True):
+        assert all(abs(a - b) <= 2 for a, b in zip(box["box"], expected, strict=True)), (box, expected)
+    assert page.js_errors == []
+
+
+def test_a_stale_save_offers_to_load_the_other_persons_boxes(
+    open_browser, live_server, dataset, make_image, make_user, api_as
+):
+    image = make_image(dataset, seed=21, width=320, height=180)
+    make_user("ann", "annotator")
+    bob = make_user("bob", "annotator")
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+    page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
+    page.wait_for_function("window.labelTool && window.labelTool.ready", timeout=10000)
+
+    # Bob saves through the API while Ann has the image open.
+    theirs = [{"label": "charger", "box": [10, 10, 50, 40]}]
+    assert (
+        api_as(bob)
+        .put(f"/api/v1/images/{image.pk}/annotations", {"version": 0, "boxes": theirs}, format="json")
+        .status_code
+        == 200
+    )
+
+    page.keyboard.press("n")
+    page.wait_for_selector("#conflict-modal.show")
+    page.click("#conflict-load")
+    page.wait_for_function("window.labelTool.state.version === 1")
+    assert page.evaluate("window.labelTool.state.boxes.map(b => b.label)") == ["charger"]
+    assert api_as(bob).get(f"/api/v1/images/{image.pk}/annotations").json()["version"] == 1  # nothing overwritten
+    assert page.js_errors == []
