@@ -50,6 +50,27 @@ def rgb565_to_image(data: bytes, width: int = SCREEN_WIDTH, height: int = SCREEN
     return Image.frombytes("RGB", (width, height), bytes(pixels))
 
 
+def _dim(image: Image.Image, brightness: float) -> Image.Image:
+    if brightness == 1.0:
+        return image
+    return image.point(lambda v: max(0, min(255, int(v * brightness))))
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def generated_frame(
+    seed: int, image_id: int, *, brightness: float = 1.0, robots: int | None = None
+) -> tuple[bytes, list[list[float]]]:
+    """The camera frame ``image_id`` of a virtual Vector with ``seed`` (JPEG bytes, true boxes): deterministic, so
+    a test can tell which boxes belong to an image a robot uploaded."""
+    image, boxes = render_scene(random.Random(seed * 1_000_003 + image_id), CAMERA_WIDTH, CAMERA_HEIGHT, robots=robots)
+    return _jpeg(_dim(image, brightness)), boxes
+
+
 def _default_response(message_class):
     """An empty response that the SDK reads as success (status received, action succeeded)."""
     message = message_class()
@@ -354,16 +375,10 @@ class VirtualVector:
                 data = path.read_bytes()
             source = path.name
         else:
-            rng = random.Random(self.seed * 1_000_003 + image_id)
-            image, boxes = render_scene(rng, CAMERA_WIDTH, CAMERA_HEIGHT, robots=self.robots)
-            data, source = None, "generated"
+            data, boxes = generated_frame(self.seed, image_id, brightness=self.brightness, robots=self.robots)
+            source = "generated"
         if data is None:
-            if self.brightness != 1.0:
-                factor = self.brightness
-                image = image.point(lambda v: max(0, min(255, int(v * factor))))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=90)
-            data = buffer.getvalue()
+            data = _jpeg(_dim(image, self.brightness))
         with self._lock:
             self.frames[image_id] = {"boxes": boxes, "source": source, "brightness": self.brightness}
             for old in [k for k in self.frames if k <= image_id - _KEEP]:
