@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_CURSOR = "telemetry"
 FEEDBACK_CURSOR = "feedback"
-AGGREGATE_CHUNK = 20_000
+AGGREGATE_CHUNK = 50_000
 PRUNE_CHUNK = 5_000
 ROBOT_SOURCES = (Image.Source.CAMERA, Image.Source.LOW_CONFIDENCE, Image.Source.FEEDBACK)
 DRIFT_LABEL_PRIORITY = 10
@@ -111,51 +111,59 @@ class _Bucket:
         row.feedback = histograms.hist_add(dict(row.feedback or {}), self.feedback)
 
 
-def _buckets_for(acc: dict, dataset_id, model_id, robot_id, moment) -> tuple[_Bucket, ...]:
-    """The robot's bucket and the fleet bucket (robot empty) a raw row counts in."""
-    hour = _hour(moment)
-    found = []
-    for rid in (robot_id, None) if robot_id else (None,):
-        key = HourlyMetric.make_key(dataset_id, model_id, rid, hour)
-        bucket = acc.get(key)
-        if bucket is None:
-            bucket = acc[key] = _Bucket(dataset_id, model_id, rid, hour)
-        found.append(bucket)
-    return tuple(found)
+class _Accumulator:
+    """The buckets one chunk touches, found per raw row without building strings or datetimes for each row."""
+
+    def __init__(self):
+        self.buckets: dict[str, _Bucket] = {}
+        self._targets: dict[tuple, tuple[_Bucket, ...]] = {}
+
+    def targets(self, dataset_id, model_id, robot_id, moment) -> tuple[_Bucket, ...]:
+        """The robot's bucket and the fleet bucket (robot empty) a raw row counts in."""
+        index = (dataset_id, model_id, robot_id, int(moment.timestamp() // 3600))
+        found = self._targets.get(index)
+        if found is None:
+            hour = _hour(moment)
+            found = []
+            for rid in (robot_id, None) if robot_id else (None,):
+                key = HourlyMetric.make_key(dataset_id, model_id, rid, hour)
+                bucket = self.buckets.get(key)
+                if bucket is None:
+                    bucket = self.buckets[key] = _Bucket(dataset_id, model_id, rid, hour)
+                found.append(bucket)
+            found = self._targets[index] = tuple(found)
+        return found
 
 
 def _buckets_save(acc: dict) -> int:
     """Add the chunk's buckets to the stored rows (read, add, bulk write); returns rows touched."""
     keys = list(acc)
-    existing: dict[str, HourlyMetric] = {}
+    stored_fields = ["key", *_Bucket.COUNTERS, "confidence_hist", "latency_hist", "feedback"]
+    existing: dict[str, dict] = {}
     for start in range(0, len(keys), 500):
-        existing.update(HourlyMetric.objects.in_bulk(keys[start : start + 500], field_name="key"))
+        for values in HourlyMetric.objects.filter(key__in=keys[start : start + 500]).values(*stored_fields):
+            existing[values.pop("key")] = values
     now = timezone.now()
-    to_update, to_create = [], []
+    rows = []
     for key, bucket in acc.items():
-        row = existing.get(key)
-        if row is None:
-            row = HourlyMetric(
-                key=key,
-                dataset_id=bucket.dataset_id,
-                model_id=bucket.model_id,
-                robot_id=bucket.robot_id,
-                hour=bucket.hour,
-                confidence_hist=[0] * CONFIDENCE_BINS,
-                latency_hist={},
-                feedback={},
-                updated_at=now,
-            )
-            to_create.append(row)
-        else:
-            row.updated_at = now
-            to_update.append(row)
+        # A fresh instance (no pk) for stored rows too: the upsert below matches them by key.
+        row = HourlyMetric(
+            key=key,
+            dataset_id=bucket.dataset_id,
+            model_id=bucket.model_id,
+            robot_id=bucket.robot_id,
+            hour=bucket.hour,
+            updated_at=now,
+            **existing.get(key, {"confidence_hist": [0] * CONFIDENCE_BINS, "latency_hist": {}, "feedback": {}}),
+        )
         bucket.merge_into(row)
+        rows.append(row)
+    # One multi-row upsert instead of bulk_update (whose CASE WHEN per row costs far more CPU). Read-add-write is
+    # safe because the caller holds the aggregation cursor's row lock: only one aggregation runs at a time.
     fields = [*_Bucket.COUNTERS, "confidence_hist", "latency_hist", "feedback", "updated_at"]
-    if to_update:
-        HourlyMetric.objects.bulk_update(to_update, fields, batch_size=500)
-    if to_create:
-        HourlyMetric.objects.bulk_create(to_create, batch_size=500)
+    HourlyMetric.objects.bulk_create(
+        rows, batch_size=500, update_conflicts=True, unique_fields=["key"], update_fields=fields
+    )
     return len(acc)
 
 
@@ -192,11 +200,11 @@ def _aggregate_telemetry_chunk(cutoff: datetime) -> tuple[int, int]:
         )
         if not rows:
             return 0, 0
-        acc: dict[str, _Bucket] = {}
+        acc = _Accumulator()
         for _id, dataset_id, model_id, robot_id, captured_at, count, top, latency, brightness in rows:
-            for bucket in _buckets_for(acc, dataset_id, model_id, robot_id, captured_at):
+            for bucket in acc.targets(dataset_id, model_id, robot_id, captured_at):
                 bucket.add_frame(count, top, latency, brightness)
-        touched = _buckets_save(acc)
+        touched = _buckets_save(acc.buckets)
         cursor.last_id = rows[-1][0]
         cursor.save(update_fields=["last_id", "updated_at"])
         return len(rows), touched
@@ -247,13 +255,13 @@ def _aggregate_feedback_chunk(cutoff: datetime) -> tuple[int, int, bool]:
                 "id", "dataset_id"
             ):
                 models_by_dataset[did].add(mid)
-            acc: dict[str, _Bucket] = {}
+            acc = _Accumulator()
             for dataset_id, serial, captured_at, uploaded_at, meta in rows:
                 robot_id, running = robots.get(serial, (None, None))
                 model_id = feedback_model_id(meta, running, models_by_dataset[dataset_id])
-                for bucket in _buckets_for(acc, dataset_id, model_id, robot_id, captured_at or uploaded_at):
+                for bucket in acc.targets(dataset_id, model_id, robot_id, captured_at or uploaded_at):
                     bucket.add_feedback(feedback_reason(meta))
-            touched = _buckets_save(acc)
+            touched = _buckets_save(acc.buckets)
         cursor.last_id = window[-1]
         cursor.save(update_fields=["last_id", "updated_at"])
         return len(rows), touched, len(window) == AGGREGATE_CHUNK
