@@ -88,6 +88,8 @@ class Image(models.Model):
             models.Index(fields=["dataset", "source", "id"]),
             models.Index(fields=["dataset", "robot_serial", "id"]),
             models.Index(fields=["dataset", "uploaded_at"]),
+            # The unfiltered grid and API list: newest first within a dataset, read by keyset (id < cursor).
+            models.Index(fields=["dataset", "id"], name="image_dataset_id_idx"),
         ]
 
     def __str__(self):
