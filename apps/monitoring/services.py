@@ -5,7 +5,7 @@ Every state change of this app happens here; tasks, views, the API and the admin
 
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -33,7 +33,7 @@ PRUNE_CHUNK = 5_000
 ROBOT_SOURCES = (Image.Source.CAMERA, Image.Source.LOW_CONFIDENCE, Image.Source.FEEDBACK)
 DRIFT_LABEL_PRIORITY = 10
 TELEMETRY_DRIFT_SAMPLE = 5_000
-# Telemetry boxes come without the frame size; Vector's camera frames are 640×360.
+# Telemetry boxes come without the frame size: take it from the frames robots uploaded, else Vector's 640×360.
 VECTOR_FRAME = (640, 360)
 
 
@@ -506,13 +506,14 @@ def _production(dataset: Dataset) -> Deployment | None:
     )
 
 
-def drift_reference(*, dataset: Dataset) -> tuple[ModelVersion | None, dict[str, list[float]], set[int]]:
-    """Features of the images (and label boxes) of the production model's training version."""
+def drift_reference(*, dataset: Dataset) -> tuple[ModelVersion | None, dict[str, list[float]], int, int | None]:
+    """Features of the images (and label boxes) of the production model's training version; also the number of
+    its images and the version's id."""
     deployment = _production(dataset)
     model = deployment.model if deployment else None
     version_id = model.run.dataset_version_id if model and model.run_id and model.run else None
     if version_id is None:
-        return model, {}, set()
+        return model, {}, 0, None
     rows = list(
         VersionItem.objects.filter(version_id=version_id).values_list(
             "image_id",
@@ -530,13 +531,15 @@ def drift_reference(*, dataset: Dataset) -> tuple[ModelVersion | None, dict[str,
     # Telemetry reports the same image statistics the server computes at ingestion.
     features["telemetry_brightness"] = list(features["brightness"])
     features["telemetry_contrast"] = list(features["contrast"])
-    return model, features, {r[0] for r in rows}
+    return model, features, len(rows), version_id
 
 
-def _current_features(images: list[tuple], telemetry: list[tuple]) -> dict[str, list[float]]:
+def _current_features(
+    images: list[tuple], telemetry: list[tuple], frame: tuple[int, int] = VECTOR_FRAME
+) -> dict[str, list[float]]:
     """images: (id, serial, brightness, contrast, sharpness, histogram); telemetry: (robot_id, b, c, detections)."""
     features = _image_feature_values([r[2:6] for r in images])
-    frame_w, frame_h = VECTOR_FRAME
+    frame_w, frame_h = frame
     features.update(
         _box_feature_values(
             (d.get("box"), frame_w, frame_h) for t in telemetry for d in (t[3] or []) if isinstance(d, dict)
@@ -584,33 +587,42 @@ def drift_compute(*, dataset: Dataset, now: datetime | None = None) -> list[Drif
     naming the offending features, and queue a sample of the drifting images for labeling."""
     now = now or timezone.now()
     window_start = now - timedelta(hours=settings.MONITORING_DRIFT_WINDOW_HOURS)
-    model, reference, reference_ids = drift_reference(dataset=dataset)
-    if not reference or len(reference_ids) < settings.MONITORING_DRIFT_MIN_SAMPLES:
+    model, reference, reference_size, version_id = drift_reference(dataset=dataset)
+    if not reference or reference_size < settings.MONITORING_DRIFT_MIN_SAMPLES:
         log.info("drift of %s skipped: no production model with a large enough training version", dataset.slug)
         return []
     images = list(
         Image.objects.filter(
             dataset=dataset, source__in=ROBOT_SOURCES, uploaded_at__gt=window_start, uploaded_at__lte=now
         )
-        .exclude(id__in=reference_ids)
-        .values_list("id", "robot_serial", "brightness", "contrast", "sharpness", "color_histogram", "status")
+        .exclude(id__in=VersionItem.objects.filter(version_id=version_id).values("image_id"))
+        .values_list(
+            "id", "robot_serial", "brightness", "contrast", "sharpness", "color_histogram", "status", "width", "height"
+        )
     )
     telemetry = list(
         TelemetryRecord.objects.filter(dataset=dataset, captured_at__gt=window_start, captured_at__lte=now)
         .order_by("-captured_at")
         .values_list("robot_id", "brightness", "contrast", "detections")[:TELEMETRY_DRIFT_SAMPLE]
     )
+    camera = [(i[7], i[8]) for i in images if i[1]]
+    frame = Counter(camera).most_common(1)[0][0] if camera else VECTOR_FRAME
     robots_by_serial = {r.serial: r for r in Robot.objects.filter(serial__in={i[1] for i in images if i[1]})}
     robots_by_id = {r.id: r for r in Robot.objects.filter(id__in={t[0] for t in telemetry})}
     robots_by_serial.update({r.serial: r for r in robots_by_id.values()})
 
+    images_by_serial, telemetry_by_robot = defaultdict(list), defaultdict(list)
+    for row in images:
+        images_by_serial[row[1]].append(row)
+    for row in telemetry:
+        telemetry_by_robot[row[0]].append(row)
     scopes: list[tuple[Robot | None, list, list]] = [(None, images, telemetry)]
     for serial, robot in sorted(robots_by_serial.items()):
-        scopes.append((robot, [i for i in images if i[1] == serial], [t for t in telemetry if t[0] == robot.id]))
+        scopes.append((robot, images_by_serial[serial], telemetry_by_robot[robot.id]))
 
     reports = []
     for robot, scope_images, scope_telemetry in scopes:
-        current = _current_features(scope_images, scope_telemetry)
+        current = _current_features(scope_images, scope_telemetry, frame)
         results = drift_compare(reference, current)
         if not any(r["test"] != "insufficient_data" for r in results):
             continue
@@ -622,7 +634,7 @@ def drift_compute(*, dataset: Dataset, now: datetime | None = None) -> list[Drif
                 model=model,
                 computed_at=now,
                 window_start=window_start,
-                reference_size=len(reference_ids),
+                reference_size=reference_size,
                 current_size=len(scope_images) + len(scope_telemetry),
                 features=results,
                 drifted=bool(drifted),

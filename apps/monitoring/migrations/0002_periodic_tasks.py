@@ -16,7 +16,10 @@ def create_schedules(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     PeriodicTasks = apps.get_model("django_celery_beat", "PeriodicTasks")
     for name, task, every, period in SCHEDULES:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
+        # filter().first(): IntervalSchedule has no unique constraint, other apps may have made the same one.
+        interval = IntervalSchedule.objects.filter(every=every, period=period).order_by("id").first()
+        if interval is None:
+            interval = IntervalSchedule.objects.create(every=every, period=period)
         PeriodicTask.objects.get_or_create(
             name=name, defaults={"task": task, "interval": interval, "enabled": True, "description": "monitoring"}
         )
