@@ -115,20 +115,18 @@ def _describe(image: PILImage.Image) -> ImageFacts:
     if max(width, height) > STATS_MAX_SIDE:
         small = rgb.copy()
         small.thumbnail((STATS_MAX_SIDE, STATS_MAX_SIDE))
-    pixels = np.asarray(small, dtype=np.float32)
-    # ITU-R BT.601 luma, as Pillow's "L" conversion uses.
-    luma = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+    # Pillow's "L" is ITU-R BT.601 luma; its C histogram is ~10x faster than numpy's on these sizes.
+    luma = np.asarray(small.convert("L"), dtype=np.float32)
     brightness = float(luma.mean() / 255.0)
     contrast = float(luma.std() / 255.0)
     sharpness = float(ndimage.laplace(luma).var())
-    histogram = []
-    for channel in range(3):
-        counts, _ = np.histogram(pixels[..., channel], bins=8, range=(0, 256))
-        total = counts.sum() or 1
-        histogram.append([round(float(c) / total, 6) for c in counts])
+    bins = np.asarray(small.histogram(), dtype=np.float64).reshape(3, 8, 32).sum(axis=2)
+    totals = bins.sum(axis=1, keepdims=True)
+    totals[totals == 0] = 1
+    histogram = [[round(float(v), 6) for v in row] for row in bins / totals]
     phash = str(imagehash.phash(small))
-    thumb = rgb.copy()
-    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    thumb = small.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), reducing_gap=2.0)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=80)
     return ImageFacts(
