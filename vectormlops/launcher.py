@@ -35,6 +35,8 @@ def main() -> int:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "vectormlops.settings")
+    # The Procfile's daphne and celery live next to this interpreter (the venv), whatever the caller's PATH.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", _secret_key())
     embedded_db = not env.get("DATABASE_URL")
     try:
