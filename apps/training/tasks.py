@@ -2,9 +2,29 @@
 the schedule and sweeper tasks are routed to ``default`` (settings.CELERY_TASK_ROUTES) so they never wait behind a
 training."""
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from apps.training import services
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def preload_training_libraries(sender=None, **kwargs):
+    """A worker serving the training queue imports ultralytics, torch and the ONNX exporter once at start-up (several
+    seconds on a small machine) instead of inside the first run; other workers never load them."""
+    try:
+        queues = {queue.name for queue in sender.task_consumer.queues}
+    except AttributeError:
+        return
+    if "training" not in queues:
+        return
+    from apps.training import yolo
+
+    yolo.preload()
 
 
 @shared_task(name="apps.training.tasks.training_run_task", bind=True, acks_late=True, reject_on_worker_lost=True)

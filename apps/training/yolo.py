@@ -38,6 +38,18 @@ class RunCancelled(Exception):
     """Raised inside ultralytics' callbacks to abandon a cancelled (or superseded) run quickly."""
 
 
+def preload() -> None:
+    """Import what a run needs (the training worker calls this when it starts)."""
+    import ultralytics  # noqa: F401
+
+    for optional in ("onnx", "onnxslim", "onnxruntime"):
+        try:
+            __import__(optional)
+        except ImportError:
+            log.info("%s is not installed; ONNX export will fail", optional)
+    log.info("training libraries loaded")
+
+
 # --- environment (reproducibility) ---------------------------------------------------------------------------
 
 

@@ -44,8 +44,7 @@
   };
   logBox.scrollTop = logBox.scrollHeight;
 
-  if (meta.dataset.active !== "1") return;
-  VectorEvents.follow(`run.${runId}`, (event, data) => {
+  const onEvent = (event, data) => {
     if (event === "epoch") {
       const i = chart.data.labels.indexOf(data.epoch);
       const values = [lossOf(data), data.map50, data.map50_95];
@@ -63,5 +62,7 @@
       if (data.cancel_requested) document.getElementById("run-cancelling").classList.remove("d-none");
       if (TERMINAL.includes(data.status)) setTimeout(() => location.reload(), 300);
     }
-  });
+  };
+  window.runEvents = onEvent; // for tests and debugging
+  if (meta.dataset.active === "1") VectorEvents.follow(`run.${runId}`, onEvent);
 })();
