@@ -357,6 +357,7 @@ class Agent:
         except TokenRevoked:
             logger.error(REVOKED_MESSAGE)
             return EXIT_REVOKED
+        logger.info("stopped after %d frame(s); %d item(s) left in the disk queue", self.frames, len(self.spool))
         return 0
 
 

@@ -1,0 +1,369 @@
+"""The whole loop with real processes: web server, Celery worker, two virtual Vectors and two agents.
+
+Enrol both robots, collect 40 generated frames, label them through the API with the scenes' true boxes, train;
+the gate auto-promotes the first model; both agents pick it up, verify it and send telemetry; a second model goes
+to a 50% canary and each robot gets what the hash rule says; promote it, roll back, and both robots return to the
+first model. A web-server restart in the middle loses no telemetry.
+"""
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from hashlib import sha256
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+from PIL import Image
+from rest_framework.authtoken.models import Token
+
+from agent.imaging import to_jpeg
+from apps.deployments import services as deployment_services
+from apps.deployments import state as deployment_state
+from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
+from vectorsim.server import generated_frame
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(480)]
+
+ENROLLMENT_KEY = "e2e-enrolment-key"
+SERIALS = {"0000e2e1": 1, "0000e2e2": 2}  # serial → the virtual Vector's scene seed
+FRAMES_PER_ROBOT = 20
+PYTHON = sys.executable
+
+
+def database_url() -> str:
+    """The test database, for the processes started here."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.5):
+    """Poll ``check`` until it returns something truthy (which is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def purge_queues() -> None:
+    from vectormlops.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("default", "training"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue that was never declared
+                pass
+
+
+class Processes:
+    """Child processes with their logs; all stopped at the end."""
+
+    def __init__(self, folder: Path, env: dict):
+        self.folder, self.env, self.children = folder, env, {}
+
+    def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")
+        process = subprocess.Popen(
+            args, cwd=settings.BASE_DIR, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.children[name] = (process, log)
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        process, log = self.children.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.children):
+            self.stop(name)
+
+
+@pytest.fixture
+def world(tmp_path, ml_engineer):
+    purge_queues()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "TRAINING_DIR": str(settings.TRAINING_DIR),
+        "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
+        "ROBOT_POLL_AFTER_S": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    robot_env = {"HOME": str(home), "VECTOR_AGENT_CONFIG": str(tmp_path / "agent" / "config.json")}
+    processes = Processes(tmp_path, env)
+    port = free_port()
+    web_args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"]
+    processes.start("web", web_args)
+    processes.start(
+        "worker",
+        [PYTHON, "-m", "celery", "-A", "vectormlops", "worker", "-Q", "default,training", "--pool", "solo",
+         "-n", f"e2e-{port}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+    )  # fmt: skip
+    for serial, seed in SERIALS.items():
+        processes.start(
+            f"vector-{serial}",
+            [PYTHON, "-m", "vectorsim", "--serial", serial, "--home", str(home), "--seed", str(seed)],
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def web_up():
+        try:
+            return httpx.get(url + "/api/v1/datasets", timeout=2).status_code in (401, 403)
+        except httpx.TransportError:
+            return False
+
+    wait_for("the web server", web_up, timeout=60)
+    for serial in SERIALS:
+        wait_for(f"virtual Vector {serial}", lambda s=serial: f"{s}" in _sdk_config(home), timeout=30)
+    token = Token.objects.create(user=ml_engineer)
+    api = httpx.Client(base_url=url, headers={"Authorization": f"Token {token.key}"}, timeout=30)
+    try:
+        yield {
+            "url": url,
+            "port": port,
+            "web_up": web_up,
+            "api": api,
+            "processes": processes,
+            "robot_env": robot_env,
+            "data": tmp_path / "agent-data",
+        }
+    finally:
+        api.close()
+        processes.stop_all()
+        purge_queues()
+
+
+def _sdk_config(home: Path) -> str:
+    path = home / ".anki_vector" / "sdk_config.ini"
+    return path.read_text() if path.exists() else ""
+
+
+def agent_cli(world, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), *args],
+        cwd=settings.BASE_DIR,
+        env={**world["processes"].env, **world["robot_env"]},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def running_model(world, serial: str) -> int | None:
+    """The model the agent has installed and runs (its model store's state)."""
+    path = world["data"] / serial / "models" / "state.json"
+    try:
+        current = json.loads(path.read_text())["current"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return current["model_id"] if current else None
+
+
+def expected_boxes() -> dict[str, list]:
+    """sha256 of each frame as the agent uploads it (SDK-decoded, re-encoded) → the scene's true boxes."""
+    boxes = {}
+    for seed in SERIALS.values():
+        for image_id in range(1, FRAMES_PER_ROBOT + 1):
+            data, true_boxes = generated_frame(seed, image_id)
+            boxes[sha256(to_jpeg(Image.open(io.BytesIO(data)))).hexdigest()] = true_boxes
+    return boxes
+
+
+def label_everything(api: httpx.Client) -> int:
+    truth = expected_boxes()
+    labelled = 0
+    url = "/api/v1/images?dataset=vector"
+    while url:
+        page = api.get(url).raise_for_status().json()
+        for image in page["results"]:
+            boxes = truth[image["sha256"]]  # every uploaded frame is one the virtual Vectors generated
+            current = api.get(f"/api/v1/images/{image['id']}/annotations").raise_for_status().json()
+            body = {"version": current["version"], "boxes": [{"label": "vector", "box": box} for box in boxes]}
+            saved = api.put(f"/api/v1/images/{image['id']}/annotations", json=body).raise_for_status().json()
+            if saved.get("status") == "submitted":
+                api.post(f"/api/v1/images/{image['id']}/review", json={"decision": "approve"}).raise_for_status()
+            labelled += 1
+        url = page.get("next")
+    return labelled
+
+
+def train(api: httpx.Client, epochs: int) -> int:
+    body = {"dataset": "vector", "epochs": epochs, "imgsz": 128, "batch": 8, "base": "yolov8n.yaml"}
+    run = api.post("/api/v1/training-runs", json=body)
+    assert run.status_code == 201, run.text
+    run_id = run.json()["id"]
+
+    def finished():
+        data = api.get(f"/api/v1/training-runs/{run_id}").raise_for_status().json()
+        assert data["status"] not in ("failed", "cancelled"), data.get("error") or data.get("log_tail")
+        return data if data["status"] == "succeeded" and data.get("model_id") else None
+
+    return wait_for(f"training run {run_id}", finished, timeout=240, every=1)["model_id"]
+
+
+def live(channel: str) -> Deployment | None:
+    return Deployment.objects.filter(dataset__slug="vector", channel=channel, is_live=True).first()
+
+
+def test_the_whole_loop(world):
+    api, processes = world["api"], world["processes"]
+
+    # Given a dataset whose gate auto-promotes a first model (tiny trainings reach no real mAP).
+    created = api.post("/api/v1/datasets", json={"slug": "vector", "name": "Vector robots", "classes": ["vector"]})
+    assert created.status_code == 201, created.text
+    policy = deployment_services.policy_for(deployment_services.dataset_by_slug("vector"))
+    policy.auto_promote, policy.min_map50, policy.min_test_images, policy.min_slice_images = True, 0.0, 1, 10_000
+    policy.save()
+
+    # Enrol both robots and collect 40 frames.
+    for serial in SERIALS:
+        enrolled = agent_cli(world, "enroll", "--server", world["url"], "--key", ENROLLMENT_KEY, "--serial", serial)
+        assert enrolled.returncode == 0, enrolled.stderr
+    config = json.loads(Path(world["robot_env"]["VECTOR_AGENT_CONFIG"]).read_text())
+    assert set(config["robots"]) == set(SERIALS)
+    collectors = [
+        subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "agent",
+                "--data-dir",
+                str(world["data"]),
+                "collect",
+                "--serial",
+                serial,
+                "--dataset",
+                "vector",
+                "--every",
+                "0",
+                "--count",
+                str(FRAMES_PER_ROBOT),
+            ],
+            cwd=settings.BASE_DIR,
+            env={**processes.env, **world["robot_env"]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for serial in SERIALS
+    ]
+    for collector in collectors:
+        output = collector.communicate(timeout=180)[0]
+        assert collector.returncode == 0, output
+    images = api.get("/api/v1/images?dataset=vector&source=camera").raise_for_status().json()["results"]
+    assert {image["robot_serial"] for image in images} == set(SERIALS)
+
+    # Label them through the API with the true boxes, then train: the gate promotes the first model.
+    assert label_everything(api) == 2 * FRAMES_PER_ROBOT
+    first = train(api, epochs=2)
+    wait_for("the first model in production", lambda: (d := live("production")) and d.model_id == first)
+
+    # Both agents pick it up, verify it and report telemetry with the model they run.
+    agents = {}
+    for serial in SERIALS:
+        agents[serial] = f"agent-{serial}"
+        processes.start(
+            agents[serial],
+            [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), "run", "--serial", serial, "--dataset", "vector",
+             "--interval", "0.2", "--telemetry-every", "1", "--say-every", "5"],
+            env=world["robot_env"],
+        )  # fmt: skip
+    for serial in SERIALS:
+        wait_for(f"{serial} to run model {first}", lambda s=serial: running_model(world, s) == first, timeout=60)
+        wait_for(
+            f"telemetry from {serial}",
+            lambda s=serial: TelemetryRecord.objects.filter(robot__serial=s, model_id=first).exists(),
+            timeout=60,
+        )
+        robot = Robot.objects.get(serial=serial)
+        assert robot.running_model_id == first  # reported with X-Model-Id / X-Model-Sha256
+        assert len(robot.running_sha256) == 64
+
+    # A web-server restart while the agents run: their telemetry waits on disk and arrives afterwards.
+    assert processes.stop("web") is not None
+    time.sleep(3)  # the agents keep detecting; telemetry and polls fail meanwhile
+    processes.start(
+        "web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(world["port"]), "vectormlops.asgi:application"]
+    )
+    wait_for("the web server to restart", world["web_up"], timeout=60)
+
+    # A second model goes to a 50% canary; each robot gets what the hash rule says.
+    policy.auto_promote = False
+    policy.save()
+    second = train(api, epochs=1)
+    wait_for("the second model's gate decision", lambda: GateDecision.objects.filter(candidate_id=second).exists())
+    promoted = api.post(
+        f"/api/v1/models/{second}/promote", json={"channel": "canary", "canary_percent": 50, "reason": "e2e canary"}
+    )
+    assert promoted.status_code in (200, 201), promoted.text
+    canary = live("canary")
+    assert canary.model_id == second
+    expected = {s: second if deployment_state.in_canary(s, canary.pk, 50) else first for s in SERIALS}
+    tokens = {serial: robot["token"] for serial, robot in config["robots"].items()}
+    for serial, model_id in expected.items():
+        answer = httpx.get(
+            world["url"] + "/api/v1/robot/model",
+            params={"dataset": "vector"},
+            headers={"Authorization": f"Bearer {tokens[serial]}"},
+            timeout=30,
+        )
+        assert answer.json()["model_id"] == model_id
+        wait_for(f"{serial} to run model {model_id}", lambda s=serial, m=model_id: running_model(world, s) == m)
+
+    # Promote it to production: both robots run it. Roll back: both return to the first model.
+    promoted = api.post(f"/api/v1/models/{second}/promote", json={"channel": "production", "reason": "e2e"})
+    assert promoted.status_code in (200, 201), promoted.text
+    for serial in SERIALS:
+        wait_for(f"{serial} to run model {second}", lambda s=serial: running_model(world, s) == second)
+    rolled = api.post("/api/v1/datasets/vector/rollback", json={"channel": "production", "reason": "e2e rollback"})
+    assert rolled.status_code in (200, 201), rolled.text
+    assert live("production").model_id == first
+    for serial in SERIALS:
+        wait_for(f"{serial} back on model {first}", lambda s=serial: running_model(world, s) == first)
+
+    # Stop the agents: every frame they processed is on the server (none lost to the restart).
+    for serial, name in agents.items():
+        assert processes.stop(name) == 0, processes.log(name)
+        stopped = re.search(r"stopped after (\d+) frame\(s\); (\d+) item\(s\) left", processes.log(name))
+        assert stopped, processes.log(name)[-2000:]
+        frames, left = int(stopped.group(1)), int(stopped.group(2))
+        assert left == 0
+        assert TelemetryRecord.objects.filter(robot__serial=serial).count() == frames
+        assert set(TelemetryRecord.objects.filter(robot__serial=serial).values_list("model_id", flat=True)) >= {first}
