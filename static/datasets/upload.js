@@ -12,6 +12,8 @@
   let busy = false;
 
   function csrfToken() {
+    const field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (field) return field.value;
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return match ? decodeURIComponent(match[1]) : "";
   }
@@ -90,5 +92,17 @@
     zone.classList.remove("bg-body-secondary");
   }));
   zone.addEventListener("drop", (e) => add(e.dataTransfer.files));
+
+  // Live: count images that arrive (robots, other people, imports) while this page is open.
+  const notice = document.getElementById("new-images");
+  if (notice && window.VectorEvents) {
+    let arrived = 0;
+    window.VectorEvents.follow("dataset." + slug, (event) => {
+      if (event !== "image_ingested") return;
+      arrived += 1;
+      document.getElementById("new-count").textContent = String(arrived);
+      notice.classList.remove("d-none");
+    });
+  }
   input.addEventListener("change", () => { add(input.files); input.value = ""; });
 })();
