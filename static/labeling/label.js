@@ -31,6 +31,7 @@
     busy: false,
     done: 0,
     draftTimer: null,
+    draftInFlight: null,
     dirty: false,
     claims: new Map(), // image_id -> user
   };
@@ -391,7 +392,9 @@
     clearTimeout(state.draftTimer);
     if (!state.current || !state.dirty) return;
     const id = state.current.id;
-    const r = await api("PUT", urlFor("draft", id), { boxes: payloadBoxes(), base_version: state.version }, { keepalive });
+    state.draftInFlight = api("PUT", urlFor("draft", id), { boxes: payloadBoxes(), base_version: state.version }, { keepalive });
+    const r = await state.draftInFlight.catch(() => ({ ok: false }));
+    state.draftInFlight = null;
     if (state.current && state.current.id === id) {
       $("save-state").textContent = r.ok ? `draft saved ${new Date().toLocaleTimeString()}` : "draft NOT saved";
     }
@@ -509,6 +512,8 @@
     state.busy = true;
     clearTimeout(state.draftTimer);
     try {
+      // A draft still on its way must land before the submit deletes drafts, or it would outlive the submit.
+      if (state.draftInFlight) await state.draftInFlight.catch(() => null);
       const id = state.current.id;
       const r = await api("PUT", urlFor("annotations", id), { version: state.version, boxes: payloadBoxes() });
       if (r.ok) {
