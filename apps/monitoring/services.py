@@ -310,13 +310,18 @@ def telemetry_prune(*, older_than: datetime) -> int:
     return deleted
 
 
+def drift_reports_prune(*, older_than: datetime) -> int:
+    """Delete drift reports computed before ``older_than`` (alerts keep their own message); returns rows deleted."""
+    return DriftReport.objects.filter(computed_at__lt=older_than).delete()[0]
+
+
 # --- alerts ----------------------------------------------------------------------------------------------------
 
 
 def alert_to_dict(alert: Alert) -> dict:
     return {
         "id": alert.id,
-        "dataset": alert.dataset.slug if "dataset" in alert._state.fields_cache else alert.dataset_id,
+        "dataset": alert.dataset.slug,
         "kind": alert.kind,
         "scope": alert.scope,
         "robot": alert.robot.serial if alert.robot_id else None,

@@ -26,9 +26,15 @@ def telemetry_aggregate_task() -> dict:
 
 
 @shared_task(name="apps.monitoring.tasks.telemetry_prune_task", ignore_result=True)
-def telemetry_prune_task() -> int:
-    """Daily: drop aggregated raw telemetry older than MONITORING_RAW_RETENTION_DAYS."""
-    return services.telemetry_prune(older_than=timezone.now() - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS))
+def telemetry_prune_task() -> dict:
+    """Daily: drop aggregated raw telemetry older than MONITORING_RAW_RETENTION_DAYS (hourly buckets stay), and
+    drift reports older than MONITORING_DRIFT_REPORT_RETENTION_DAYS (default 90)."""
+    now = timezone.now()
+    report_days = getattr(settings, "MONITORING_DRIFT_REPORT_RETENTION_DAYS", 90)
+    return {
+        "telemetry": services.telemetry_prune(older_than=now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)),
+        "drift_reports": services.drift_reports_prune(older_than=now - timedelta(days=report_days)),
+    }
 
 
 @shared_task(name="apps.monitoring.tasks.drift_compute_task", ignore_result=True)

@@ -11,7 +11,7 @@ from django_celery_beat.models import PeriodicTask
 
 from apps.deployments.models import TelemetryRecord
 from apps.monitoring import histograms, selectors, services
-from apps.monitoring.models import HourlyMetric
+from apps.monitoring.models import DriftReport, HourlyMetric
 from apps.monitoring.tasks import telemetry_aggregate_task, telemetry_prune_task
 from tests.monitoring.factories import make_dataset, make_images, make_model, make_robot, make_telemetry
 
@@ -179,8 +179,15 @@ def test_tasks_run_and_are_scheduled_in_beat(fleet, settings):
     telemetry_aggregate_task.apply()
     assert HourlyMetric.objects.filter(robot__isnull=True).exists()
     settings.MONITORING_RAW_RETENTION_DAYS = 0
+    dataset = fleet[0]
+    for days in (100, 10):
+        DriftReport.objects.create(
+            dataset=dataset, computed_at=timezone.now() - timedelta(days=days), window_start=timezone.now()
+        )
     telemetry_prune_task.apply()
     assert TelemetryRecord.objects.count() == 0
+    assert HourlyMetric.objects.filter(robot__isnull=True).exists()
+    assert DriftReport.objects.count() == 1  # only the one past 90 days went
     scheduled = {t.task: t for t in PeriodicTask.objects.filter(task__startswith="apps.monitoring.tasks.")}
     assert set(scheduled) == {
         "apps.monitoring.tasks.telemetry_aggregate_task",
@@ -192,3 +199,25 @@ def test_tasks_run_and_are_scheduled_in_beat(fleet, settings):
     assert (every.every, every.period) == (1, "minutes")
     every = scheduled["apps.monitoring.tasks.drift_compute_task"].interval
     assert (every.every, every.period) == (1, "hours")
+
+
+def test_the_beat_task_aggregates_through_a_real_worker(transactional_db, celery_worker_thread, settings):
+    """The task name in the beat schedule reaches a real worker on the real broker and aggregates."""
+    import time
+
+    settings.MONITORING_AGGREGATION_LAG_S = 0
+    dataset = make_dataset()
+    model = make_model(dataset, 1)
+    robot = make_robot("00e2work", running=model)
+    make_telemetry(robot, dataset, model, _frames(random.Random(4), timezone.now() - timedelta(hours=1), 30, hours=1))
+    from vectormlops.celery import app
+
+    # By name, as beat sends it (the schedule rows themselves are checked in a non-transactional test: a
+    # transactional test's flush may have removed them here).
+    app.send_task("apps.monitoring.tasks.telemetry_aggregate_task")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if sum(HourlyMetric.objects.filter(robot__isnull=True).values_list("frames", flat=True)) == 30:
+            break
+        time.sleep(0.2)
+    assert sum(HourlyMetric.objects.filter(robot__isnull=True).values_list("frames", flat=True)) == 30
