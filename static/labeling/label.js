@@ -132,7 +132,10 @@
       const [x, y, w, h] = sug.box;
       const colour = colourOf(sug.label);
       suggestionGroup.add(new Konva.Rect({ x, y, width: w, height: h, stroke: colour, strokeWidth: 2, strokeScaleEnabled: false, dash: [6, 4], opacity: 0.85, name: "suggestion" }));
-      suggestionGroup.add(new Konva.Text({ x, y: y + h + 2 / s, text: `${sug.label} ${Math.round(sug.confidence * 100)}%?`, fontSize: font, fill: colour, opacity: 0.9 }));
+      const tag = new Konva.Label({ x, y: y + h + 1 / s, opacity: 0.9 });
+      tag.add(new Konva.Tag({ fill: "rgba(255,255,255,0.8)", stroke: colour, strokeWidth: 1, strokeScaleEnabled: false, dash: [3, 2] }));
+      tag.add(new Konva.Text({ text: `${sug.label} ${Math.round(sug.confidence * 100)} %`, fontSize: font, padding: 2 / s, fill: "#212529" }));
+      suggestionGroup.add(tag);
     }
     let selectedNode = null;
     for (const b of state.boxes) {

@@ -129,3 +129,71 @@ def test_a_stale_save_offers_to_load_the_other_persons_boxes(
     assert page.evaluate("window.labelTool.state.boxes.map(b => b.label)") == ["charger"]
     assert api_as(bob).get(f"/api/v1/images/{image.pk}/annotations").json()["version"] == 1  # nothing overwritten
     assert page.js_errors == []
+
+
+def test_review_page_rejects_with_a_comment_and_approves_by_key(
+    open_browser, live_server, dataset, make_image, make_user, api_as
+):
+    from apps.labeling import services
+
+    annotator = make_user("ann", "annotator")
+    make_user("rita", "reviewer")
+    first, second = (
+        make_image(dataset, seed=31, width=320, height=180),
+        make_image(dataset, seed=32, width=320, height=180),
+    )
+    for image in (first, second):
+        services.annotation_submit(
+            image=image, user=annotator, boxes_api=[{"label": "vector", "box": [30, 20, 120, 90]}], version=0
+        )
+    page = open_browser()
+    _log_in(page, live_server, "rita")
+
+    page.goto(f"{live_server.url}/review/robots/")
+    assert page.locator("#review-boxes rect").count() == 1
+    page.screenshot(path="/tmp/review.png")
+    page.keyboard.press("r")
+    page.keyboard.type("The box misses the lift arm.")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url("**/review/robots/")
+    page.wait_for_function(f"!document.body.innerText.includes('Image #{first.pk} ')")
+    page.keyboard.press("a")
+    page.wait_for_selector("text=Nothing is waiting for review")
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("rejected", "approved")
+    bundle = api_as(annotator).get(f"/api/v1/labeling/images/{first.pk}").json()
+    assert bundle["rejection"]["comment"] == "The box misses the lift arm."
+    assert page.js_errors == []
+
+
+def test_suggestions_are_shown_and_accepted_with_one_key(
+    open_browser, live_server, dataset, make_image, make_user, api_as, django_capture_on_commit_callbacks
+):
+    predictions = [
+        {"label": "vector", "confidence": 0.81, "box": [40, 30, 100, 80]},
+        {"label": "charger", "confidence": 0.42, "box": [200, 100, 60, 50]},
+    ]
+    with django_capture_on_commit_callbacks(execute=True):  # the image_ingested receiver stores them
+        image = make_image(
+            dataset, seed=41, width=320, height=180, source="feedback", meta={"predictions": predictions}
+        )
+    annotator = make_user("ann", "annotator")
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+
+    page.goto(f"{live_server.url}/label/robots/")  # the queue hands out the feedback image
+    page.wait_for_function("window.labelTool && window.labelTool.ready")
+    assert page.evaluate("window.labelTool.state.current.id") == image.pk
+    assert page.evaluate("window.labelTool.state.suggestions.length") == 2
+    assert page.is_visible("#accept-btn")
+    page.screenshot(path="/tmp/label-suggestions.png")
+    page.keyboard.press("a")
+    assert page.evaluate("window.labelTool.state.boxes.length") == 2
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#empty-queue:not([hidden])")
+
+    saved = api_as(annotator).get(f"/api/v1/images/{image.pk}/annotations").json()
+    assert [(b["label"], b["box"]) for b in saved["boxes"]] == [(p["label"], p["box"]) for p in predictions]
+    assert page.js_errors == []

@@ -242,3 +242,25 @@ def test_concurrent_annotators_never_share_an_image(dataset, make_image, make_us
     assert len(claimed) == len(set(claimed)), f"an image was handed out twice: {results}"
     assert sorted(claimed) == sorted(i.pk for i in images)
     assert ImageClaim.objects.count() == len(images)
+
+
+def test_annotator_stats_per_hour_and_rejection_rate(dataset, make_image, make_user, reviewer):
+    from apps.labeling.selectors import annotator_stats
+
+    ann = make_user("ann", "annotator")
+    images = [make_image(dataset, seed=i) for i in range(3)]
+    for image in images:
+        services.image_claim(image=image, user=ann)
+        ImageClaim.objects.filter(image=image).update(claimed_at=timezone.now() - timedelta(minutes=2))
+        boxes = [{"label": "vector", "box": [1, 1, 10, 10]}, {"label": "cube", "box": [20, 20, 10, 10]}]
+        services.annotation_submit(image=image, user=ann, boxes_api=boxes, version=0)
+    services.image_review(image=images[0], reviewer=reviewer, decision="reject", comment="loose")
+    services.image_review(image=images[1], reviewer=reviewer, decision="approve")
+
+    [row] = annotator_stats(dataset=dataset)
+
+    assert row["user"] == "ann" and row["images"] == 3 and row["boxes"] == 6
+    assert row["hours"] == pytest.approx(0.1, abs=0.01)  # 3 x 2 minutes
+    assert row["images_per_hour"] == pytest.approx(30, rel=0.05)
+    assert row["boxes_per_hour"] == pytest.approx(60, rel=0.05)
+    assert row["reviewed"] == 2 and row["rejected"] == 1 and row["rejection_rate"] == 0.5
