@@ -107,8 +107,11 @@ class Processes:
         return process.returncode
 
     def stop_all(self) -> None:
+        for process, _ in self.children.values():
+            if process.poll() is None:
+                process.terminate()
         for name in list(self.children):
-            self.stop(name)
+            self.stop(name, timeout=10)
 
 
 @pytest.fixture
@@ -317,7 +320,7 @@ def test_the_whole_loop(world):
         assert len(robot.running_sha256) == 64
 
     # A web-server restart while the agents run: their telemetry waits on disk and arrives afterwards.
-    assert processes.stop("web") is not None
+    processes.stop("web", sig=signal.SIGKILL)  # a crash: no graceful goodbye to the agents' connections
     time.sleep(3)  # the agents keep detecting; telemetry and polls fail meanwhile
     processes.start(
         "web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(world["port"]), "vectormlops.asgi:application"]
