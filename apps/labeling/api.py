@@ -2,6 +2,7 @@
 endpoints (claim next, claim a given image, heartbeat, release, skip, drafts, live queue state)."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -16,10 +17,12 @@ from . import selectors, services
 from .serializers import (
     AnnotationOutSerializer,
     AnnotationPutSerializer,
+    AnnotationSavedSerializer,
     DraftInSerializer,
     NextInSerializer,
     RenewInSerializer,
     ReviewInSerializer,
+    ReviewOutSerializer,
 )
 
 
@@ -52,7 +55,7 @@ class AnnotationApi(APIView):
         }
         return Response(body)
 
-    @extend_schema(request=AnnotationPutSerializer, responses=AnnotationOutSerializer)
+    @extend_schema(request=AnnotationPutSerializer, responses=AnnotationSavedSerializer)
     def put(self, request, image_id: int):
         image = _image(image_id)
         serializer = AnnotationPutSerializer(data=request.data)
@@ -71,7 +74,7 @@ class ReviewApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=ReviewInSerializer)
+    @extend_schema(request=ReviewInSerializer, responses=ReviewOutSerializer)
     def post(self, request, image_id: int):
         image = _image(image_id)
         serializer = ReviewInSerializer(data=request.data)
@@ -88,7 +91,7 @@ class ClaimNextApi(APIView):
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=NextInSerializer)
+    @extend_schema(request=NextInSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
         serializer = NextInSerializer(data=request.data)
@@ -105,6 +108,7 @@ class QueueStateApi(APIView):
 
     permission_classes = [IsAnnotator]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
         return Response({"counts": services.queue_counts(dataset), "claims": services.active_claims(dataset)})
@@ -115,10 +119,12 @@ class ImageBundleApi(APIView):
 
     permission_classes = [IsAnnotator]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, image_id: int):
         image = _image(image_id)
         return Response(selectors.image_bundle(image=image, user=request.user))
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, image_id: int):
         image = _image(image_id)
         services.image_claim(image=image, user=request.user)
@@ -130,7 +136,7 @@ class ClaimRenewApi(APIView):
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=RenewInSerializer)
+    @extend_schema(request=RenewInSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         serializer = RenewInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -150,6 +156,7 @@ class ClaimReleaseApi(APIView):
 
     permission_classes = [IsAnnotator]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, image_id: int):
         released = services.image_claim_release(image=_image(image_id), user=request.user)
         return Response({"released": released})
@@ -160,6 +167,7 @@ class SkipApi(APIView):
 
     permission_classes = [IsAnnotator]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, image_id: int):
         services.annotation_skip(image=_image(image_id), user=request.user)
         return Response({"skipped": True})
@@ -170,11 +178,12 @@ class DraftApi(APIView):
 
     permission_classes = [IsAnnotator]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, image_id: int):
         bundle = selectors.image_bundle(image=_image(image_id), user=request.user)
         return Response({"draft": bundle["draft"]})
 
-    @extend_schema(request=DraftInSerializer)
+    @extend_schema(request=DraftInSerializer, responses=OpenApiTypes.OBJECT)
     def put(self, request, image_id: int):
         serializer = DraftInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -186,6 +195,7 @@ class DraftApi(APIView):
         )
         return Response({"saved": True, "updated_at": draft.updated_at.isoformat()})
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def delete(self, request, image_id: int):
         services.draft_discard(image=_image(image_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -196,6 +206,7 @@ class StatsApi(APIView):
 
     permission_classes = [IsReviewer]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         slug = request.query_params.get("dataset")
         dataset = get_object_or_404(Dataset, slug=slug) if slug else None

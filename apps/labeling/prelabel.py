@@ -38,7 +38,7 @@ def _local_copy(storage_path: str) -> tuple[Path, str]:
                 digest.update(chunk)
                 tmp.write(chunk)
     sha256 = digest.hexdigest()
-    target = _cache_dir() / f"{sha256}.pt"
+    target = _cache_dir() / f"{sha256}{_suffix(storage_path)}"
     if target.exists():
         os.unlink(tmp.name)
     else:
@@ -46,8 +46,13 @@ def _local_copy(storage_path: str) -> tuple[Path, str]:
     return target, sha256
 
 
+def _suffix(storage_path: str) -> str:
+    # ultralytics picks the backend from the extension: deployments hands over the .pt, or the .onnx when alone.
+    return ".onnx" if storage_path.lower().endswith(".onnx") else ".pt"
+
+
 def _model_path(prelabel: PrelabelModel) -> Path:
-    target = _cache_dir() / f"{prelabel.sha256}.pt"
+    target = _cache_dir() / f"{prelabel.sha256}{_suffix(prelabel.storage_path)}"
     if not target.exists():
         path, sha256 = _local_copy(prelabel.storage_path)
         if sha256 != prelabel.sha256:

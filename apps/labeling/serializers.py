@@ -26,9 +26,21 @@ class AnnotationOutSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Image.Status.choices)
 
 
+class AnnotationSavedSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The new version (the one sent plus one).")
+    status = serializers.ChoiceField(choices=Image.Status.choices)
+
+
 class ReviewInSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "reject"])
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=5000)
+
+
+class ReviewOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    image_id = serializers.IntegerField()
+    decision = serializers.CharField()
+    status = serializers.ChoiceField(choices=Image.Status.choices)
 
 
 class NextInSerializer(serializers.Serializer):

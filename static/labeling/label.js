@@ -477,6 +477,9 @@
     $("image-title").textContent = "queue empty";
     $("image-status").textContent = "";
     $("empty-queue").hidden = false;
+    const url = new URL(location.href);
+    url.searchParams.delete("image");
+    history.replaceState(null, "", url);
   }
 
   async function claimNext(exclude) {
