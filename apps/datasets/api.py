@@ -2,7 +2,8 @@
 
 import json
 
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -23,6 +24,17 @@ from vectormlops.permissions import IsAnnotator, IsMLEngineer, IsRobotOrAnnotato
 
 ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
 PERSON_SOURCES = ROBOT_SOURCES | {Image.Source.UPLOAD}
+
+
+UPLOAD_OUTPUT = inline_serializer(
+    "ImageUploadOutput",
+    {
+        "id": serializers.IntegerField(),
+        "sha256": serializers.CharField(),
+        "split": serializers.CharField(),
+        "duplicate": serializers.BooleanField(),
+    },
+)
 
 
 def _dataset_field(slug: str) -> Dataset:
@@ -54,10 +66,18 @@ class ImagesApi(generics.GenericAPIView):
         dataset = _dataset_field(slug) if slug else None
         return selectors.images_filter(dataset=dataset, params=self.request.query_params).select_related("dataset")
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(name, str, required=False)
+            for name in ("dataset", "status", "split", "source", "robot", "class", "date_from", "date_to")
+        ],
+        responses=ImageOutput(many=True),
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ImageOutput(page, many=True).data)
 
+    @extend_schema(request=ImageUploadInput, responses={201: UPLOAD_OUTPUT, 200: UPLOAD_OUTPUT})
     def post(self, request):
         data = ImageUploadInput(data=request.data)
         if not data.is_valid():
@@ -99,11 +119,13 @@ class DatasetsApi(APIView):
     def get_permissions(self):
         return [IsMLEngineer()] if self.request.method == "POST" else [IsAnnotator()]
 
+    @extend_schema(responses=DatasetOutput(many=True))
     def get(self, request):
         datasets = list(Dataset.objects.all())
         counts = selectors.dataset_counts([d.pk for d in datasets])
         return Response(DatasetOutput(datasets, many=True, context={"counts": counts}).data)
 
+    @extend_schema(request=DatasetCreateInput, responses={201: DatasetOutput})
     def post(self, request):
         data = DatasetCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -118,10 +140,12 @@ class DatasetVersionsApi(APIView):
     def get_permissions(self):
         return [IsMLEngineer()] if self.request.method == "POST" else [IsAnnotator()]
 
+    @extend_schema(responses=VersionOutput(many=True))
     def get(self, request, slug):
         dataset = services.dataset_get(slug=slug)
         return Response(VersionOutput(dataset.versions.order_by("-number"), many=True).data)
 
+    @extend_schema(request=VersionCreateInput, responses={201: VersionOutput})
     def post(self, request, slug):
         dataset = services.dataset_get(slug=slug)
         data = VersionCreateInput(data=request.data)

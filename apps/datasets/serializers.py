@@ -21,7 +21,7 @@ class DatasetOutput(serializers.ModelSerializer):
         model = Dataset
         fields = ["id", "slug", "name", "classes", "review_required", "split_ratios", "created_at", "counts"]
 
-    def get_counts(self, obj):
+    def get_counts(self, obj) -> dict:
         counts = self.context.get("counts", {})
         return counts.get(obj.pk)
 
@@ -65,10 +65,10 @@ class ImageOutput(serializers.ModelSerializer):
             "thumbnail_url",
         ]
 
-    def get_file_url(self, obj):
+    def get_file_url(self, obj) -> str:
         return reverse("datasets:image_file", args=[obj.pk])
 
-    def get_thumbnail_url(self, obj):
+    def get_thumbnail_url(self, obj) -> str:
         return reverse("datasets:image_thumb", args=[obj.pk])
 
 
