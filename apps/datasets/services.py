@@ -590,6 +590,47 @@ def version_export_zip(*, version: DatasetVersion, fmt: str) -> Path:
     return path
 
 
+EXPORT_INLINE_MAX_IMAGES = 5000  # bigger versions are zipped by a Celery task while the page waits
+
+
+def version_export_name(*, version: DatasetVersion, fmt: str) -> str:
+    """Where a version's export zip is kept in storage: frozen versions never change, so one zip serves all."""
+    return f"exports/{version.dataset.slug}/v{version.number}-{version.manifest_sha256[:12]}-{fmt}.zip"
+
+
+def version_export_store(*, version: DatasetVersion, fmt: str) -> str:
+    """Build a version's export zip once and keep it in default storage; returns its storage name."""
+    name = version_export_name(version=version, fmt=fmt)
+    if default_storage.exists(name):
+        return name
+    path = version_export_zip(version=version, fmt=fmt)
+    try:
+        with open(path, "rb") as handle:
+            _store(name, File(handle, name=name))
+    finally:
+        path.unlink(missing_ok=True)
+    return name
+
+
+def version_export_prepare(*, version: DatasetVersion, fmt: str) -> str | None:
+    """The storage name of the export zip when it is ready (small versions are built now); otherwise queue
+    ``version_export_task`` once and return None (the page polls)."""
+    if fmt not in ("yolo", "coco"):
+        raise ValidationFailed("Export format must be yolo or coco.", code="invalid_format", details={"format": fmt})
+    name = version_export_name(version=version, fmt=fmt)
+    if default_storage.exists(name):
+        return name
+    if version.image_count <= EXPORT_INLINE_MAX_IMAGES:
+        return version_export_store(version=version, fmt=fmt)
+    from django.core.cache import cache
+
+    if cache.add(f"datasets:export:{name}", 1, timeout=600):  # one task per zip, however often the page polls
+        from apps.datasets.tasks import version_export_task
+
+        transaction.on_commit(lambda: version_export_task.delay(version.pk, fmt))
+    return None
+
+
 def _zip_stored_file(archive: zipfile.ZipFile, storage_name: str, arcname: str) -> None:
     # Images are already compressed: store them as they are.
     with (

@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from apps.datasets.models import ImportJob
-from apps.datasets.services import import_job_run
+from apps.datasets.models import DatasetVersion, ImportJob
+from apps.datasets.services import import_job_run, version_export_store
 
 
 @shared_task(name="apps.datasets.tasks.dataset_import_task", acks_late=True)
@@ -13,3 +13,10 @@ def dataset_import_task(job_id: int) -> str:
     if job is None or job.status != ImportJob.Status.QUEUED:
         return "skipped"  # deleted, or a redelivery of a job that already ran
     return import_job_run(job=job).status
+
+
+@shared_task(name="apps.datasets.tasks.version_export_task", acks_late=True)
+def version_export_task(version_id: int, fmt: str) -> str:
+    """Zip a big frozen version into storage (the export page waits for it)."""
+    version = DatasetVersion.objects.select_related("dataset").get(pk=version_id)
+    return version_export_store(version=version, fmt=fmt)

@@ -1,8 +1,6 @@
 """Pages of the datasets app (annotator and up): dataset list, the dataset page (grid, upload, import, versions),
 import progress, version export downloads, and the permission-checked image/thumbnail files every page uses."""
 
-import os
-
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseNotModified
@@ -113,14 +111,19 @@ def version_freeze(request, slug):
 @role_required(ML_ENGINEER)
 @require_GET
 def version_export(request, slug, number, fmt):
-    version = get_object_or_404(DatasetVersion, dataset__slug=slug, number=number)
+    version = get_object_or_404(DatasetVersion.objects.select_related("dataset"), dataset__slug=slug, number=number)
     try:
-        path = services.version_export_zip(version=version, fmt=fmt)
+        name = services.version_export_prepare(version=version, fmt=fmt)
     except DomainError as exc:
         raise Http404(exc.message) from exc
-    handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
-    os.unlink(path)  # the open handle keeps the bytes until the response is sent
-    return FileResponse(handle, as_attachment=True, filename=f"{slug}-v{number}-{fmt}.zip")
+    if name is None:  # a big version: a Celery task is zipping it; this page reloads until it is there
+        return render(request, "datasets/export_wait.html", {"version": version, "fmt": fmt}, status=202)
+    return FileResponse(
+        default_storage.open(name, "rb"),
+        as_attachment=True,
+        filename=f"{slug}-v{number}-{fmt}.zip",
+        content_type="application/zip",
+    )
 
 
 @role_required(ML_ENGINEER)

@@ -110,3 +110,29 @@ def test_admin_freeze_and_pin_actions_call_the_services(admin_client, dataset):
     )
     assert export.status_code == 200 and export["Content-Type"] == "application/zip"
     assert Image.objects.count() == 1
+
+
+def test_a_big_export_is_zipped_by_a_celery_worker_while_the_page_waits(celery_worker_thread, make_user, monkeypatch):
+    import time
+
+    from django.test import Client
+
+    from apps.datasets import services
+    from tests.datasets.factories import make_dataset
+
+    dataset = make_dataset("big")
+    make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 20, 20]}], status="approved")
+    version_freeze(dataset=dataset)
+    monkeypatch.setattr(services, "EXPORT_INLINE_MAX_IMAGES", 0)
+    client = Client()
+    client.force_login(make_user("eng", "ml_engineer"))
+    first = client.get("/datasets/big/versions/1/export.yolo")
+    assert first.status_code == 202 and b"Preparing the YOLO export" in first.content
+    deadline = time.monotonic() + 60
+    response = first
+    while response.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        response = client.get("/datasets/big/versions/1/export.yolo")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert "data.yaml" in names
