@@ -11,7 +11,7 @@ from .api import ApiClient, ApiError, RequestRejected, ServerUnavailable, TokenR
 from .config import ConfigError, RobotConfig, config_path, data_dir, load_robot, save_robot
 from .loops import EXIT_REVOKED, REVOKED_MESSAGE, Agent, RunOptions, collect, feedback
 from .spool import Spool
-from .vector import VectorLink
+from .vector import RobotNotConfigured, VectorLink
 
 logger = logging.getLogger("agent")
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except TokenRevoked:
         print(REVOKED_MESSAGE, file=sys.stderr)
         return EXIT_REVOKED
-    except (ApiError, FileNotFoundError, ValueError) as exc:
+    except (ApiError, FileNotFoundError, ValueError, RobotNotConfigured) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

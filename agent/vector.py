@@ -21,6 +21,10 @@ class RobotLost(Exception):
     """The SDK connection failed; the link will reconnect on the next ``ensure_connected``."""
 
 
+class RobotNotConfigured(Exception):
+    """The SDK has no usable configuration for this serial: retrying cannot help."""
+
+
 @dataclass
 class Frame:
     """One camera frame with what the SDK reported alongside it."""
@@ -82,7 +86,12 @@ class VectorLink:
             try:
                 robot = self._robot_factory()
                 robot.connect(timeout=self.connect_timeout)
-            except Exception as exc:  # noqa: BLE001 - the SDK raises many types; all mean "not now"
+            except Exception as exc:  # noqa: BLE001 - the SDK raises many types; most mean "not now"
+                if type(exc).__name__ == "VectorConfigurationException":
+                    raise RobotNotConfigured(
+                        f"the SDK has no configuration for Vector {self.serial} in ~/.anki_vector/sdk_config.ini "
+                        f"(run `python -m anki_vector.configure`): {exc}"
+                    ) from exc
                 self.failures += 1
                 delay = self.backoff_delay(self._attempt)
                 self._attempt += 1

@@ -126,3 +126,15 @@ def test_cli_collect_queues_when_the_server_is_down(fake_server, virtual_vector,
     fake_server.down = False
     assert main([*base, "collect", "--dataset", "vector", "--every", "0", "--count", "1"]) == 0
     assert len(fake_server.images) == 3
+
+
+def test_a_robot_the_sdk_does_not_know_is_an_error_not_an_endless_retry(fake_server, vector_home, tmp_path, capsys):
+    from agent.config import RobotConfig, save_robot
+
+    config = tmp_path / "config.json"
+    save_robot(RobotConfig(fake_server.url, "0000dead", TOKEN), config)
+    fake_server.add_model(1, SEEN)
+    fake_server.deployed = 1
+    code = main(["--config", str(config), "--data-dir", str(tmp_path / "d"), "run", "--dataset", "vector"])
+    assert code == 1
+    assert "anki_vector.configure" in capsys.readouterr().err
