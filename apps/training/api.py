@@ -1,6 +1,7 @@
 """The training API (shared/API.md): start a run, read it, cancel it. ML engineers only."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +26,7 @@ class TrainingRunsApi(APIView):
 
     permission_classes = [IsMLEngineer]
 
+    @extend_schema(request=TrainingRunStartInput, responses={201: TrainingRunOutput})
     def post(self, request):
         data = TrainingRunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -52,6 +54,7 @@ class TrainingRunApi(APIView):
 
     permission_classes = [IsMLEngineer]
 
+    @extend_schema(responses={200: TrainingRunOutput})
     def get(self, request, run_id: int):
         return Response(TrainingRunOutput(get_object_or_404(_run_queryset(), pk=run_id)).data)
 
@@ -61,6 +64,7 @@ class TrainingRunCancelApi(APIView):
 
     permission_classes = [IsMLEngineer]
 
+    @extend_schema(request=None, responses={200: TrainingRunOutput})
     def post(self, request, run_id: int):
         run = get_object_or_404(TrainingRun, pk=run_id)
         services.training_run_cancel(run=run, user=request.user)

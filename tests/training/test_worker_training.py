@@ -8,6 +8,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db.models.signals import post_save
 
+from apps.training import hooks
 from apps.training.models import ModelArtifact, ModelVersion, TrainingRun
 from apps.training.services import training_run_cancel, training_run_start
 from apps.training.signals import model_trained
@@ -98,6 +99,17 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
     assert model_input.shape == [1, 3, 64, 64]
     (output,) = session.run(None, {model_input.name: np.zeros((1, 3, 64, 64), dtype=np.float32)})
     assert output.shape == (1, 4 + 1, 8 * 8 + 4 * 4 + 2 * 2)
+
+    # once deployments names it the production model, the next run fine-tunes it by default
+    hooks.install_production_model_provider(lambda ds: model if ds.pk == dataset.pk else None)
+    try:
+        tuned = training_run_start(dataset=dataset, version=run.dataset_version, epochs=1, imgsz=64, batch=8)
+        assert tuned.base == "production" and tuned.base_model == model
+        tuned = wait_for(lambda: (r := TrainingRun.objects.get(pk=tuned.pk)).status in TERMINAL and r)
+    finally:
+        hooks.install_production_model_provider(None)
+    assert tuned.status == "succeeded", (tuned.error, tuned.log_tail[-2000:])
+    assert tuned.model_version.number == 2 and "base production" in tuned.log_tail
 
 
 def test_cancel_during_training_stops_without_a_model(celery_worker_thread, ml_engineer, status_log):
