@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import imagehash
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile, UnidentifiedImageError
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
@@ -109,6 +109,9 @@ def _inspect(path, max_pixels: int) -> ImageFacts:
 
 def _describe(image: PILImage.Image) -> ImageFacts:
     fmt = image.format
+    # Browsers (and so the labeling canvas) and OpenCV (ultralytics) show a photo turned by its EXIF orientation:
+    # sizes, boxes and statistics are those of the image as shown. The stored bytes stay as uploaded.
+    image = ImageOps.exif_transpose(image)
     width, height = image.size
     rgb = image.convert("RGB")
     small = rgb

@@ -132,3 +132,16 @@ def test_ingestion_sends_the_image_ingested_signal_on_commit(dataset, django_cap
     finally:
         image_ingested.disconnect(receiver)
     assert seen == [image.pk]
+
+
+def test_a_photo_turned_by_exif_is_measured_as_shown(dataset):
+    from PIL import Image as PILImage
+
+    raw = PILImage.new("RGB", (60, 40), (200, 10, 10))
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    raw.save(buffer, format="JPEG", exif=exif.tobytes())
+    image, _ = ingest(dataset, buffer.getvalue())
+    assert (image.width, image.height) == (40, 60)
+    assert (Path(settings.MEDIA_ROOT) / image.storage_path).read_bytes() == buffer.getvalue()
