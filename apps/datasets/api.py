@@ -10,12 +10,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.datasets import selectors, services
-from apps.datasets.models import Dataset, Image
+from apps.datasets.models import Dataset, Image, ImportJob
 from apps.datasets.serializers import (
     DatasetCreateInput,
     DatasetOutput,
     ImageOutput,
     ImageUploadInput,
+    ImportJobOutput,
+    ImportStartInput,
     VersionCreateInput,
     VersionOutput,
 )
@@ -152,3 +154,35 @@ class DatasetVersionsApi(APIView):
         data.is_valid(raise_exception=True)
         version = services.version_freeze(dataset=dataset, user=request.user, note=data.validated_data["note"])
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetImportsApi(generics.GenericAPIView):
+    """POST: import a zip (YOLO, Roboflow's YOLO export, COCO) in the background (ml_engineer) -> 202 and the job."""
+
+    permission_classes = [IsMLEngineer]
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ImportStartInput
+
+    @extend_schema(request=ImportStartInput, responses={202: ImportJobOutput})
+    def post(self, request, slug):
+        dataset = services.dataset_get(slug=slug)
+        data = ImportStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["archive"]
+        job = services.import_job_create(
+            dataset=dataset,
+            fileobj=upload,
+            filename=upload.name,
+            user=request.user,
+            approve=data.validated_data["approve"],
+            keep_split=data.validated_data["keep_split"],
+        )
+        return Response(ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportJobApi(generics.RetrieveAPIView):
+    """GET: an import job's status, progress and report (ml_engineer)."""
+
+    permission_classes = [IsMLEngineer]
+    serializer_class = ImportJobOutput
+    queryset = ImportJob.objects.select_related("dataset")

@@ -3,7 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from apps.datasets.models import Dataset, DatasetVersion, Image
+from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
 
 
 class DatasetCreateInput(serializers.Serializer):
@@ -80,3 +80,31 @@ class VersionOutput(serializers.ModelSerializer):
     class Meta:
         model = DatasetVersion
         fields = ["id", "number", "manifest_sha256", "counts", "image_count", "classes", "created_at", "note"]
+
+
+class ImportStartInput(serializers.Serializer):
+    archive = serializers.FileField(use_url=False)
+    approve = serializers.BooleanField(required=False, default=False)
+    keep_split = serializers.BooleanField(required=False, default=False)
+
+
+class ImportJobOutput(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "dataset",
+            "status",
+            "original_name",
+            "approve",
+            "keep_split",
+            "done",
+            "total",
+            "report",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]

@@ -241,3 +241,37 @@ def test_an_import_job_runs_in_a_real_celery_worker(celery_worker_thread, make_u
     page = client.get(response["Location"])
     assert page.status_code == 200 and b"images/b.jpg" in page.content
     assert Image.objects.filter(dataset=dataset, status="approved").count() == 1
+
+
+def test_the_import_api_queues_a_job_that_a_worker_runs(celery_worker_thread, api_as, make_user):
+    import time
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    make_dataset("api")
+    engineer = make_user("eng2", "ml_engineer")
+    archive = zip_bytes({"data.yaml": DATA_YAML, "images/val/a.jpg": jpeg(5), "labels/val/a.txt": b"1 .5 .5 .2 .2\n"})
+    client = api_as(engineer)
+    refused = api_as(make_user("ann2", "annotator")).post(
+        "/api/v1/datasets/api/imports", {"archive": SimpleUploadedFile("a.zip", archive)}, format="multipart"
+    )
+    assert refused.status_code == 403
+    response = client.post(
+        "/api/v1/datasets/api/imports",
+        {"archive": SimpleUploadedFile("a.zip", archive), "keep_split": "true"},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.json()
+    job_url = f"/api/v1/imports/{response.json()['id']}"
+    deadline = time.monotonic() + 60
+    body = response.json()
+    while body["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = client.get(job_url).json()
+    assert body["status"] == "succeeded" and body["report"]["imported"] == 1 and body["keep_split"] is True
+    image = Image.objects.get(dataset__slug="api")
+    assert (image.split, image.split_pinned, image.status) == ("val", True, "submitted")
+    not_zip = client.post(
+        "/api/v1/datasets/api/imports", {"archive": SimpleUploadedFile("a.tar", b"x")}, format="multipart"
+    )
+    assert not_zip.status_code == 400 and not_zip.json()["error"]["code"] == "not_a_zip"
