@@ -554,6 +554,9 @@ def version_materialize(*, version: DatasetVersion, dest_dir, link: bool = True)
     """Lay a frozen version out for ultralytics (images/{split}, labels/{split}, data.yaml) with links, not copies;
     labels are written in the same single pass. Returns the path of data.yaml."""
     dest = Path(dest_dir).resolve()
+    for sub in ("images", "labels"):
+        if (dest / sub).is_dir():
+            shutil.rmtree(dest / sub)  # leftovers of another version must not leak into this one
     for split in SPLITS:
         (dest / "images" / split).mkdir(parents=True, exist_ok=True)
         (dest / "labels" / split).mkdir(parents=True, exist_ok=True)

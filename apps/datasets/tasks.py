@@ -10,8 +10,10 @@ from apps.datasets.services import import_job_run, version_export_store
 def dataset_import_task(job_id: int) -> str:
     """Run one queued import job (its row records progress, the report or the error)."""
     job = ImportJob.objects.select_related("dataset", "created_by").filter(pk=job_id).first()
-    if job is None or job.status != ImportJob.Status.QUEUED:
-        return "skipped"  # deleted, or a redelivery of a job that already ran
+    if job is None or job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+        return "skipped"  # deleted, or a redelivery of a job that already finished
+    # A job left "running" by a killed worker runs again: importing is idempotent (duplicates are skipped and
+    # labels already saved are never overwritten).
     return import_job_run(job=job).status
 
 

@@ -122,3 +122,13 @@ def test_the_zip_of_an_export_holds_the_stored_bytes(dataset, labelled):
 
     assert data == default_storage.open(image.storage_path).read()
     assert Annotation.objects.count() == 4
+
+
+def test_materializing_into_a_used_folder_leaves_no_stray_files(dataset, labelled, tmp_path):
+    version = version_freeze(dataset=dataset)
+    (tmp_path / "out" / "images" / "train").mkdir(parents=True)
+    stray = tmp_path / "out" / "images" / "train" / "from-another-version.jpg"
+    stray.write_bytes(b"old")
+    version_materialize(version=version, dest_dir=tmp_path / "out")
+    assert not stray.exists()
+    assert sum(1 for _ in (tmp_path / "out" / "images").rglob("*.jpg")) == version.image_count
