@@ -4,6 +4,7 @@
   const slug = script.dataset.slug;
   const ackBase = script.dataset.ackUrl;
   const metrics = JSON.parse(document.getElementById("field-metrics").textContent);
+  const charts = (window.monitoringCharts = []);
   const palette = ["#0d6efd", "#dc3545", "#198754", "#fd7e14", "#6f42c1", "#20c997", "#6c757d"];
 
   function chart(id, title, field, options = {}) {
@@ -24,7 +25,7 @@
         });
       });
     });
-    new Chart(canvas, {
+    const drawn = new Chart(canvas, {
       type: "line",
       data: { datasets },
       options: {
@@ -40,6 +41,7 @@
         },
       },
     });
+    charts.push(drawn);
   }
 
   chart("chart-frames", "Frames per hour", "frames");
@@ -128,9 +130,9 @@
     });
   });
 
-  if (window.VectorEvents) {
-    VectorEvents.follow(`alerts.${slug}`, (event, data) => {
-      if (event.startsWith("alert.")) renderAlert(data);
-    });
-  }
+  // Exposed so a test can hand the page an event the way the WebSocket would.
+  window.monitoringAlertEvent = (event, data) => {
+    if (event.startsWith("alert.")) renderAlert(data);
+  };
+  if (window.VectorEvents) VectorEvents.follow(`alerts.${slug}`, window.monitoringAlertEvent);
 })();

@@ -1,0 +1,121 @@
+"""The monitoring page in a real browser (Debian's Chromium through Playwright), and alerts reaching a WebSocket
+follower of alerts.<slug> through the real channel layer."""
+
+import asyncio
+import os
+import random
+from datetime import timedelta
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.utils import timezone
+
+from apps.monitoring import services
+from apps.monitoring.models import Alert
+from tests.conftest import require
+from tests.monitoring.factories import deploy, make_dataset, make_model, make_robot, make_telemetry
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
+
+
+def _seed():
+    dataset = make_dataset("field")
+    model = make_model(dataset, 1)
+    deploy(dataset, model)
+    robot = make_robot("00e2b0b0", running=model)
+    rng = random.Random(5)
+    start = timezone.now() - timedelta(hours=4)
+    make_telemetry(
+        robot,
+        dataset,
+        model,
+        [
+            {
+                "captured_at": start + timedelta(minutes=5 * i),
+                "latency_ms": rng.uniform(30, 60),
+                "detections": [{"confidence": rng.uniform(0.4, 0.9), "box": [0, 0, 9, 9]}] if i % 3 else [],
+            }
+            for i in range(40)
+        ],
+    )
+    services.telemetry_aggregate(until=timezone.now() + timedelta(seconds=1))
+    return dataset
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(live_server, make_user, monkeypatch):
+    require(os.path.exists(CHROMIUM), "chromium")
+    make_user("eng", "ml_engineer")
+    dataset = _seed()
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            # The live server (WSGI) has no WebSocket: a silent stand-in stops the page from retrying against it.
+            page.add_init_script("window.WebSocket = class { constructor() {} close() {} send() {} };")
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{live_server.url}/accounts/login/")
+            page.fill("input[name=username]", "eng")
+            page.fill("input[name=password]", "pw-for-tests-123")
+            page.click("button[type=submit], input[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{live_server.url}/monitoring/{dataset.slug}/")
+            page.wait_for_function("window.monitoringCharts && window.monitoringCharts.length === 4")
+            frames = page.evaluate("window.monitoringCharts[0].data.datasets[0].data.reduce((s, p) => s + p.y, 0)")
+            assert frames == 40
+            assert "00e2b0b0" in page.text_content("#fleet")
+
+            # An alert raised elsewhere arrives as an event (the live server has no WebSocket: hand it over).
+            alert, _ = services.alert_raise(
+                dataset=dataset, kind="drift", message="Data drift on the fleet: brightness", value=0.9, threshold=0.2
+            )
+            page.evaluate(
+                "([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", services.alert_to_dict(alert)]
+            )
+            row = page.locator(f'#alerts tr[data-alert-id="{alert.id}"]')
+            assert "brightness" in row.text_content()
+            row.locator("button").click()
+            page.wait_for_selector(f'#alerts tr[data-alert-id="{alert.id}"] >> text=acknowledged by eng')
+            alert.refresh_from_db()
+            assert alert.acknowledged and alert.acknowledged_by.username == "eng"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_raised_alert_reaches_followers_of_the_alerts_topic(transactional_db, make_user):
+    from channels.routing import URLRouter
+
+    from vectormlops.routing import websocket_urlpatterns
+
+    user = make_user("watcher", "ml_engineer")
+    dataset = make_dataset("live")
+
+    def raise_in_thread():
+        try:
+            services.alert_raise(dataset=dataset, kind="canary", scope="model:1", message="canary ended", value=2.0)
+        finally:
+            connection.close()  # the thread's own connection would keep the test database from being dropped
+
+    async def scenario():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/alerts.live/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        assert connected
+        # Raised in a worker thread and committed there: the event is sent on commit, through Redis.
+        await asyncio.to_thread(raise_in_thread)
+        message = await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+        return message
+
+    message = asyncio.run(scenario())
+    assert message["topic"] == "alerts.live" and message["event"] == "alert.raised"
+    assert message["data"]["message"] == "canary ended"
+    assert message["data"]["id"] == Alert.objects.get().id
