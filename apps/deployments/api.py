@@ -107,14 +107,14 @@ class RobotModelView(APIView):
         if not current.get("exists"):
             raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")
         user = request.user
-        body = deploy_state.robot_answer(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
-        if body is None:
+        choice = deploy_state.robot_choice(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
+        if choice is None:
             raise NotFound(f"Nothing is deployed for {slug}.", code="no_deployment")
-        etag = deploy_state.answer_etag(body)
+        etag = deploy_state.choice_etag(choice)
         if deploy_state.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             response = HttpResponse(status=304)
         else:
-            response = JsonResponse(body)
+            response = JsonResponse(deploy_state.choice_body(choice))
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response

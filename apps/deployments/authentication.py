@@ -42,7 +42,10 @@ def lookup_token(digest: str):
 
 def forget_token(digest: str) -> None:
     """Call whenever a robot's token or activity changes (revocation takes effect at once)."""
+    from apps.deployments import localcache
+
     cache.delete(_cache_key(digest))
+    localcache.forget([_cache_key(digest)])
 
 
 @dataclass(frozen=True)

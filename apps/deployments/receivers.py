@@ -3,7 +3,7 @@
 from django.core.cache import cache
 from django.db import transaction
 
-from apps.deployments import state
+from apps.deployments import localcache, state
 
 
 def model_trained(sender, model_version=None, run=None, **kwargs):
@@ -30,6 +30,7 @@ def production_model(dataset):
 
 def dataset_changed(sender, instance, **kwargs):
     cache.delete(state.DATASETS_KEY)
+    localcache.forget([state.DATASETS_KEY])
     state.invalidate_state(instance.slug)
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.datasets.models import Dataset
+from apps.deployments import localcache
 from apps.deployments import state as deploy_state
 from apps.deployments.authentication import forget_token, token_hash
 from apps.deployments.models import (
@@ -386,6 +387,7 @@ def robot_touch(
     if seen == report:
         return
     cache.set(key, report, LAST_SEEN_EVERY_S)
+    localcache.forget([key])
     now = timezone.now()
     fields = {"last_seen_at": now}
     if model_id or sha256:

@@ -10,11 +10,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from apps.deployments import localcache
+
 STATE_TTL_S = 3600  # a safety net only: every change deletes the key
-STATE_KEY = "deploy-state:{slug}"
-MODEL_KEY = "deploy-model:{id}"
+STATE_KEY = "deploy-state:v2:{slug}"  # bump the version when the shape changes
+MODEL_KEY = "deploy-model:v2:{id}"
 DATASETS_KEY = "deploy-datasets"
-ARTIFACT_KEY = "deploy-artifact:{id}:{fmt}"
 SEEN_KEY = "robot-seen:{digest}"
 
 
@@ -26,15 +27,19 @@ def model_key(model_id: int) -> str:
     return MODEL_KEY.format(id=model_id)
 
 
+def _delete(keys: list[str]) -> None:
+    cache.delete_many(keys)
+    localcache.forget(keys)  # other processes hear it from Redis (tracking invalidation)
+
+
 def invalidate_state(slug: str) -> None:
     """Drop the cached state now and again after commit (a reader between the two would cache the old state)."""
-    cache.delete(state_key(slug))
-    transaction.on_commit(lambda: cache.delete(state_key(slug)))
+    _delete([state_key(slug)])
+    transaction.on_commit(lambda: _delete([state_key(slug)]))
 
 
 def invalidate_model(model_id: int) -> None:
-    cache.delete_many([model_key(model_id), ARTIFACT_KEY.format(id=model_id, fmt="onnx")])
-    cache.delete(ARTIFACT_KEY.format(id=model_id, fmt="pt"))
+    _delete([model_key(model_id)])
 
 
 def model_payload(model) -> dict:
@@ -56,16 +61,22 @@ def model_payload(model) -> dict:
     }
 
 
+def payload_digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def cached_model_payload(model_id: int) -> dict | None:
+    """``{"payload": ..., "digest": ...}`` of a model (pinned robots), or None if the model is gone."""
     key = model_key(model_id)
-    payload = cache.get(key)
-    if payload is None:
+    entry = cache.get(key)
+    if entry is None:
         from apps.training.models import ModelVersion
 
         model = ModelVersion.objects.select_related("dataset").prefetch_related("artifacts").filter(pk=model_id).first()
-        payload = model_payload(model) if model else {}
-        cache.set(key, payload, STATE_TTL_S)
-    return payload or None
+        payload = model_payload(model) if model else None
+        entry = {"payload": payload, "digest": payload_digest(payload)} if payload else {}
+        cache.set(key, entry, STATE_TTL_S)
+    return entry or None
 
 
 def build_state(slug: str) -> dict:
@@ -83,18 +94,20 @@ def build_state(slug: str) -> dict:
         .prefetch_related("model__artifacts")
     )
     for deployment in live:
+        payload = model_payload(deployment.model)
         state[deployment.channel] = {
             "deployment_id": deployment.pk,
             "percent": deployment.canary_percent,
             "deployed_at": deployment.created_at.isoformat().replace("+00:00", "Z"),
-            "model": model_payload(deployment.model),
+            "model": payload,
+            "digest": payload_digest(payload),  # so a poll computes its ETag without serialising the answer
         }
     return state
 
 
 def cached_state(slug: str, prefetched: dict | None = None) -> dict:
     key = state_key(slug)
-    state = prefetched.get(key) if prefetched is not None else cache.get(key)
+    state = prefetched.get(key) if prefetched is not None else localcache.get_many([key])[key]
     if state is None:
         state = build_state(slug)
         cache.set(key, state, STATE_TTL_S)
@@ -118,31 +131,32 @@ def in_canary(serial: str, canary_deployment_id: int, percent: int) -> bool:
     return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
 
 
-def robot_answer(state: dict, *, serial: str, pinned_model_id: int | None) -> dict | None:
-    """The model a robot should run now (the 200 body of GET /robot/model), or None when nothing is deployed."""
-    chosen, channel, deployed_at = None, None, None
+def robot_choice(state: dict, *, serial: str, pinned_model_id: int | None) -> tuple | None:
+    """(model payload, its digest, channel, deployed_at) a robot should run now, or None when nothing is deployed."""
     if pinned_model_id:
-        payload = cached_model_payload(pinned_model_id)
-        if payload and payload["dataset"] == state["dataset"]:
-            chosen, channel, deployed_at = payload, "pinned", None
-    if chosen is None:
-        canary = state.get("canary")
-        if canary and in_canary(serial, canary["deployment_id"], canary["percent"] or 0):
-            chosen, channel, deployed_at = canary["model"], "canary", canary["deployed_at"]
-        elif state.get("production"):
-            production = state["production"]
-            chosen, channel, deployed_at = production["model"], "production", production["deployed_at"]
-    if chosen is None:
-        return None
-    body = {key: value for key, value in chosen.items()}
-    body["channel"] = channel
-    body["deployed_at"] = deployed_at
-    body["poll_after_s"] = settings.ROBOT_POLL_AFTER_S
-    return body
+        entry = cached_model_payload(pinned_model_id)
+        if entry and entry["payload"]["dataset"] == state["dataset"]:
+            return entry["payload"], entry["digest"], "pinned", None
+    canary = state.get("canary")
+    if canary and in_canary(serial, canary["deployment_id"], canary["percent"] or 0):
+        return canary["model"], canary["digest"], "canary", canary["deployed_at"]
+    production = state.get("production")
+    if production:
+        return production["model"], production["digest"], "production", production["deployed_at"]
+    return None
 
 
-def answer_etag(body: dict) -> str:
-    return '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
+def choice_etag(choice: tuple) -> str:
+    """Quoted; changes whenever the answer does (model payload, channel, deployment time, poll interval)."""
+    _, digest, channel, deployed_at = choice
+    raw = f"{digest}|{channel}|{deployed_at}|{settings.ROBOT_POLL_AFTER_S}"
+    return '"' + hashlib.sha256(raw.encode()).hexdigest()[:32] + '"'
+
+
+def choice_body(choice: tuple) -> dict:
+    """The 200 body of GET /robot/model."""
+    payload, _, channel, deployed_at = choice
+    return {**payload, "channel": channel, "deployed_at": deployed_at, "poll_after_s": settings.ROBOT_POLL_AFTER_S}
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

@@ -1,17 +1,22 @@
-"""Per-robot throttling for the robot endpoints (DRF throttle, counters in Redis through Django's cache).
+"""Per-robot throttling for the robot endpoints (a DRF throttle; the shared counters live in Redis).
 
-A fixed-window counter (one INCR) instead of DRF's sliding history (a GET and a SET of a list): the poll endpoint
-is the hottest path of the system, and the poll view fetches this counter in the same Redis round trip as the rest
-of what it needs (see ``prefetch_robot_keys``)."""
+A fixed-window counter per robot instead of DRF's sliding history (a GET and a SET of a list per request): the poll
+endpoint is the hottest path of the system. Each process counts locally and adds its counts to Redis (INCRBY)
+every half second, so a poll needs no round trip for throttling (see ``_Counters``)."""
 
+import logging
+import threading
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
+from apps.deployments import localcache
 from apps.deployments.authentication import principal_cache_key, token_hash
 from apps.deployments.state import DATASETS_KEY, SEEN_KEY, state_key
+
+log = logging.getLogger(__name__)
 
 
 def robot_rate() -> tuple[int, int]:
@@ -31,42 +36,75 @@ def bearer_digest(request) -> str | None:
     return token_hash(parts[1])
 
 
-def _raw_client():
-    """Django's Redis cache client and serializer (to pipeline several commands in one round trip)."""
-    inner = getattr(cache, "_cache", None)
-    if inner is None or not hasattr(inner, "get_client") or not hasattr(inner, "_serializer"):
-        return None, None
-    return inner.get_client(write=True), inner._serializer
-
-
 def prefetch_robot_keys(request, *, slug: str | None) -> dict | None:
-    """Read a robot request's token, seen-guard, deployment state and throttle counter in one Redis round trip.
-
-    Returns {django cache key: value or None}; the authenticator, the throttle and the view read it instead of
-    asking Redis again. None when the cache is not Redis (the callers then fall back to plain cache calls)."""
+    """Read a robot request's token, seen-guard and deployment state together (through the tracked local copy of
+    apps.deployments.localcache: usually no round trip at all). Returns {django cache key: value or None}; the
+    authenticator and the view read it instead of asking Redis again."""
     digest = bearer_digest(request)
     if digest is None:
         return None
-    client, serializer = _raw_client()
-    if client is None:
-        return None
-    num, duration = robot_rate()
-    now = time.time()
     keys = [principal_cache_key(digest), SEEN_KEY.format(digest=digest), state_key(slug) if slug else DATASETS_KEY]
-    counter = throttle_key(digest, now, duration)
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.get(cache.make_and_validate_key(key))
-    raw_counter = cache.make_and_validate_key(counter)
-    pipe.incr(raw_counter)
-    pipe.expire(raw_counter, duration + 1, nx=True)
-    results = pipe.execute()
-    found = {
-        key: (serializer.loads(value) if value is not None else None) for key, value in zip(keys, results, strict=False)
-    }
-    found[counter] = int(results[len(keys)])
+    found = localcache.get_many(keys)
     request._robot_prefetched = found
     return found
+
+
+class _Counters:
+    """Per-process request counts per robot and window, added to the shared Redis counter every FLUSH_S seconds.
+
+    A robot's count is what Redis held at the last flush (all processes together) plus this process's unflushed
+    requests, so the limit holds across workers give or take FLUSH_S of the other workers' traffic, and the hot
+    path makes no round trip."""
+
+    FLUSH_S = 0.5
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.window = None
+        self.local: dict[str, int] = {}
+        self.known: dict[str, int] = {}
+        self.flushed_at = 0.0
+
+    def hit(self, digest: str, now: float, duration: int) -> int:
+        with self.lock:
+            window = int(now // duration)
+            if window != self.window:
+                self.window, self.local, self.known = window, {}, {}
+            self.local[digest] = self.local.get(digest, 0) + 1
+            count = self.known.get(digest, 0) + self.local[digest]
+            if now - self.flushed_at >= self.FLUSH_S:
+                self._flush(now, duration)
+            return count
+
+    def _flush(self, now: float, duration: int) -> None:
+        pending, self.local, self.flushed_at = self.local, {}, now
+        if not pending:
+            return
+        keys = {digest: cache.make_and_validate_key(throttle_key(digest, now, duration)) for digest in pending}
+        inner = getattr(cache, "_cache", None)
+        try:
+            if inner is not None and hasattr(inner, "get_client"):
+                pipe = inner.get_client(write=True).pipeline(transaction=False)
+                for digest, count in pending.items():
+                    pipe.incrby(keys[digest], count)
+                    pipe.expire(keys[digest], duration + 1, nx=True)
+                results = pipe.execute()[::2]
+            else:  # not Redis (a development cache): plain cache calls
+                results = []
+                for digest, count in pending.items():
+                    key = throttle_key(digest, now, duration)
+                    cache.add(key, 0, duration + 1)
+                    results.append(cache.incr(key, count))
+        except Exception:  # noqa: BLE001 - a Redis hiccup must not fail robots' polls; keep counting locally
+            log.warning("could not flush robot throttle counters", exc_info=True)
+            for digest, count in pending.items():
+                self.local[digest] = self.local.get(digest, 0) + count
+            return
+        for digest, total in zip(pending, results, strict=True):
+            self.known[digest] = int(total)
+
+
+_counters = _Counters()
 
 
 class RobotThrottle(BaseThrottle):
@@ -78,17 +116,7 @@ class RobotThrottle(BaseThrottle):
             return True
         num, duration = robot_rate()
         now = time.time()
-        digest = user.token_digest or token_hash(str(user.id))
-        key = throttle_key(digest, now, duration)
-        prefetched = getattr(request, "_robot_prefetched", None) or {}
-        count = prefetched.get(key)
-        if count is None:
-            cache.add(key, 0, duration + 1)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, duration + 1)
-                count = 1
+        count = _counters.hit(user.token_digest or f"robot-{user.id}", now, duration)
         self._wait = duration - (now % duration)
         return count <= num
 

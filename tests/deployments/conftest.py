@@ -85,6 +85,16 @@ def make_robot(serial="00e20115", name=""):
 
 
 @pytest.fixture(autouse=True)
+def _empty_local_cache():
+    """The poll's process-local copy of Redis keys starts empty, like the cache (see apps.deployments.localcache)."""
+    from apps.deployments import localcache
+
+    localcache.reset()
+    yield
+    localcache.reset()
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     """Many users per test in the permissions matrix: a fast hasher keeps the suite quick (tests only)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
