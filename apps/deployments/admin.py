@@ -18,6 +18,7 @@ from apps.deployments.models import (
     Robot,
 )
 from vectormlops.errors import DomainError
+from vectormlops.permissions import ML_ENGINEER, has_role
 
 
 def _single(modeladmin, request, queryset):
@@ -27,7 +28,27 @@ def _single(modeladmin, request, queryset):
     return queryset.first()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class EngineerAdmin(admin.ModelAdmin):
+    """Staff ML engineers use this app's admin without per-model permissions being handed out one by one."""
+
+    def _engineer(self, request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and has_role(user, ML_ENGINEER)
+
+    def has_module_permission(self, request):
+        return self._engineer(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._engineer(request) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return self._engineer(request) or super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._engineer(request) or super().has_change_permission(request, obj)
+
+
+class ReadOnlyAdmin(EngineerAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -102,7 +123,7 @@ class RobotAddForm(forms.ModelForm):
 
 
 @admin.register(Robot)
-class RobotAdmin(admin.ModelAdmin):
+class RobotAdmin(EngineerAdmin):
     list_display = ("serial", "name", "is_active", "last_seen_at", "running_model", "pinned_model")
     list_filter = ("is_active",)
     search_fields = ("serial", "name")
@@ -154,7 +175,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PromotionPolicy)
-class PromotionPolicyAdmin(admin.ModelAdmin):
+class PromotionPolicyAdmin(EngineerAdmin):
     list_display = ("dataset", "min_gain", "max_slice_drop", "min_test_images", "min_map50", "auto_promote")
 
 
@@ -180,7 +201,7 @@ class EnrollmentKeyForm(forms.ModelForm):
 
 
 @admin.register(EnrollmentKey)
-class EnrollmentKeyAdmin(admin.ModelAdmin):
+class EnrollmentKeyAdmin(EngineerAdmin):
     list_display = ("__str__", "is_active", "created_at")
     actions = ["deactivate"]
 

@@ -142,3 +142,21 @@ def test_model_trained_signal_evaluates_gates_and_auto_promotes(celery_worker_th
         assert deployment.model == model and deployment.gate_decision == decision and deployment.created_by is None
     else:
         assert not live.exists()  # it waits for a person
+
+
+def test_a_staff_ml_engineer_uses_the_deployments_admin(client, make_user, dataset):
+    engineer = make_user("staff-engineer", "ml_engineer")
+    engineer.is_staff = True
+    engineer.save()
+    client.force_login(engineer)
+    for url in (
+        "/admin/deployments/registrymodel/",
+        "/admin/deployments/robot/",
+        "/admin/deployments/promotionpolicy/",
+    ):
+        assert client.get(url).status_code == 200, url
+    annotator = make_user("staff-annotator", "annotator")
+    annotator.is_staff = True
+    annotator.save()
+    client.force_login(annotator)
+    assert client.get("/admin/deployments/registrymodel/").status_code == 403

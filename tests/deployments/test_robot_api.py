@@ -192,3 +192,32 @@ def test_a_second_dataset_requires_the_dataset_parameter(robot_client, live_v1):
     _, token = make_robot()
     response = robot_client(token).get(POLL)
     assert response.status_code == 400 and response.json()["error"]["code"] == "dataset_required"
+
+
+def test_the_local_copy_hears_changes_made_by_other_processes(db, settings):
+    """A change written by another client (another gunicorn worker, a Celery worker) reaches this process's copy
+    through Redis' invalidation message, without this process doing anything."""
+    import time
+
+    import redis
+    from django.core.cache import cache
+
+    from apps.deployments import localcache
+
+    if localcache.tracked() is None:
+        pytest.skip("the cache is not Redis")
+    other = redis.Redis.from_url(settings.REDIS_URL)
+    raw_key = cache.make_and_validate_key("probe")
+    cache.set("probe", {"model": 1})
+    assert localcache.get_many(["probe"]) == {"probe": {"model": 1}}
+    other.set(raw_key, b"2")  # another process; this one is not told directly
+    deadline = time.monotonic() + 5
+    while localcache.get_many(["probe"])["probe"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert localcache.get_many(["probe"])["probe"] == 2
+    other.delete(raw_key)
+    deadline = time.monotonic() + 5
+    while localcache.get_many(["probe"])["probe"] is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert localcache.get_many(["probe"])["probe"] is None
+    other.close()
