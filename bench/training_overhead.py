@@ -102,7 +102,8 @@ def run_bench(args, var: Path) -> None:
             raise SystemExit(f"run {run.pk} {run.status}: {run.error}\n{run.log_tail[-3000:]}")
         final = run.final_metrics
         print(
-            f"  TrainingRun #{i}: {elapsed:.1f} s (train {final.get('train_seconds')} s, export "
+            f"  TrainingRun #{i}: {elapsed:.1f} s (prepare {final.get('prepare_seconds')} s, train "
+            f"{final.get('train_seconds')} s, test split {final.get('test_seconds')} s, export "
             f"{final.get('export_seconds')} s), val mAP50 {final['val']['map50']:.3f}, "
             f"test mAP50 {final.get('test', {}).get('map50', float('nan')):.3f} "
             f"mAP50-95 {final.get('test', {}).get('map50_95', float('nan')):.3f}"

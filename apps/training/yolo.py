@@ -305,6 +305,7 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
     ):
         raise RunCancelled
     train_start = time.monotonic()
+    prepare_seconds = train_start - started
     model.train(
         data=str(data_yaml),
         epochs=run.epochs,
@@ -330,10 +331,16 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
         raise RunCancelled
 
     val = state["final_val"] or _metrics(trainer.metrics)
-    final = {"val": val, "epochs_completed": int(trainer.epoch) + 1, "train_seconds": round(train_seconds, 2)}
+    final = {
+        "val": val,
+        "epochs_completed": int(trainer.epoch) + 1,
+        "prepare_seconds": round(prepare_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
+    }
     best_epoch = getattr(trainer.stopper, "best_epoch", None)
     if best_epoch is not None:
         final["best_epoch"] = int(best_epoch) + 1
+    test_start = time.monotonic()
     trained = YOLO(str(best), task="detect")
     if _has_split(data_yaml, "test"):
         # The frozen test split, never seen in training: the figure to compare models by.
@@ -342,6 +349,7 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
             workers=0, project=str(folder / "ultralytics"), name="test", exist_ok=True, verbose=False,
         )  # fmt: skip
         final["test"] = _metrics(results.results_dict)
+        final["test_seconds"] = round(time.monotonic() - test_start, 2)
     check_cancel()
     export_start = time.monotonic()
     onnx_path = Path(trained.export(format="onnx", imgsz=run.imgsz, simplify=True, dynamic=False, device="cpu"))
