@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -59,7 +60,8 @@ class FieldMetricsApi(APIView):
         parameters=[
             OpenApiParameter("hours", int, description="How far back (default 168)"),
             OpenApiParameter("robot", str, description="One robot's serial (default: the whole fleet)"),
-        ]
+        ],
+        responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request, slug: str):
         dataset = _dataset(slug)
