@@ -28,14 +28,15 @@ def open_browser(monkeypatch):
     started = []
 
     def _open():
-        # The test still talks to the ORM synchronously while Playwright's loop exists in this thread.
-        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        from playwright.sync_api import sync_playwright
+        """A fresh browser context (its own cookies, like a new window) in the one Chromium of this test."""
+        if not started:
+            # The test still talks to the ORM synchronously while Playwright's loop exists in this thread.
+            monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+            from playwright.sync_api import sync_playwright
 
-        playwright = sync_playwright().start()
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        started.append((playwright, browser))
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+            playwright = sync_playwright().start()
+            started.append((playwright, playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)))
+        page = started[0][1].new_context(viewport={"width": 1280, "height": 800}).new_page()
         page.set_default_timeout(60_000)  # two shared cores: a busy machine must not fail the test
         page.js_errors = []
         page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
@@ -197,3 +198,32 @@ def test_suggestions_are_shown_and_accepted_with_one_key(
     saved = api_as(annotator).get(f"/api/v1/images/{image.pk}/annotations").json()
     assert [(b["label"], b["box"]) for b in saved["boxes"]] == [(p["label"], p["box"]) for p in predictions]
     assert page.js_errors == []
+
+
+def test_a_closed_tab_loses_nothing(open_browser, live_server, dataset, make_image, make_user):
+    image = make_image(dataset, seed=51, width=320, height=180)
+    make_user("ann", "annotator")
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+    page.goto(f"{live_server.url}/label/robots/")
+    page.wait_for_function("window.labelTool && window.labelTool.ready")
+    rect = page.evaluate("window.labelTool.imageRect()")
+    scale = rect["width"] / image.width
+    page.mouse.move(rect["x"] + 50 * scale, rect["y"] + 40 * scale)
+    page.mouse.down()
+    page.mouse.move(rect["x"] + 120 * scale, rect["y"] + 100 * scale, steps=5)
+    page.mouse.up()
+    page.keyboard.press("3")
+    page.wait_for_function("document.getElementById('save-state').textContent.startsWith('draft saved')")
+
+    page.close()  # the tab is gone; a new one opens the queue again
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+    page.goto(f"{live_server.url}/label/robots/")
+    page.wait_for_function("window.labelTool && window.labelTool.ready")
+
+    assert page.evaluate("window.labelTool.state.current.id") == image.pk  # still this person's claim
+    boxes = page.evaluate("window.labelTool.state.boxes.map(b => [b.label, b.box.map(Math.round)])")
+    assert len(boxes) == 1 and boxes[0][0] == "charger"
+    assert all(abs(a - b) <= 2 for a, b in zip(boxes[0][1], [50, 40, 70, 60], strict=True)), boxes
+    assert "Restored your unsaved draft" in page.inner_text("#notices")
