@@ -42,7 +42,7 @@ class NewestFirst(CursorPagination):
     ordering = "-id"
 
 
-def _touch(request, prefetched=None) -> None:
+def _touch(request) -> None:
     """Every robot request updates last-seen (and the model it reports), at most once a minute."""
     user = request.user
     model_id = request.META.get("HTTP_X_MODEL_ID", "").strip()
@@ -52,7 +52,6 @@ def _touch(request, prefetched=None) -> None:
         digest=user.token_digest,
         model_id=int(model_id) if model_id.isdigit() else None,
         sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else "",
-        seen=(prefetched or {}).get(deploy_state.SEEN_KEY.format(digest=user.token_digest)),
     )
 
 
@@ -102,7 +101,7 @@ class RobotModelView(APIView):
                 )
             slug = slugs[0]
             prefetched = None  # the state key was not part of the round trip
-        _touch(request, self._prefetched)
+        _touch(request)
         current = deploy_state.cached_state(slug, prefetched)
         if not current.get("exists"):
             raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")

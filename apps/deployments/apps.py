@@ -9,9 +9,14 @@ class DeploymentsConfig(AppConfig):
     name = "apps.deployments"
 
     def ready(self):
+        import atexit
+
         from django.db.models.signals import post_delete, post_save
 
         from apps.deployments import receivers
+
+        # Buffered last-seen refreshes are written when a worker exits cleanly, not lost.
+        atexit.register(receivers.flush_seen_quietly)
 
         post_save.connect(receivers.dataset_changed, sender="datasets.Dataset", dispatch_uid="deploy-dataset-saved")
         post_delete.connect(receivers.dataset_changed, sender="datasets.Dataset", dispatch_uid="deploy-dataset-gone")

@@ -44,3 +44,13 @@ def artifact_changed(sender, instance, **kwargs):
     )
     for slug in slugs:
         state.invalidate_state(slug)
+
+
+def flush_seen_quietly():
+    """At process exit: write buffered last-seen refreshes (best effort; the database may be gone)."""
+    try:
+        from apps.deployments.services import robot_seen_flush
+
+        robot_seen_flush()
+    except Exception:  # noqa: BLE001 - never fail an exiting process over last-seen times
+        pass

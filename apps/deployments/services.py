@@ -8,17 +8,17 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import time
 from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.datasets.models import Dataset
-from apps.deployments import localcache
 from apps.deployments import state as deploy_state
 from apps.deployments.authentication import forget_token, token_hash
 from apps.deployments.models import (
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_TELEMETRY_RECORDS = 500
 LAST_SEEN_EVERY_S = 60
+SEEN_FLUSH_S = 10.0
 Channel = Deployment.Channel
 Action = Deployment.Action
 
@@ -374,28 +375,74 @@ def robot_rotate_token(*, robot: Robot) -> tuple[Robot, str]:
     return robot, token
 
 
-def robot_touch(
-    *, robot_id: int, digest: str = "", model_id: int | None = None, sha256: str = "", seen: object = None
-) -> None:
-    """Record that a robot was seen (and the model it reports), at most once a minute per robot and report.
+class _SeenBuffer:
+    """This process's record of robots seen: which report each token last wrote, and last-seen times to write."""
 
-    ``seen`` is what the cache held for the guard (already fetched by a caller that batches its cache reads)."""
-    report = f"{model_id or ''}:{sha256}"
-    key = deploy_state.SEEN_KEY.format(digest=digest or robot_id)
-    if seen is None:
-        seen = cache.get(key)
-    if seen == report:
-        return
-    cache.set(key, report, LAST_SEEN_EVERY_S)
-    localcache.forget([key])
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.written: dict[str, tuple] = {}  # token digest -> (minute, model_id, sha256) last written
+        self.pending: dict[int, tuple] = {}  # robot id -> (model_id, sha256) seen since the last flush
+        self.flushed_at = time.monotonic()
+
+
+_seen = _SeenBuffer()
+
+
+def robot_touch(*, robot_id: int, digest: str = "", model_id: int | None = None, sha256: str = "") -> None:
+    """Record that a robot was seen and the model it reports running, cheaply.
+
+    A new report (first sight in this process, or another model) is written at once: people and tests look at it.
+    Otherwise a robot's last-seen is refreshed at most once a minute, and those refreshes are buffered in the process
+    and written in bulk every ``SEEN_FLUSH_S`` seconds (one UPDATE per distinct report), so a poll that finds
+    nothing new makes no database query."""
+    now = time.time()
+    report = (model_id, sha256)
+    key = digest or f"robot-{robot_id}"
+    with _seen.lock:
+        last = _seen.written.get(key)
+        minute = int(now // LAST_SEEN_EVERY_S)
+        if last is not None and last == (minute, *report):
+            return
+        _seen.written[key] = (minute, *report)
+        new_report = last is None or last[1:] != report
+        if not new_report:
+            _seen.pending[robot_id] = report
+        flush_due = time.monotonic() - _seen.flushed_at >= SEEN_FLUSH_S
+    if new_report:
+        _write_seen({robot_id: report})
+    if flush_due:
+        robot_seen_flush()
+
+
+def robot_seen_flush() -> int:
+    """Write the buffered last-seen refreshes of this process; returns how many robots were written."""
+    with _seen.lock:
+        pending, _seen.pending, _seen.flushed_at = _seen.pending, {}, time.monotonic()
+    if pending:
+        _write_seen(pending)
+    return len(pending)
+
+
+def robot_seen_reset() -> None:
+    """Forget this process's record of robots seen (tests)."""
+    with _seen.lock:
+        _seen.written.clear()
+        _seen.pending.clear()
+
+
+def _write_seen(reports: dict[int, tuple]) -> None:
     now = timezone.now()
-    fields = {"last_seen_at": now}
-    if model_id or sha256:
-        fields.update(running_model_id=model_id, running_sha256=sha256[:64], running_reported_at=now)
-    try:
-        Robot.objects.filter(pk=robot_id).update(**fields)
-    except IntegrityError:  # a reported model id that does not exist: keep only last-seen
-        Robot.objects.filter(pk=robot_id).update(last_seen_at=now)
+    model_ids = {model_id for model_id, _ in reports.values() if model_id}
+    known = set(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", flat=True)) if model_ids else set()
+    groups: dict[tuple, list[int]] = {}
+    for robot_id, (model_id, sha) in reports.items():
+        groups.setdefault((model_id if model_id in known else None, sha), []).append(robot_id)
+    with transaction.atomic():
+        for (model_id, sha), ids in groups.items():
+            fields = {"last_seen_at": now}
+            if model_id or sha:
+                fields.update(running_model_id=model_id, running_sha256=sha[:64], running_reported_at=now)
+            Robot.objects.filter(pk__in=ids).update(**fields)
 
 
 # --- telemetry -----------------------------------------------------------------------------------------------

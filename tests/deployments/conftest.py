@@ -90,8 +90,10 @@ def _empty_local_cache():
     from apps.deployments import localcache
 
     localcache.reset()
+    services.robot_seen_reset()
     yield
     localcache.reset()
+    services.robot_seen_reset()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Promotion, rollback, canaries, history at time T, robots, enrolment, telemetry (services)."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -174,16 +175,26 @@ def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
     assert TelemetryRecord.objects.count() == 3
 
 
-def test_last_seen_is_written_at_most_once_a_minute_unless_the_reported_model_changes(
-    dataset, django_assert_num_queries
+def test_last_seen_is_cheap_reports_are_written_at_once_refreshes_in_bulk(
+    dataset, django_assert_num_queries, monkeypatch
 ):
     robot, _ = services.robot_register(serial="00e3")
     model = make_model(dataset, 1)
-    with django_assert_num_queries(1):
-        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)
+    services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)  # first sight: written at once
+    first_seen = Robot.objects.get(pk=robot.pk).last_seen_at
+    assert first_seen is not None
     with django_assert_num_queries(0):
         services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)
-    with django_assert_num_queries(1):
-        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
+    # A new report (the robot now runs a model) is written at once.
+    services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
     robot = Robot.objects.get(pk=robot.pk)
-    assert robot.last_seen_at is not None and robot.running_model == model and robot.running_sha256 == "a" * 64
+    assert robot.running_model == model and robot.running_sha256 == "a" * 64 and robot.running_reported_at
+    # A minute later the same report only refreshes last-seen: buffered (no query), then written in bulk.
+    later = time.time() + 61
+    monkeypatch.setattr(services.time, "time", lambda: later)
+    with django_assert_num_queries(0):
+        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
+    assert services.robot_seen_flush() == 1
+    refreshed = Robot.objects.get(pk=robot.pk)
+    assert refreshed.last_seen_at > robot.last_seen_at and refreshed.running_model == model
+    assert services.robot_seen_flush() == 0
