@@ -7,6 +7,7 @@ heartbeat thread updating the run row; cancellation is read from the row (per ep
 a long epoch stops between batches)."""
 
 import collections
+import gc
 import importlib.metadata
 import logging
 import os
@@ -244,10 +245,23 @@ def execute_run(*, run_id: int, task_id: str = "") -> str:
         heartbeat.stop_event.set()
         heartbeat.join(timeout=10)
         ultralytics_logger.removeHandler(tail)
+        _release_memory()
     if status == Status.SUCCEEDED:
         # The artifacts live in storage now; the folder only held links, labels and copies of them.
         shutil.rmtree(folder, ignore_errors=True)
     return status
+
+
+def _release_memory() -> None:
+    """A training worker lives for many runs: hand the model's memory back between them."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
 
 
 def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbeat: Heartbeat, started: float) -> str:
