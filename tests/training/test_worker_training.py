@@ -1,5 +1,6 @@
 """Real ultralytics training through a real Celery worker (tiny generated 64 px scenes, CPU)."""
 
+import asyncio
 import hashlib
 import time
 
@@ -26,6 +27,37 @@ def wait_for(predicate, timeout=150.0, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def follow(topic: str) -> str:
+    """Join a topic's group on the real channel layer, as a browser's WebSocket consumer would; returns the channel."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from vectormlops.events import topic_group
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(topic_group(topic), channel)
+    return channel
+
+
+def drain(channel: str, quiet_s: float = 1.0) -> list[dict]:
+    """Every message waiting on ``channel`` (stops after ``quiet_s`` without one)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def _drain():
+        messages = []
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(layer.receive(channel), quiet_s))
+            except TimeoutError:
+                return messages
+
+    return async_to_sync(_drain)()
 
 
 @pytest.fixture
@@ -57,6 +89,7 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
             dataset=dataset, epochs=2, imgsz=64, batch=8, patience=5, seed=0, user=ml_engineer, trigger="api"
         )
         assert run.status == "queued" and run.dataset_version is not None and run.base == "yolov8n.yaml"
+        channel = follow(f"run.{run.pk}")
         run = wait_for(lambda: (r := TrainingRun.objects.get(pk=run.pk)).status in TERMINAL and r)
         wait_for(lambda: announced, timeout=10)
     finally:
@@ -68,6 +101,14 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
     assert run.started_at and run.finished_at and run.heartbeat_at and run.attempts == 1
     assert run.worker_host and run.package_versions["ultralytics"] and run.package_versions["torch"]
     assert run.celery_task_id
+
+    # browsers following run.<id> were told about every epoch and the end
+    events = drain(channel)
+    assert [e["data"]["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert {"losses", "map50", "map50_95", "precision", "recall", "seconds", "log_tail"} <= set(
+        next(e for e in events if e["event"] == "epoch")["data"]
+    )
+    assert [e["data"]["status"] for e in events if e["event"] == "status"][-2:] == ["evaluating", "succeeded"]
 
     # per-epoch metrics arrived, one row per epoch
     epochs = list(run.epoch_metrics.order_by("epoch"))
