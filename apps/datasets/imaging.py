@@ -1,6 +1,7 @@
 """Image checks and statistics (Pillow + numpy, no database): what ingestion needs to trust a file and describe it."""
 
 import io
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -41,12 +42,19 @@ def _looks_like_image(path) -> bool:
     return head.startswith(b"\xff\xd8\xff") or head == b"\x89PNG\r\n\x1a\n"
 
 
+def _pillow_open(path) -> PILImage.Image:
+    """Pillow's own ``Image.open``. Importing ultralytics replaces it with a wrapper that, on an unidentified file,
+    tries to install and load a HEIF plugin; hostile uploads must never reach that path."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", PILImage.open)(path)
+
+
 def _open(path, max_pixels: int) -> PILImage.Image:
     """Open from the header only and check format and pixel count before any decoding."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            image = PILImage.open(path)
+            image = _pillow_open(path)
     except PILImage.DecompressionBombError as exc:
         raise PayloadTooLarge(
             "The image has too many pixels.", code="image_too_large", details={"max_pixels": max_pixels}

@@ -56,7 +56,7 @@ def test_websocket_round_trip_through_the_channel_layer(transactional_db, make_u
     from vectormlops.events import broadcast_now
     from vectormlops.routing import websocket_urlpatterns
 
-    user = make_user("watcher", "annotator")
+    user = make_user("watcher", "ml_engineer")
 
     async def scenario():
         communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/run.7/")
@@ -121,3 +121,23 @@ def test_home_shows_each_role_its_entry_points(client, make_user):
     assert client.get("/").status_code == 302  # sign in first
     client.force_login(make_user("nobody"))
     assert "has no role yet" in client.get("/").content.decode()
+
+
+def test_websocket_topics_need_their_role(transactional_db, make_user):
+    from channels.routing import URLRouter
+
+    from vectormlops.routing import websocket_urlpatterns
+
+    annotator, engineer = make_user("ann-ws", "annotator"), make_user("eng-ws", "ml_engineer")
+
+    async def connects(user, topic):
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/events/{topic}/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert asyncio.run(connects(annotator, "dataset.vector")) is True
+    assert asyncio.run(connects(annotator, "alerts.vector")) is False
+    assert asyncio.run(connects(annotator, "run.3")) is False
+    assert asyncio.run(connects(engineer, "alerts.vector")) is True
