@@ -171,7 +171,10 @@ def _claim_duration_s(image: Image, user, now) -> float | None:
     claim = ImageClaim.objects.filter(image=image, user=user).first()
     if claim is None:
         return None
-    return min(MAX_COUNTED_DURATION_S, max(0.0, (now - claim.claimed_at).total_seconds()))
+    # The page claims the next image ahead of time: time on this image starts when the previous one was done.
+    previous = LabelingEvent.objects.filter(user=user).order_by("-created_at").values_list("created_at", flat=True)
+    start = max(claim.claimed_at, previous[0]) if previous else claim.claimed_at
+    return min(MAX_COUNTED_DURATION_S, max(0.0, (now - start).total_seconds()))
 
 
 # --- submit, skip, drafts -------------------------------------------------------------------------------------------

@@ -252,6 +252,7 @@ def test_annotator_stats_per_hour_and_rejection_rate(dataset, make_image, make_u
     for image in images:
         services.image_claim(image=image, user=ann)
         ImageClaim.objects.filter(image=image).update(claimed_at=timezone.now() - timedelta(minutes=2))
+        LabelingEvent.objects.update(created_at=timezone.now() - timedelta(minutes=3))  # a pause in between
         boxes = [{"label": "vector", "box": [1, 1, 10, 10]}, {"label": "cube", "box": [20, 20, 10, 10]}]
         services.annotation_submit(image=image, user=ann, boxes_api=boxes, version=0)
     services.image_review(image=images[0], reviewer=reviewer, decision="reject", comment="loose")
@@ -264,3 +265,18 @@ def test_annotator_stats_per_hour_and_rejection_rate(dataset, make_image, make_u
     assert row["images_per_hour"] == pytest.approx(30, rel=0.05)
     assert row["boxes_per_hour"] == pytest.approx(60, rel=0.05)
     assert row["reviewed"] == 2 and row["rejected"] == 1 and row["rejection_rate"] == 0.5
+
+
+def test_time_on_a_prefetched_image_starts_when_the_previous_one_was_done(dataset, make_image, annotator):
+    make_image(dataset, seed=1), make_image(dataset, seed=2)
+    current = services.image_claim_next(dataset=dataset, user=annotator)
+    ahead = services.image_claim_next(dataset=dataset, user=annotator, exclude_ids=[current.pk])
+    long_ago = timezone.now() - timedelta(minutes=5)
+    ImageClaim.objects.update(claimed_at=long_ago)  # both claimed five minutes ago
+
+    services.annotation_submit(image=current, user=annotator, boxes_api=[], version=0)
+    services.annotation_submit(image=ahead, user=annotator, boxes_api=[], version=0)
+
+    first, second = LabelingEvent.objects.order_by("id")
+    assert first.duration_s == pytest.approx(300, abs=5)
+    assert second.duration_s < 5
