@@ -203,6 +203,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(ULTRALYTICS_DIR))
 TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "training")))
+TRAINING_HEARTBEAT_S = env.int("TRAINING_HEARTBEAT_S", default=10)  # a training worker beats its run row this often
+TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)  # silence: the sweeper takes over
+TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=2)  # first start + re-queues after a lost worker
 
 # --- robots ---------------------------------------------------------------------------------------
 
