@@ -13,12 +13,14 @@ import time
 from datetime import datetime
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.datasets.models import Dataset
+from apps.deployments import localcache
 from apps.deployments import state as deploy_state
 from apps.deployments.authentication import forget_token, token_hash
 from apps.deployments.models import (
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_TELEMETRY_RECORDS = 500
 LAST_SEEN_EVERY_S = 60
 SEEN_FLUSH_S = 10.0
+REPORT_TTL_S = 7 * 24 * 3600
 Channel = Deployment.Channel
 Action = Deployment.Action
 
@@ -391,25 +394,34 @@ _seen = _SeenBuffer()
 def robot_touch(*, robot_id: int, digest: str = "", model_id: int | None = None, sha256: str = "") -> None:
     """Record that a robot was seen and the model it reports running, cheaply.
 
-    A new report (first sight in this process, or another model) is written at once: people and tests look at it.
-    Otherwise a robot's last-seen is refreshed at most once a minute, and those refreshes are buffered in the process
-    and written in bulk every ``SEEN_FLUSH_S`` seconds (one UPDATE per distinct report), so a poll that finds
-    nothing new makes no database query."""
+    A new report (another model than the one on record) is written at once: people and tests look at it. The
+    report on record is remembered in Redis (read through the tracked local copy, so usually no round trip) so
+    that every web worker does not rewrite it on first sight. Otherwise a robot's last-seen is refreshed at most
+    once a minute, buffered in the process and written in bulk every ``SEEN_FLUSH_S`` seconds (one UPDATE per
+    distinct report), so a poll that finds nothing new makes no database query."""
     now = time.time()
     report = (model_id, sha256)
     key = digest or f"robot-{robot_id}"
+    minute = int(now // LAST_SEEN_EVERY_S)
     with _seen.lock:
         last = _seen.written.get(key)
-        minute = int(now // LAST_SEEN_EVERY_S)
-        if last is not None and last == (minute, *report):
-            return
+    if last is not None and last == (minute, *report):
+        return
+    recorded_key = deploy_state.REPORT_KEY.format(digest=key)
+    report_text = f"{model_id or ''}:{sha256}"
+    if last is not None:
+        new_report = last[1:] != report
+    else:  # first sight in this process: compare with the report on record
+        new_report = localcache.get_many([recorded_key])[recorded_key] != report_text
+    with _seen.lock:
         _seen.written[key] = (minute, *report)
-        new_report = last is None or last[1:] != report
         if not new_report:
             _seen.pending[robot_id] = report
         flush_due = time.monotonic() - _seen.flushed_at >= SEEN_FLUSH_S
     if new_report:
         _write_seen({robot_id: report})
+        cache.set(recorded_key, report_text, REPORT_TTL_S)
+        localcache.forget([recorded_key])
     if flush_due:
         robot_seen_flush()
 

@@ -16,6 +16,7 @@ STATE_TTL_S = 3600  # a safety net only: every change deletes the key
 STATE_KEY = "deploy-state:v2:{slug}"  # bump the version when the shape changes
 MODEL_KEY = "deploy-model:v2:{id}"
 DATASETS_KEY = "deploy-datasets"
+REPORT_KEY = "robot-report:{digest}"  # the running-model report on record for a robot token
 
 
 def state_key(slug: str) -> str:

@@ -14,7 +14,7 @@ from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from apps.deployments import localcache
 from apps.deployments.authentication import principal_cache_key, token_hash
-from apps.deployments.state import DATASETS_KEY, state_key
+from apps.deployments.state import DATASETS_KEY, REPORT_KEY, state_key
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,13 @@ def bearer_digest(request) -> str | None:
 
 
 def prefetch_robot_keys(request, *, slug: str | None) -> dict | None:
-    """Read a robot request's token and deployment state together (through the tracked local copy of
-    apps.deployments.localcache: usually no round trip at all). Returns {django cache key: value or None}; the
-    authenticator and the view read it instead of asking Redis again."""
+    """Read a robot request's token, its model report on record and the deployment state together (through the
+    tracked local copy of apps.deployments.localcache: usually no round trip at all). Returns {django cache key:
+    value or None}; the authenticator and the view read it instead of asking Redis again."""
     digest = bearer_digest(request)
     if digest is None:
         return None
-    keys = [principal_cache_key(digest), state_key(slug) if slug else DATASETS_KEY]
+    keys = [principal_cache_key(digest), REPORT_KEY.format(digest=digest), state_key(slug) if slug else DATASETS_KEY]
     found = localcache.get_many(keys)
     request._robot_prefetched = found
     return found
