@@ -297,6 +297,7 @@
     if (target.hasName("box") || target.getParent() === transformer || target.getParent()?.className === "Transformer") return;
     const p = toImage(pointer);
     if (p.x < 0 || p.y < 0 || p.x > imgW() || p.y > imgH()) { state.selected = null; render(); return; }
+    if (!cfg.classes.length) { notice("warning", "This dataset has no classes yet; an ML engineer adds them on the dataset page.", { key: "classes" }); return; }
     state.drawing = { x: p.x, y: p.y };
     wrap.classList.add("drawing");
     drawRect.setAttrs({ x: p.x, y: p.y, width: 0, height: 0, visible: true, stroke: colourOf(cfg.classes[state.activeClass]) });
@@ -643,6 +644,8 @@
   $("submit-btn").addEventListener("click", submit);
   $("skip-btn").addEventListener("click", skip);
   $("help-btn").addEventListener("click", () => bootstrap.Modal.getOrCreateInstance($("help-modal")).show());
+  // Give the keyboard back to the canvas after a toolbar click, so Enter / Space mean submit / pan again.
+  document.querySelectorAll(".label-toolbar button").forEach((b) => b.addEventListener("click", () => wrap.focus({ preventScroll: true })));
 
   // For tests and debugging: the tool's state and where the image is drawn on the page.
   window.labelTool = {
