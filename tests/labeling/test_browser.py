@@ -227,3 +227,39 @@ def test_a_closed_tab_loses_nothing(open_browser, live_server, dataset, make_ima
     assert len(boxes) == 1 and boxes[0][0] == "charger"
     assert all(abs(a - b) <= 2 for a, b in zip(boxes[0][1], [50, 40, 70, 60], strict=True)), boxes
     assert "Restored your unsaved draft" in page.inner_text("#notices")
+
+
+def test_boxes_drawn_after_zoom_and_pan_are_in_original_pixels(
+    open_browser, live_server, dataset, make_image, make_user, api_as
+):
+    image = make_image(dataset, seed=61, width=320, height=180)
+    annotator = make_user("ann", "annotator")
+    page = open_browser()
+    _log_in(page, live_server, "ann")
+    page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
+    page.wait_for_function("window.labelTool && window.labelTool.ready")
+    before = page.evaluate("window.labelTool.imageRect()")
+    page.mouse.move(before["x"] + before["width"] / 2, before["y"] + before["height"] / 2)
+    for _ in range(3):
+        page.mouse.wheel(0, -120)  # zoom in around the pointer
+    page.keyboard.down(" ")  # pan with space + drag
+    page.mouse.down()
+    page.mouse.move(before["x"] + before["width"] / 2 - 80, before["y"] + before["height"] / 2 - 40, steps=5)
+    page.mouse.up()
+    page.keyboard.up(" ")
+    rect = page.evaluate("window.labelTool.imageRect()")
+    scale = rect["width"] / image.width
+    assert scale > before["width"] / image.width * 1.4, "zoomed in"
+    assert page.evaluate("window.labelTool.state.boxes.length") == 0, "panning draws nothing"
+
+    page.mouse.move(rect["x"] + 150 * scale, rect["y"] + 80 * scale)
+    page.mouse.down()
+    page.mouse.move(rect["x"] + 170 * scale, rect["y"] + 95 * scale, steps=5)
+    page.mouse.up()
+    page.keyboard.press("ArrowRight")  # nudge the new (selected) box by one pixel
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.labelTool.state.done === 1")
+
+    [saved] = api_as(annotator).get(f"/api/v1/images/{image.pk}/annotations").json()["boxes"]
+    assert all(abs(a - b) <= 1 for a, b in zip(saved["box"], [151, 80, 20, 15], strict=True)), saved
+    assert page.js_errors == []
