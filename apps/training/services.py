@@ -2,7 +2,9 @@
 retraining schedule. Views, API views, admin actions and Celery tasks all call these."""
 
 import hashlib
+import importlib.util
 import logging
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +52,18 @@ def _run_event(run: TrainingRun, event: str = "status", **extra) -> None:
 # --- start ----------------------------------------------------------------------------------------------------
 
 
+def _ultralytics_config_exists(name: str) -> bool:
+    """Whether ultralytics ships this model config, found the way it resolves names (yolov8n.yaml -> yolov8.yaml at
+    scale n) but without importing it: torch has no business in the web process."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = Path(next(iter(spec.submodule_search_locations))) / "cfg" / "models"
+    filename = Path(name).name
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", filename)
+    return any(next(root.rglob(candidate), None) for candidate in {filename, unified})
+
+
 def _check_base(base: str) -> str:
     """A base is 'production', an ultralytics model config (.yaml) or a local weights file (.pt). Never a download."""
     base = (base or "").strip()
@@ -60,14 +74,8 @@ def _check_base(base: str) -> str:
     if base.endswith((".yaml", ".yml")):
         if Path(base).is_file():
             return base
-        try:
-            from ultralytics.nn.tasks import yaml_model_load
-
-            yaml_model_load(base)  # resolves ultralytics' own configs (yolov8n.yaml -> yolov8.yaml, scale n)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a usable config"
-            raise ValidationFailed(
-                f"Unknown model config {base!r}.", code="invalid_base", details={"base": base}
-            ) from exc
+        if not _ultralytics_config_exists(base):
+            raise ValidationFailed(f"Unknown model config {base!r}.", code="invalid_base", details={"base": base})
         return base
     if base.endswith(".pt"):
         if not Path(base).is_file():
