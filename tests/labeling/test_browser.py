@@ -44,6 +44,12 @@ def open_browser(monkeypatch):
         return page
 
     yield _open
+    if started:
+        # With Playwright's loop in this thread, Django keeps this test's ORM connection in loop-local storage;
+        # close it here, or PostgreSQL refuses to drop the test database at the end of the session.
+        from django.db import connections
+
+        connections.close_all()
     for playwright, browser in started:
         browser.close()
         playwright.stop()
