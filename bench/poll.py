@@ -2,8 +2,9 @@
 against gunicorn (WSGI, 2 sync workers, 127.0.0.1: the production shape of HTTP), compared with a trivial Django
 view (GET /api/v1/robot/ping: no authentication, no database) on the same server.
 
-    .venv/bin/python bench/poll.py                    # PostgreSQL + Redis when reachable, else SQLite + Valkey
+    .venv/bin/python bench/poll.py                    # PostgreSQL when reachable (else SQLite) + a private Valkey
     .venv/bin/python bench/poll.py --sqlite --duration 10
+    .venv/bin/python bench/poll.py --redis-url redis://127.0.0.1:6379/14   # a given Redis instead
 
 Load generator: wrk (Debian package) with a Lua script that rotates through the 1,000 tokens and counts every
 status that is not the expected one (304 for the poll, 200 for the baseline). Falls back to an httpx asyncio
@@ -218,7 +219,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--sqlite", action="store_true", help="SQLite + embedded Valkey even if PostgreSQL is up")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite even if PostgreSQL is up")
+    parser.add_argument("--redis-url", help="use this Redis instead of a private embedded Valkey")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
@@ -236,12 +238,16 @@ def main():
         "LOG_LEVEL": "WARNING",
     }
     valkey = None
-    use_pg = not args.sqlite and _reachable("127.0.0.1", 5432) and _reachable("127.0.0.1", 6379)
+    use_pg = not args.sqlite and _reachable("127.0.0.1", 5432)
     if use_pg:
         env["DATABASE_URL"] = _fresh_postgres_database()
-        env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
     else:
         env.pop("DATABASE_URL", None)
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+    else:
+        # A Redis of its own, as production has: a shared development Redis where other test suites FLUSHDB all the
+        # time makes Redis invalidate every tracked key of the poll's local copy (FLUSHDB invalidates all databases).
         from vectormlops.embedded_redis import embedded_valkey
 
         valkey = embedded_valkey()
@@ -285,7 +291,7 @@ def main():
         report = {
             "server": "gunicorn, 2 sync workers, 127.0.0.1",
             "database": "PostgreSQL" if use_pg else "SQLite",
-            "cache": "Redis" if use_pg else "embedded Valkey",
+            "cache": args.redis_url or "private embedded Valkey",
             "load_generator": f"{runner.__name__.removeprefix('run_')} -t2 -c{args.connections} -d{args.duration}s",
             "robots": len(tokens),
             "trivial_view": baseline,

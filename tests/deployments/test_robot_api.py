@@ -221,3 +221,18 @@ def test_the_local_copy_hears_changes_made_by_other_processes(db, settings):
         time.sleep(0.01)
     assert localcache.get_many(["probe"])["probe"] is None
     other.close()
+
+
+def test_throttle_counts_are_shared_between_processes_through_redis(db, monkeypatch):
+    """Each process counts locally and adds its counts to Redis; another process sees them after its next flush."""
+    from apps.deployments import throttling
+
+    monkeypatch.setattr(throttling._Counters, "FLUSH_S", 0.0)
+    worker_a, worker_b = throttling._Counters(), throttling._Counters()
+    now = 1_000_000.0
+    assert [worker_a.hit("robot-x", now, 60) for _ in range(3)] == [1, 2, 3]
+    assert worker_b.hit("robot-x", now, 60) == 1  # has not heard from Redis yet ...
+    assert worker_b.hit("robot-x", now, 60) == 5  # ... now it has: 3 from A + its own 2
+    assert worker_a.hit("robot-x", now, 60) == 4  # A has not heard of B's second request yet ...
+    assert worker_a.hit("robot-x", now, 60) == 7  # ... now it has (6 in Redis) plus this one
+    assert worker_a.hit("robot-x", now + 60, 60) == 1  # a new window starts from zero
