@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,6 +30,7 @@ from vectormlops.errors import NotFound, error_body
 from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
 
 CHUNK = 256 * 1024
+JSON_RENDERER = JSONRenderer()
 
 
 class IsRobotOrMLEngineer(BasePermission):
@@ -81,6 +83,11 @@ class RobotModelView(APIView):
 
     permission_classes = [IsRobot]
     throttle_classes = [RobotThrottle]
+    renderer_classes = [JSONRenderer]
+
+    def perform_content_negotiation(self, request, force=False):
+        # The hottest endpoint answers JSON only (errors included): skip negotiating what there is no choice about.
+        return JSON_RENDERER, JSON_RENDERER.media_type
 
     def initial(self, request, *args, **kwargs):
         # One Redis round trip for the token, the seen-guard, the deployment state and the throttle counter.

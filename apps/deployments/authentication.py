@@ -87,8 +87,9 @@ class RobotTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed Bearer token.") from exc
-        digest = token_hash(token)
-        prefetched = getattr(request, "_robot_prefetched", None)  # the poll view reads several keys in one trip
+        # The poll view has already hashed this header's token and read its cache entry with the other keys it needs.
+        prefetched = getattr(request, "_robot_prefetched", None)
+        digest = getattr(request, "_robot_digest", None) or token_hash(token)
         found = prefetched.get(_cache_key(digest)) if prefetched is not None else cache.get(_cache_key(digest))
         if found is None:
             found = lookup_token(digest)

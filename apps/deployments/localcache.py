@@ -120,7 +120,7 @@ def get_many(keys: list[str]) -> dict[str, object]:
     reader = tracked()
     serializer = getattr(getattr(cache, "_cache", None), "_serializer", None)
     if reader is not None and serializer is not None:
-        raw_keys = [cache.make_and_validate_key(key) for key in keys]
+        raw_keys = [cache.make_key(key) for key in keys]  # our own keys: no memcached-compatibility scan
         try:
             values = reader.get_many(raw_keys, serializer.loads)
         except (redis.RedisError, OSError):
@@ -137,7 +137,7 @@ def forget(keys: list[str]) -> None:
     reader = _tracked
     if reader is None:
         return
-    raw_keys = [cache.make_and_validate_key(key) for key in keys]
+    raw_keys = [cache.make_key(key) for key in keys]
     with reader._lock:
         for key in raw_keys:
             reader._values.pop(key, None)

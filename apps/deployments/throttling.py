@@ -46,6 +46,7 @@ def prefetch_robot_keys(request, *, slug: str | None) -> dict | None:
     keys = [principal_cache_key(digest), REPORT_KEY.format(digest=digest), state_key(slug) if slug else DATASETS_KEY]
     found = localcache.get_many(keys)
     request._robot_prefetched = found
+    request._robot_digest = digest
     return found
 
 
