@@ -12,6 +12,7 @@ The TrainingRun time includes what a real run does beyond `yolo train`: freezing
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def main() -> None:
             cwd=ROOT, env=os.environ.copy(), stdout=worker_log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
+            wait_until_ready(f"bench-trainer@{socket.gethostname()}", worker)
             run_bench(args, Path(var))
         finally:
             worker.terminate()
@@ -71,6 +73,19 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 worker.kill()
             worker_log.close()
+
+
+def wait_until_ready(name: str, worker: subprocess.Popen, timeout_s: float = 180) -> None:
+    """A training worker is a long-running service: time runs against a started one (it has loaded ultralytics)."""
+    from vectormlops.celery import app
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit("the training worker exited")
+        if app.control.ping(destination=[name], timeout=1.0):
+            return
+    raise SystemExit("the training worker did not start")
 
 
 def run_bench(args, var: Path) -> None:
