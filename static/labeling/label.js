@@ -167,7 +167,8 @@
     }
     transformer.nodes(selectedNode ? [selectedNode] : []);
     if (selectedNode) transformer.moveToTop();
-    layer.batchDraw();
+    // Draw now, not on the next animation frame: the hit canvas must know the new nodes before the next click.
+    layer.draw();
     $("zoom-level").textContent = `${Math.round(s * 100)} %`;
     renderSide();
   }
