@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 CACHE_TTL_S = 300
@@ -100,3 +101,13 @@ class RobotTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class RobotTokenScheme(OpenApiAuthenticationExtension):
+    """Describes robot Bearer tokens in the OpenAPI schema (/api/schema/)."""
+
+    target_class = "apps.deployments.authentication.RobotTokenAuthentication"
+    name = "robotBearer"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A robot token (robot endpoints only)."}

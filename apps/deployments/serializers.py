@@ -60,10 +60,10 @@ class DeploymentOutput(serializers.ModelSerializer):
             "gate_passed",
         ]
 
-    def get_version(self, obj):
+    def get_version(self, obj) -> int | None:
         return obj.model.number if obj.model_id else None
 
-    def get_created_by(self, obj):
+    def get_created_by(self, obj) -> str | None:
         return obj.created_by.get_username() if obj.created_by_id else None
 
 
@@ -103,16 +103,16 @@ class ModelOutput(serializers.Serializer):
     artifacts = serializers.SerializerMethodField()
     gate = serializers.SerializerMethodField()
 
-    def get_status(self, obj):
+    def get_status(self, obj) -> str:
         return lifecycle_status(obj)
 
-    def get_artifacts(self, obj):
+    def get_artifacts(self, obj) -> dict:
         return {
             a.format: {"url": f"/api/v1/models/{obj.pk}/artifacts/{a.format}", "sha256": a.sha256, "size": a.size}
             for a in obj.artifacts.all()
         }
 
-    def get_gate(self, obj):
+    def get_gate(self, obj) -> dict | None:
         decisions = getattr(obj, "prefetched_decisions", None)
         decision = decisions[0] if decisions else None
         if decision is None:
