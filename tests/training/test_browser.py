@@ -19,6 +19,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 def test_run_page_chart_grows_with_epoch_events(live_server, make_user, monkeypatch):
     require(os.path.exists(CHROMIUM), "chromium")
+    from apps.training import tasks
+
+    monkeypatch.setattr(tasks.training_run_task, "apply_async", lambda *a, **kw: None)  # no worker here
     make_user("eng", "ml_engineer")
     dataset = make_training_dataset(slug="browse", count=4, val=1, test=0)
     run = run_in_state(dataset, status="training")

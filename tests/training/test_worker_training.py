@@ -97,18 +97,18 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
 
     # then it went through every state and succeeded
     assert run.status == "succeeded", (run.error, run.log_tail[-2000:])
-    assert status_log == ["queued", "preparing", "training", "evaluating", "succeeded"]
+    assert status_log == ["queued", "preparing", "training", "evaluating", "succeeded"], status_log
     assert run.started_at and run.finished_at and run.heartbeat_at and run.attempts == 1
     assert run.worker_host and run.package_versions["ultralytics"] and run.package_versions["torch"]
     assert run.celery_task_id
 
     # browsers following run.<id> were told about every epoch and the end
     events = drain(channel)
-    assert [e["data"]["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert [e["data"]["epoch"] for e in events if e["event"] == "epoch"] == [1, 2], events
     assert {"losses", "map50", "map50_95", "precision", "recall", "seconds", "log_tail"} <= set(
         next(e for e in events if e["event"] == "epoch")["data"]
     )
-    assert [e["data"]["status"] for e in events if e["event"] == "status"][-2:] == ["evaluating", "succeeded"]
+    assert [e["data"]["status"] for e in events if e["event"] == "status"][-2:] == ["evaluating", "succeeded"], events
 
     # per-epoch metrics arrived, one row per epoch
     epochs = list(run.epoch_metrics.order_by("epoch"))
