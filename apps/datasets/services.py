@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -226,7 +226,7 @@ def _parse_captured_at(value) -> datetime | None:
     else:
         raise ValidationFailed("captured_at must be an ISO 8601 date and time.", code="invalid_captured_at")
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.utc)
+        parsed = timezone.make_aware(parsed, UTC)
     return parsed
 
 

@@ -10,7 +10,7 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -490,7 +490,7 @@ def telemetry_ingest(*, robot_id: int, dataset: Dataset, model_id: int | None, r
         if captured_at is None:
             raise ValidationFailed(f"records[{index}].captured_at must be an ISO 8601 time.", code="bad_telemetry")
         if timezone.is_naive(captured_at):
-            captured_at = timezone.make_aware(captured_at, timezone.utc)
+            captured_at = timezone.make_aware(captured_at, UTC)
         detections = record.get("detections") or []
         if not isinstance(detections, list) or not all(isinstance(d, dict) for d in detections):
             raise ValidationFailed(f"records[{index}].detections must be a list of objects.", code="bad_telemetry")

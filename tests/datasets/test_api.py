@@ -28,6 +28,9 @@ def test_an_annotator_uploads_an_image_then_the_same_bytes_are_a_duplicate(api_a
     assert image.meta == {"reason": "test"} and image.captured_at.isoformat() == "2026-11-27T08:30:00+00:00"
     again = post_image(client, jpeg(1))
     assert again.status_code == 200 and again.json() == {**body, "duplicate": True}
+    naive = post_image(client, jpeg(2), captured_at="2026-11-27T09:30:00")  # no offset: taken as UTC
+    assert naive.status_code == 201, naive.json()
+    assert Image.objects.get(pk=naive.json()["id"]).captured_at.isoformat() == "2026-11-27T09:30:00+00:00"
 
 
 def test_a_robot_uploads_with_its_bearer_token_and_its_serial_is_recorded(client, dataset):

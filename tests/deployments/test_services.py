@@ -173,6 +173,10 @@ def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
     with pytest.raises(ValidationFailed):
         services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[{"captured_at": "x"}])
     assert TelemetryRecord.objects.count() == 3
+    # A time without an offset is taken as UTC.
+    naive = {**record, "captured_at": "2026-11-27T11:00:00"}
+    assert services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[naive]) == 1
+    assert TelemetryRecord.objects.latest("id").captured_at.isoformat() == "2026-11-27T11:00:00+00:00"
 
 
 def test_last_seen_is_cheap_reports_are_written_at_once_refreshes_in_bulk(
