@@ -16,10 +16,12 @@ ProductionModelProvider = Callable[[object], ModelVersion | None]
 _production_model_provider: ProductionModelProvider | None = None
 
 
-def install_production_model_provider(fn: ProductionModelProvider | None) -> None:
-    """Install (or, with None, remove) the function that names the model live in production for a dataset."""
+def install_production_model_provider(fn: ProductionModelProvider | None) -> ProductionModelProvider | None:
+    """Install (or, with None, remove) the function that names the model live in production for a dataset.
+    Returns the one it replaces, so a test can put it back."""
     global _production_model_provider
-    _production_model_provider = fn
+    previous, _production_model_provider = _production_model_provider, fn
+    return previous
 
 
 def production_model_for(dataset) -> ModelVersion | None:

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.django_db
 def production(request):
     """Install a production-model answer for the test (what deployments does in its ready())."""
     live = {}
-    hooks.install_production_model_provider(lambda dataset: live.get(dataset.pk))
+    previous = hooks.install_production_model_provider(lambda dataset: live.get(dataset.pk))
     yield live
-    hooks.install_production_model_provider(None)
+    hooks.install_production_model_provider(previous)  # deployments' own answer, for the tests that follow
 
 
 def test_start_freezes_a_version_and_queues_after_commit(

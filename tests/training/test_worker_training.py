@@ -142,13 +142,13 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
     assert output.shape == (1, 4 + 1, 8 * 8 + 4 * 4 + 2 * 2)
 
     # once deployments names it the production model, the next run fine-tunes it by default
-    hooks.install_production_model_provider(lambda ds: model if ds.pk == dataset.pk else None)
+    previous = hooks.install_production_model_provider(lambda ds: model if ds.pk == dataset.pk else None)
     try:
         tuned = training_run_start(dataset=dataset, version=run.dataset_version, epochs=1, imgsz=64, batch=8)
         assert tuned.base == "production" and tuned.base_model == model
         tuned = wait_for(lambda: (r := TrainingRun.objects.get(pk=tuned.pk)).status in TERMINAL and r)
     finally:
-        hooks.install_production_model_provider(None)
+        hooks.install_production_model_provider(previous)
     assert tuned.status == "succeeded", (tuned.error, tuned.log_tail[-2000:])
     assert tuned.model_version.number == 2 and "base production" in tuned.log_tail
 
