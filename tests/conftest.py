@@ -1,7 +1,6 @@
 """Shared fixtures: people with roles, API clients, an isolated media folder, a real Celery worker."""
 
 import os
-import shutil
 
 import pytest
 from django.contrib.auth.models import Group
@@ -21,8 +20,16 @@ def require(available: bool, what: str) -> None:
     pytest.skip(f"{what} is not available here")
 
 
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; never `playwright install`
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",  # the machine has no internet: no background connections at all
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TEST_PASSWORD = "pw-for-tests-123"
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +53,7 @@ def _isolated_media_and_cache(settings, tmp_path):
 def make_user(db, django_user_model):
     """make_user("ann", "annotator") → a user in that role (role None: no role; "admin": superuser)."""
 
-    def _make(username: str, role: str | None = None, password: str = "pw-for-tests-123"):
+    def _make(username: str, role: str | None = None, password: str = TEST_PASSWORD):
         if role == "admin":
             return django_user_model.objects.create_superuser(username=username, password=password, email="")
         user = django_user_model.objects.create_user(username=username, password=password)
@@ -105,3 +112,50 @@ def celery_worker_thread(transactional_db):
         shutdown_timeout=30,
     ) as worker:
         yield worker
+
+
+@pytest.fixture
+def open_browser(monkeypatch):
+    """open_browser() → a Playwright page in headless Chromium; call it after creating test data (Playwright runs
+    an event loop in this thread, and broadcasting from inside one is refused). Each call is a fresh context (its
+    own cookies, like a new window) in the one Chromium of this test. ``page.js_errors`` collects page errors and
+    5xx responses."""
+    require(os.path.exists(CHROMIUM), "chromium")
+    started = []
+
+    def _open():
+        if not started:
+            # The test still talks to the ORM synchronously while Playwright's loop exists in this thread.
+            monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+            from playwright.sync_api import sync_playwright
+
+            playwright = sync_playwright().start()
+            started.append(
+                (playwright, playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS))
+            )
+        page = started[0][1].new_context(viewport={"width": 1280, "height": 800}).new_page()
+        page.set_default_timeout(60_000)  # two shared cores: a busy machine must not fail the test
+        page.js_errors = []
+        page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+        page.on("response", lambda r: r.status >= 500 and page.js_errors.append(f"{r.status} {r.url}"))
+        return page
+
+    yield _open
+    if started:
+        # With Playwright's loop in this thread, Django keeps this test's ORM connection in loop-local storage;
+        # close it here, or PostgreSQL refuses to drop the test database at the end of the session.
+        from django.db import connections
+
+        connections.close_all()
+    for playwright, browser in started:
+        browser.close()
+        playwright.stop()
+
+
+def log_in(page, live_server, username: str, password: str = TEST_PASSWORD) -> None:
+    """Sign in through the real login form."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_load_state("networkidle")

@@ -1,66 +1,11 @@
 """The labeling page in a real browser (Debian's Chromium through Playwright) against a live server: draw, change
 a class by key, delete, undo, submit with the keyboard, then read the saved boxes back through the API."""
 
-import os
-
 import pytest
 
-from tests.conftest import require
+from tests.conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def open_browser(monkeypatch):
-    """open_browser() → a Playwright page in headless Chromium; call it after creating test data (Playwright runs
-    an event loop in this thread, and broadcasting from inside one is refused)."""
-    require(os.path.exists(CHROMIUM), "chromium")
-    started = []
-
-    def _open():
-        """A fresh browser context (its own cookies, like a new window) in the one Chromium of this test."""
-        if not started:
-            # The test still talks to the ORM synchronously while Playwright's loop exists in this thread.
-            monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-            from playwright.sync_api import sync_playwright
-
-            playwright = sync_playwright().start()
-            started.append((playwright, playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)))
-        page = started[0][1].new_context(viewport={"width": 1280, "height": 800}).new_page()
-        page.set_default_timeout(60_000)  # two shared cores: a busy machine must not fail the test
-        page.js_errors = []
-        page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-        page.on("response", lambda r: r.status >= 500 and page.js_errors.append(f"{r.status} {r.url}"))
-        return page
-
-    yield _open
-    if started:
-        # With Playwright's loop in this thread, Django keeps this test's ORM connection in loop-local storage;
-        # close it here, or PostgreSQL refuses to drop the test database at the end of the session.
-        from django.db import connections
-
-        connections.close_all()
-    for playwright, browser in started:
-        browser.close()
-        playwright.stop()
-
-
-def _log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests-123")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_load_state("networkidle")
 
 
 def test_draw_edit_undo_and_submit_with_the_keyboard(open_browser, live_server, dataset, make_image, make_user, api_as):
@@ -68,7 +13,7 @@ def test_draw_edit_undo_and_submit_with_the_keyboard(open_browser, live_server, 
     make_image(dataset, seed=12, width=320, height=180)  # the next image, prefetched
     annotator = make_user("ann", "annotator")
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
 
     page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
     page.wait_for_function("window.labelTool && window.labelTool.ready", timeout=10000)
@@ -116,7 +61,7 @@ def test_a_stale_save_offers_to_load_the_other_persons_boxes(
     make_user("ann", "annotator")
     bob = make_user("bob", "annotator")
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
     page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
     page.wait_for_function("window.labelTool && window.labelTool.ready", timeout=10000)
 
@@ -154,7 +99,7 @@ def test_review_page_rejects_with_a_comment_and_approves_by_key(
             image=image, user=annotator, boxes_api=[{"label": "vector", "box": [30, 20, 120, 90]}], version=0
         )
     page = open_browser()
-    _log_in(page, live_server, "rita")
+    log_in(page, live_server, "rita")
 
     page.goto(f"{live_server.url}/review/robots/")
     assert page.locator("#review-boxes rect").count() == 1
@@ -188,7 +133,7 @@ def test_suggestions_are_shown_and_accepted_with_one_key(
         )
     annotator = make_user("ann", "annotator")
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
 
     page.goto(f"{live_server.url}/label/robots/")  # the queue hands out the feedback image
     page.wait_for_function("window.labelTool && window.labelTool.ready")
@@ -210,7 +155,7 @@ def test_a_closed_tab_loses_nothing(open_browser, live_server, dataset, make_ima
     image = make_image(dataset, seed=51, width=320, height=180)
     make_user("ann", "annotator")
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
     page.goto(f"{live_server.url}/label/robots/")
     page.wait_for_function("window.labelTool && window.labelTool.ready")
     rect = page.evaluate("window.labelTool.imageRect()")
@@ -224,7 +169,7 @@ def test_a_closed_tab_loses_nothing(open_browser, live_server, dataset, make_ima
 
     page.close()  # the tab is gone; a new one opens the queue again
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
     page.goto(f"{live_server.url}/label/robots/")
     page.wait_for_function("window.labelTool && window.labelTool.ready")
 
@@ -241,7 +186,7 @@ def test_boxes_drawn_after_zoom_and_pan_are_in_original_pixels(
     image = make_image(dataset, seed=61, width=320, height=180)
     annotator = make_user("ann", "annotator")
     page = open_browser()
-    _log_in(page, live_server, "ann")
+    log_in(page, live_server, "ann")
     page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
     page.wait_for_function("window.labelTool && window.labelTool.ready")
     before = page.evaluate("window.labelTool.imageRect()")

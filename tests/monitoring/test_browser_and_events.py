@@ -2,7 +2,6 @@
 follower of alerts.<slug> through the real channel layer."""
 
 import asyncio
-import os
 import random
 from datetime import timedelta
 
@@ -13,11 +12,8 @@ from django.utils import timezone
 
 from apps.monitoring import services
 from apps.monitoring.models import Alert
-from tests.conftest import require
+from tests.conftest import log_in
 from tests.monitoring.factories import deploy, make_dataset, make_model, make_robot, make_telemetry
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
 
 
 def _seed():
@@ -46,48 +42,33 @@ def _seed():
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(live_server, make_user, monkeypatch):
-    require(os.path.exists(CHROMIUM), "chromium")
+def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(open_browser, live_server, make_user):
     make_user("eng", "ml_engineer")
     dataset = _seed()
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            # The live server (WSGI) has no WebSocket: a silent stand-in stops the page from retrying against it.
-            page.add_init_script("window.WebSocket = class { constructor() {} close() {} send() {} };")
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("input[name=username]", "eng")
-            page.fill("input[name=password]", "pw-for-tests-123")
-            page.click("button[type=submit], input[type=submit]")
-            page.wait_for_load_state("networkidle")
-            page.goto(f"{live_server.url}/monitoring/{dataset.slug}/")
-            page.wait_for_function("window.monitoringCharts && window.monitoringCharts.length === 4")
-            frames = page.evaluate("window.monitoringCharts[0].data.datasets[0].data.reduce((s, p) => s + p.y, 0)")
-            assert frames == 40
-            assert "00e2b0b0" in page.text_content("#fleet")
+    page = open_browser()
+    # The live server (WSGI) has no WebSocket: a silent stand-in stops the page from retrying against it.
+    page.add_init_script("window.WebSocket = class { constructor() {} close() {} send() {} };")
+    errors = page.js_errors
+    log_in(page, live_server, "eng")
+    page.goto(f"{live_server.url}/monitoring/{dataset.slug}/")
+    page.wait_for_function("window.monitoringCharts && window.monitoringCharts.length === 4")
+    frames = page.evaluate("window.monitoringCharts[0].data.datasets[0].data.reduce((s, p) => s + p.y, 0)")
+    assert frames == 40
+    assert "00e2b0b0" in page.text_content("#fleet")
 
-            # An alert raised elsewhere arrives as an event (the live server has no WebSocket: hand it over).
-            alert, _ = services.alert_raise(
-                dataset=dataset, kind="drift", message="Data drift on the fleet: brightness", value=0.9, threshold=0.2
-            )
-            page.evaluate(
-                "([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", services.alert_to_dict(alert)]
-            )
-            row = page.locator(f'#alerts tr[data-alert-id="{alert.id}"]')
-            assert "brightness" in row.text_content()
-            row.locator("button").click()
-            page.wait_for_selector(f'#alerts tr[data-alert-id="{alert.id}"] >> text=acknowledged by eng')
-            alert.refresh_from_db()
-            assert alert.acknowledged and alert.acknowledged_by.username == "eng"
-            assert errors == []
-        finally:
-            browser.close()
+    # An alert raised elsewhere arrives as an event (the live server has no WebSocket: hand it over).
+    alert, _ = services.alert_raise(
+        dataset=dataset, kind="drift", message="Data drift on the fleet: brightness", value=0.9, threshold=0.2
+    )
+    page.evaluate("([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", services.alert_to_dict(alert)])
+    row = page.locator(f'#alerts tr[data-alert-id="{alert.id}"]')
+    assert "brightness" in row.text_content()
+    row.locator("button").click()
+    page.wait_for_selector(f'#alerts tr[data-alert-id="{alert.id}"] >> text=acknowledged by eng')
+    alert.refresh_from_db()
+    assert alert.acknowledged and alert.acknowledged_by.username == "eng"
+    assert errors == []
 
 
 def test_a_raised_alert_reaches_followers_of_the_alerts_topic(transactional_db, make_user):

@@ -2,23 +2,17 @@
 and grows when an "epoch" event arrives on topic run.<id> (the live server has no WebSocket, so the test hands the
 event to the page's handler)."""
 
-import os
-
 import pytest
 
 from apps.training.models import EpochMetric
-from tests.conftest import require
+from tests.conftest import log_in
 from tests.training.conftest import make_training_dataset
 from tests.training.factories import run_in_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
 
-
-def test_run_page_chart_grows_with_epoch_events(live_server, make_user, monkeypatch):
-    require(os.path.exists(CHROMIUM), "chromium")
+def test_run_page_chart_grows_with_epoch_events(open_browser, live_server, make_user, monkeypatch):
     from apps.training import tasks
 
     monkeypatch.setattr(tasks.training_run_task, "apply_async", lambda *a, **kw: None)  # no worker here
@@ -26,37 +20,25 @@ def test_run_page_chart_grows_with_epoch_events(live_server, make_user, monkeypa
     dataset = make_training_dataset(slug="browse", count=4, val=1, test=0)
     run = run_in_state(dataset, status="training")
     EpochMetric.objects.create(run=run, epoch=1, losses={"box": 1.0, "cls": 2.0, "dfl": 1.0}, map50=0.1, seconds=2)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("input[name=username]", "eng")
-            page.fill("input[name=password]", "pw-for-tests-123")
-            page.click("button[type=submit], input[type=submit]")
-            page.wait_for_load_state("networkidle")
-            page.goto(f"{live_server.url}/training/runs/{run.pk}/")
-            page.wait_for_load_state("load")
-            page.wait_for_function("!!(window.runChart && window.runEvents)")
-            assert page.evaluate("window.runChart.data.labels") == [1]
-            assert page.evaluate("window.runChart.data.datasets[0].data") == [4.0]
+    page = open_browser()
+    errors = page.js_errors
+    log_in(page, live_server, "eng")
+    page.goto(f"{live_server.url}/training/runs/{run.pk}/")
+    page.wait_for_load_state("load")
+    page.wait_for_function("!!(window.runChart && window.runEvents)")
+    assert page.evaluate("window.runChart.data.labels") == [1]
+    assert page.evaluate("window.runChart.data.datasets[0].data") == [4.0]
 
-            page.evaluate(
-                "window.runEvents('epoch', {epoch: 2, epochs: 1, losses: {box: 0.5, cls: 1, dfl: 0.5}, map50: 0.4,"
-                " map50_95: 0.2, log_tail: 'epoch two done'})"
-            )
-            assert page.evaluate("window.runChart.data.labels") == [1, 2]
-            assert page.evaluate("window.runChart.data.datasets[1].data") == [0.1, 0.4]
-            assert page.text_content("#run-log") == "epoch two done"
-            assert page.text_content("#run-progress").strip() == "2 / 1 epochs"
+    page.evaluate(
+        "window.runEvents('epoch', {epoch: 2, epochs: 1, losses: {box: 0.5, cls: 1, dfl: 0.5}, map50: 0.4,"
+        " map50_95: 0.2, log_tail: 'epoch two done'})"
+    )
+    assert page.evaluate("window.runChart.data.labels") == [1, 2]
+    assert page.evaluate("window.runChart.data.datasets[1].data") == [0.1, 0.4]
+    assert page.text_content("#run-log") == "epoch two done"
+    assert page.text_content("#run-progress").strip() == "2 / 1 epochs"
 
-            page.evaluate("window.runEvents('status', {status: 'training', cancel_requested: true})")
-            assert "d-none" not in page.get_attribute("#run-cancelling", "class")
-            assert errors == []
-        finally:
-            browser.close()
+    page.evaluate("window.runEvents('status', {status: 'training', cancel_requested: true})")
+    assert "d-none" not in page.get_attribute("#run-cancelling", "class")
+    assert errors == []
