@@ -25,6 +25,11 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
+def demo_wanted(env: dict) -> bool:
+    """Seed the demo only on the embedded default database (never one given by DATABASE_URL), unless switched off."""
+    return not env.get("DATABASE_URL") and env.get("VECTORMLOPS_DEMO", "1") != "0"
+
+
 def _manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, check=True, cwd=BASE_DIR)
 
@@ -38,13 +43,12 @@ def main() -> int:
     # The Procfile's daphne and celery live next to this interpreter (the venv), whatever the caller's PATH.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", _secret_key())
-    embedded_db = not env.get("DATABASE_URL")
     try:
         with redis_url_or_embedded(VAR_DIR / "valkey", persist=True) as redis_url:
             env["REDIS_URL"] = redis_url
             _manage("migrate", "--noinput", env=env)
             _manage("bootstrap", env=env)
-            if embedded_db and env.get("VECTORMLOPS_DEMO", "1") != "0":
+            if demo_wanted(env):
                 _manage("seed_demo", "--if-empty", env=env)
             port = env.setdefault("WEB_PORT", "8000")
             print(f"\nVectorMLOps is starting at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n", flush=True)

@@ -4,6 +4,8 @@ from django.urls import NoReverseMatch, reverse
 
 from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, REVIEWER, user_roles
 
+ROLE_LABELS = {ANNOTATOR: "annotators", REVIEWER: "reviewers", ML_ENGINEER: "ML engineers"}
+
 # (label, url name, role needed)
 ENTRIES = [
     ("Datasets", "datasets:list", ANNOTATOR),
@@ -26,7 +28,7 @@ def navigation(request):
         if role not in roles:
             continue
         try:
-            entries.append({"label": label, "url": reverse(name), "role": role})
+            entries.append({"label": label, "url": reverse(name), "role": role, "for": ROLE_LABELS[role]})
         except NoReverseMatch:
             continue
     return {"nav_entries": entries, "user_roles": roles}

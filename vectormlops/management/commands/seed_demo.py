@@ -1,5 +1,6 @@
-"""python manage.py seed_demo [--if-empty] [--count 60]: a demo dataset of generated robot scenes with their true
-boxes (approved), so a fresh install has something to label, freeze and train on."""
+"""python manage.py seed_demo [--if-empty] [--count 60] [--unlabeled 12]: a demo dataset of generated robot scenes
+with their true boxes (approved), plus a few unlabeled ones, so a fresh install has something to label, freeze and
+train on."""
 
 import io
 import random
@@ -22,6 +23,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--if-empty", action="store_true", help="Do nothing when any dataset exists.")
         parser.add_argument("--count", type=int, default=60, help="Number of generated images (default 60).")
+        parser.add_argument(
+            "--unlabeled", type=int, default=12, help="Extra generated images left unlabeled for the labeling queue."
+        )
         parser.add_argument("--seed", type=int, default=20261127, help="Random seed (same seed, same images).")
 
     def handle(self, *args, **options):
@@ -33,17 +37,18 @@ class Command(BaseCommand):
         )
         rng = random.Random(options["seed"])
         created_count = 0
-        for _ in range(options["count"]):
+        for number in range(options["count"] + options["unlabeled"]):
+            labeled = number < options["count"]
             data, boxes = scene_jpeg(rng, WIDTH, HEIGHT)
             with transaction.atomic():
                 image, created = image_ingest(
                     dataset=dataset, fileobj=io.BytesIO(data), source=Image.Source.UPLOAD, meta={"synthetic": True}
                 )
-                if created:
+                if created and labeled:
                     annotation_set(
                         image=image,
                         boxes=[{"class_id": 0, "box": box} for box in boxes],
                         status=Image.Status.APPROVED,
                     )
-                    created_count += 1
+                created_count += created
         self.stdout.write(f"Seeded {created_count} images into {SLUG} ({dataset.images.count()} in all).")
