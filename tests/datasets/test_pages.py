@@ -67,6 +67,7 @@ def test_engineers_freeze_export_and_import_from_the_page(client, ml_engineer, d
     make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 20, 20]}], status="approved")
     page = client.get("/datasets/robots/").content.decode()
     assert "Import (YOLO, Roboflow, COCO)" in page and "Freeze version" in page
+    assert 'href="/training/runs/new/?dataset=robots">Train a model' in page
     assert client.post("/datasets/robots/versions/freeze", {"note": "page"}).status_code == 302
     version = DatasetVersion.objects.get()
     assert version.note == "page"
@@ -84,6 +85,7 @@ def test_annotators_cannot_export_or_import(logged_in, dataset):
     version_freeze(dataset=dataset)
     assert logged_in.get("/datasets/robots/versions/1/export.yolo").status_code == 403
     assert logged_in.post("/datasets/robots/import", {}).status_code == 403
+    assert "Train a model" not in logged_in.get("/datasets/robots/").content.decode()
 
 
 def test_admin_freeze_and_pin_actions_call_the_services(admin_client, dataset):
