@@ -152,7 +152,7 @@ class RobotAdmin(EngineerAdmin):
         if "pinned_model" in form.changed_data:
             services.robot_pin(robot=obj, model=form.cleaned_data["pinned_model"], user=request.user)
         if "name" in form.changed_data:
-            Robot.objects.filter(pk=obj.pk).update(name=obj.name)
+            services.robot_rename(robot=obj, name=obj.name)
 
     @admin.action(description="Revoke the token")
     def revoke(self, request, queryset):

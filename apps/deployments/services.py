@@ -365,6 +365,16 @@ def robot_revoke(*, robot: Robot, user=None) -> Robot:
 
 
 @transaction.atomic
+def robot_rename(*, robot: Robot, name: str) -> Robot:
+    """Change the display name of a robot (its token and history stay)."""
+    robot = Robot.objects.select_for_update().get(pk=robot.pk)
+    robot.name = name
+    robot.full_clean()
+    robot.save(update_fields=["name"])
+    return robot
+
+
+@transaction.atomic
 def robot_rotate_token(*, robot: Robot) -> tuple[Robot, str]:
     """Give a robot a new token (the old one stops working); returns the new token, shown once."""
     robot = Robot.objects.select_for_update().get(pk=robot.pk)

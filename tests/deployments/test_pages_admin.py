@@ -102,6 +102,11 @@ def test_admin_registers_a_robot_and_shows_the_token_once(client, make_user, db)
     shown = [str(m) for m in response.context["messages"]]
     token = shown[0].rsplit(" ", 1)[-1]
     assert token_hash(token) == robot.token_hash
+    # Renaming keeps the token.
+    response = client.post(f"/admin/deployments/robot/{robot.pk}/change/", {"name": "Vector-B2"}, follow=True)
+    assert response.status_code == 200
+    robot.refresh_from_db()
+    assert robot.name == "Vector-B2" and token_hash(token) == robot.token_hash
 
 
 def test_register_robot_command_prints_the_token_alone_on_its_last_line(db):
