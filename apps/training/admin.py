@@ -62,19 +62,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         dataset = Dataset.objects.filter(slug=request.GET.get("dataset", "")).first()
         form = TrainingRunForm(request.POST or None, initial={"dataset": dataset}, dataset=dataset)
         if request.method == "POST" and form.is_valid():
-            values = dict(form.cleaned_data)
-            try:
-                run = services.training_run_start(
-                    dataset=values.pop("dataset"),
-                    version=values.pop("version"),
-                    base=values.pop("base") or None,
-                    user=request.user,
-                    trigger=TrainingRun.Trigger.ADMIN,
-                    **values,
-                )
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
+            run = form.start_run(user=request.user, trigger=TrainingRun.Trigger.ADMIN)
+            if run is not None:
                 self.message_user(request, f"Run {run.pk} queued.", messages.SUCCESS)
                 return redirect("admin:training_trainingrun_change", run.pk)
         context = {

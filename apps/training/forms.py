@@ -3,6 +3,8 @@
 from django import forms
 
 from apps.datasets.models import Dataset, DatasetVersion
+from apps.training import services
+from vectormlops.errors import DomainError
 
 
 class TrainingRunForm(forms.Form):
@@ -31,3 +33,19 @@ class TrainingRunForm(forms.Form):
             field.widget.attrs.setdefault(
                 "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
             )
+
+    def start_run(self, *, user, trigger):
+        """Start the run through the service; on a domain error, show it on the form and return None."""
+        values = dict(self.cleaned_data)
+        try:
+            return services.training_run_start(
+                dataset=values.pop("dataset"),
+                version=values.pop("version"),
+                base=values.pop("base") or None,
+                user=user,
+                trigger=trigger,
+                **values,
+            )
+        except DomainError as exc:
+            self.add_error(None, exc.message)
+            return None

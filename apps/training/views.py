@@ -71,22 +71,10 @@ def run_new(request):
     dataset = Dataset.objects.filter(slug=request.GET.get("dataset", "")).first()
     if request.method == "POST":
         form = TrainingRunForm(request.POST)
-        if form.is_valid():
-            values = dict(form.cleaned_data)
-            try:
-                run = services.training_run_start(
-                    dataset=values.pop("dataset"),
-                    version=values.pop("version"),
-                    base=values.pop("base") or None,
-                    user=request.user,
-                    trigger=TrainingRun.Trigger.WEB,
-                    **values,
-                )
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, f"Run {run.pk} queued.")
-                return redirect("training:run_detail", run_id=run.pk)
+        run = form.start_run(user=request.user, trigger=TrainingRun.Trigger.WEB) if form.is_valid() else None
+        if run is not None:
+            messages.success(request, f"Run {run.pk} queued.")
+            return redirect("training:run_detail", run_id=run.pk)
     else:
         initial = {"dataset": dataset.slug if dataset else None}
         version_id = request.GET.get("version")
