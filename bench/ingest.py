@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,12 +40,6 @@ if not Dataset.objects.filter(slug="bench").exists():
     dataset_create(slug="bench", name="Benchmark", classes=["vector"])
 print(token.key)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -71,7 +65,7 @@ def bench_server(workers: int = 2):
             .stdout.strip()
             .splitlines()[-1]
         )
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [
                 str(Path(PY).parent / "gunicorn"),

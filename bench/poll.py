@@ -18,16 +18,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import free_port, fresh_postgres_database, reachable
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "vm_bench_poll"
 ROBOTS = 1000
 
@@ -68,29 +68,6 @@ function done(summary, latency, requests)
   io.write(string.format("UNEXPECTED_STATUS %d\n", total))
 end
 """
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _fresh_postgres_database() -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 
 def prepare(tokens_file: Path) -> None:
@@ -258,9 +235,9 @@ def main():
         "LOG_LEVEL": "WARNING",
     }
     valkey = None
-    use_pg = not args.sqlite and _reachable("127.0.0.1", 5432)
+    use_pg = not args.sqlite and reachable("127.0.0.1", 5432)
     if use_pg:
-        env["DATABASE_URL"] = _fresh_postgres_database()
+        env["DATABASE_URL"] = fresh_postgres_database(BENCH_DB)
     else:
         env.pop("DATABASE_URL", None)
     if args.redis_url:
@@ -278,7 +255,7 @@ def main():
         subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
         tokens_file = workdir / "tokens.txt"
         subprocess.run([python, __file__, "--prepare", str(tokens_file)], cwd=BASE_DIR, env=env, check=True)
-        port = _free_port()
+        port = free_port()
         gunicorn = str(Path(python).with_name("gunicorn"))
         server = subprocess.Popen(
             [gunicorn, "vectormlops.wsgi:application", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}"]

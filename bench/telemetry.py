@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,32 +20,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from common import free_port, fresh_postgres_database, reachable
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "vm_bench_telemetry"
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _fresh_postgres_database() -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 
 def _payloads(rng: random.Random, dataset: str, model_id: int, count: int, batch: int) -> list[bytes]:
@@ -150,11 +127,11 @@ def main(argv=None) -> int:
     )
     from vectormlops.embedded_redis import redis_url_or_embedded
 
-    if args.sqlite or not _reachable("127.0.0.1", 5432):
+    if args.sqlite or not reachable("127.0.0.1", 5432):
         env.pop("DATABASE_URL", None)
         database = "SQLite (WAL)"
     else:
-        env["DATABASE_URL"] = _fresh_postgres_database()
+        env["DATABASE_URL"] = fresh_postgres_database(BENCH_DB)
         database = "PostgreSQL"
     with redis_url_or_embedded(var_dir / "valkey") as redis_url:
         env["REDIS_URL"] = redis_url
@@ -180,7 +157,7 @@ def main(argv=None) -> int:
         tokens = [robot_register(serial=f"b{i:07d}")[1] for i in range(args.robots)]
         bodies = _payloads(random.Random(0), dataset.slug, model.id, 16, args.batch)
 
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("gunicorn")),
@@ -197,7 +174,7 @@ def main(argv=None) -> int:
         )
         try:
             for _ in range(100):
-                if _reachable("127.0.0.1", port):
+                if reachable("127.0.0.1", port):
                     break
                 time.sleep(0.2)
             url = f"http://127.0.0.1:{port}/api/v1/telemetry"
