@@ -159,3 +159,22 @@ def log_in(page, live_server, username: str, password: str = TEST_PASSWORD) -> N
     page.fill("input[name=password]", password)
     page.click("button[type=submit], input[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture
+def vector_home(tmp_path, monkeypatch):
+    """A home folder of its own: the Vector SDK reads ``$HOME/.anki_vector/sdk_config.ini``."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def virtual_vector(vector_home):
+    """A running virtual Vector (serial 00000001) whose SDK configuration is in ``vector_home``."""
+    from vectorsim.server import VirtualVector
+
+    vector = VirtualVector("00000001", home=vector_home).start()
+    yield vector
+    vector.stop()
