@@ -11,6 +11,19 @@ from django.db.models import Q
 
 # Confidence histogram: 20 equal bins over [0, 1]. Latency histogram: geometric bins (10% wide) from 1 ms to
 # about 100 s, so any quantile read from merged hourly buckets is within 10% of the raw one.
+# The additive counters of an hourly bucket: aggregation adds to them, reads sum them.
+HOURLY_COUNTERS = (
+    "frames",
+    "frames_with_detection",
+    "detections",
+    "confidence_count",
+    "confidence_sum",
+    "latency_count",
+    "latency_sum_ms",
+    "brightness_count",
+    "brightness_sum",
+    "feedback_total",
+)
 CONFIDENCE_BINS = 20
 LATENCY_MIN_MS = 1.0
 LATENCY_RATIO = 1.1

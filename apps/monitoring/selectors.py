@@ -9,26 +9,13 @@ from django.utils import timezone
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment, Robot
 from apps.monitoring import histograms
-from apps.monitoring.models import CONFIDENCE_BINS, Alert, DriftReport, HourlyMetric
+from apps.monitoring.models import CONFIDENCE_BINS, HOURLY_COUNTERS, Alert, DriftReport, HourlyMetric
 from apps.training.models import ModelVersion
-
-SUMMED = (
-    "frames",
-    "frames_with_detection",
-    "detections",
-    "confidence_count",
-    "confidence_sum",
-    "latency_count",
-    "latency_sum_ms",
-    "brightness_count",
-    "brightness_sum",
-    "feedback_total",
-)
 
 
 def _empty() -> dict:
     return {
-        **{name: 0 for name in SUMMED},
+        **{name: 0 for name in HOURLY_COUNTERS},
         "confidence_hist": [0] * CONFIDENCE_BINS,
         "latency_hist": {},
         "feedback": {},
@@ -36,7 +23,7 @@ def _empty() -> dict:
 
 
 def _merge(into: dict, row: HourlyMetric) -> None:
-    for name in SUMMED:
+    for name in HOURLY_COUNTERS:
         into[name] += getattr(row, name)
     histograms.list_add(into["confidence_hist"], row.confidence_hist or [])
     histograms.hist_add(into["latency_hist"], row.latency_hist or {})

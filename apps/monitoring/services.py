@@ -19,7 +19,15 @@ from scipy import stats
 from apps.datasets.models import Dataset, Image, VersionItem
 from apps.deployments.models import Deployment, Robot, TelemetryRecord
 from apps.monitoring import histograms
-from apps.monitoring.models import CONFIDENCE_BINS, AggregationCursor, Alert, CanaryPolicy, DriftReport, HourlyMetric
+from apps.monitoring.models import (
+    CONFIDENCE_BINS,
+    HOURLY_COUNTERS,
+    AggregationCursor,
+    Alert,
+    CanaryPolicy,
+    DriftReport,
+    HourlyMetric,
+)
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, DomainError, ValidationFailed
 from vectormlops.events import broadcast
@@ -66,18 +74,7 @@ class _Bucket:
     feedback: dict = field(default_factory=dict)
     feedback_total: int = 0
 
-    COUNTERS = (
-        "frames",
-        "frames_with_detection",
-        "detections",
-        "confidence_count",
-        "confidence_sum",
-        "latency_count",
-        "latency_sum_ms",
-        "brightness_count",
-        "brightness_sum",
-        "feedback_total",
-    )
+    COUNTERS = HOURLY_COUNTERS  # the fields added up per bucket
 
     def add_frame(self, detection_count, top_confidence, latency_ms, brightness) -> None:
         self.frames += 1
