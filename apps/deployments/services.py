@@ -62,6 +62,30 @@ def _end(deployment: Deployment, now: datetime) -> None:
     deployment.save(update_fields=["is_live", "ended_at"])
 
 
+def _person(user):
+    """The user to record as the author of a change: a signed-in person, never a robot or anonymous."""
+    return user if getattr(user, "is_authenticated", False) and not getattr(user, "is_robot", False) else None
+
+
+def _canary_close(canary: Deployment, *, dataset: Dataset, reason: str, user, now: datetime) -> Deployment:
+    """End the live canary and record it in the history (an END entry); robots fall back to production."""
+    _end(canary, now)
+    ended = Deployment.objects.create(
+        dataset=dataset,
+        channel=Channel.CANARY,
+        action=Action.END,
+        model=canary.model,
+        previous=canary,
+        canary_percent=canary.canary_percent,
+        reason=reason,
+        created_by=_person(user),
+        is_live=False,
+        ended_at=now,
+    )
+    _changed(dataset, ended)
+    return ended
+
+
 def _deployment_event(deployment: Deployment) -> dict:
     return {
         "id": deployment.pk,
@@ -155,7 +179,7 @@ def model_promote(
         previous=current,
         canary_percent=canary_percent,
         reason=reason,
-        created_by=user if getattr(user, "is_authenticated", False) and not getattr(user, "is_robot", False) else None,
+        created_by=_person(user),
         gate_decision=gate_decision,
         gate_passed=gate_decision.passed if gate_decision else None,
     )
@@ -165,20 +189,7 @@ def model_promote(
         canary = live.get(Channel.CANARY)
         if canary is not None and canary.model_id == model.pk:
             # The canary graduated: its channel empties.
-            _end(canary, now)
-            ended = Deployment.objects.create(
-                dataset=dataset,
-                channel=Channel.CANARY,
-                action=Action.END,
-                model=canary.model,
-                previous=canary,
-                canary_percent=canary.canary_percent,
-                reason=f"promoted to production: {reason}",
-                created_by=deployment.created_by,
-                is_live=False,
-                ended_at=now,
-            )
-            _changed(dataset, ended)
+            _canary_close(canary, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
         _queue_prelabel(dataset, model)
     _changed(dataset, deployment)
     return deployment
@@ -220,7 +231,7 @@ def deployment_rollback(*, dataset: Dataset, channel: str = Channel.PRODUCTION, 
         restores=target,
         canary_percent=target.canary_percent if channel == Channel.CANARY else None,
         reason=reason,
-        created_by=user if getattr(user, "is_authenticated", False) else None,
+        created_by=_person(user),
     )
     if channel == Channel.PRODUCTION:
         _queue_prelabel(dataset, deployment.model)
@@ -239,22 +250,7 @@ def canary_end(*, dataset: Dataset, promote: bool, user=None, reason: str) -> De
     if promote:
         model_promote(model=canary.model, channel=Channel.PRODUCTION, user=user, reason=reason)
         return Deployment.objects.filter(dataset=dataset, channel=Channel.CANARY).order_by("-id").first()
-    now = timezone.now()
-    _end(canary, now)
-    ended = Deployment.objects.create(
-        dataset=dataset,
-        channel=Channel.CANARY,
-        action=Action.END,
-        model=canary.model,
-        previous=canary,
-        canary_percent=canary.canary_percent,
-        reason=reason,
-        created_by=user if getattr(user, "is_authenticated", False) else None,
-        is_live=False,
-        ended_at=now,
-    )
-    _changed(dataset, ended)
-    return ended
+    return _canary_close(canary, dataset=dataset, reason=reason, user=user, now=timezone.now())
 
 
 def deployed_model_at(dataset: Dataset, channel: str, when: datetime) -> ModelVersion | None:
