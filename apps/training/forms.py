@@ -20,7 +20,7 @@ class TrainingRunForm(forms.Form):
     )
     epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=30)
     imgsz = forms.IntegerField(min_value=32, max_value=4096, initial=256, help_text="A multiple of 32")
-    batch = forms.IntegerField(min_value=1, max_value=1024, initial=16)
+    batch = forms.IntegerField(min_value=1, max_value=1024, initial=8)
     patience = forms.IntegerField(min_value=1, max_value=10_000, initial=50)
     seed = forms.IntegerField(initial=0)
     device = forms.CharField(max_length=32, initial="auto", help_text="auto = CUDA when present, else CPU")
