@@ -5,7 +5,7 @@ import pytest
 
 from apps.datasets.models import Image
 from tests.conftest import log_in
-from tests.datasets.factories import jpeg, make_dataset
+from tests.datasets.factories import jpeg, make_dataset, make_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -48,3 +48,34 @@ def test_drag_and_drop_and_chosen_files_upload_with_per_file_results(open_browse
     assert by_name["dropped.jpg"][0] == "ok" and by_name["chosen.jpg"][0] == "ok"
     assert by_name["notes.jpg"][0] == "error" and "not_an_image" in by_name["notes.jpg"][1]
     assert Image.objects.count() == 2 and set(Image.objects.values_list("source", flat=True)) == {"upload"}
+
+
+def test_the_page_shows_the_labeling_queue_and_who_works_on_what(open_browser, live_server, make_user):
+    from apps.labeling.services import image_claim
+
+    dataset = make_dataset("robots")
+    first, second = make_image(dataset, 1), make_image(dataset, 2)
+    make_image(dataset, 3, boxes=[], status="submitted")
+    image_claim(image=first, user=make_user("ann", "annotator"))
+    make_user("rev", "reviewer")
+
+    page = open_browser()
+    log_in(page, live_server, "rev")
+    page.goto(f"{live_server.url}/datasets/robots/")
+    page.wait_for_selector("#labeling-live:not(.d-none)")
+    counts = page.eval_on_selector_all(
+        "#labeling-live [data-count]", "n => n.map(x => [x.dataset.count, x.textContent])"
+    )
+    assert dict(counts) == {"to_label": "2", "claimed": "1", "to_review": "1"}
+    assert page.text_content("#labeling-who").strip() == f"ann on image {first.pk}"
+
+    # Later changes arrive as events on the dataset's topic (the test server has no WebSocket: hand them over).
+    page.evaluate(
+        "([id]) => VectorEvents.handlers.get('dataset.robots').forEach((h) => {"
+        " h('claim', {image_id: id, user: 'bob'});"
+        " h('queue', {to_label: 1, claimed: 2, to_review: 2}); })",
+        [second.pk],
+    )
+    assert page.text_content("#labeling-who").count("on image") == 2
+    assert page.text_content('#labeling-live [data-count="to_review"]') == "2"
+    assert page.js_errors == []
