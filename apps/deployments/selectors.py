@@ -2,7 +2,8 @@
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
-from apps.deployments.models import Deployment, GateDecision
+from apps.deployments import gate
+from apps.deployments.models import Deployment, Evaluation, GateDecision
 from apps.training.models import ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "retired", "rejected")
@@ -61,3 +62,23 @@ def deployment_history(dataset) -> QuerySet:
         .select_related("model", "created_by", "dataset")
         .order_by("-created_at", "-id")
     )
+
+
+def comparison_for(candidate: ModelVersion, production: ModelVersion | None) -> tuple[dict | None, object]:
+    """The side-by-side comparison of two models: from the latest gate decision between them, else from stored
+    evaluations on the same test set; (None, None) when they were never evaluated together."""
+    decision = (
+        GateDecision.objects.filter(candidate=candidate, production=production).order_by("-created_at", "-id").first()
+    )
+    if decision and decision.comparison:
+        return decision.comparison, decision
+    evaluations = Evaluation.objects.filter(model=candidate).order_by("-created_at")
+    for evaluation in evaluations:
+        other = (
+            Evaluation.objects.filter(model=production, test_set_sha256=evaluation.test_set_sha256).first()
+            if production
+            else None
+        )
+        if production is None or other is not None:
+            return gate.compare(evaluation.metrics, other.metrics if other else None), decision
+    return None, decision

@@ -195,7 +195,7 @@ def model_promote(
     return deployment
 
 
-def _rollback_target(current: Deployment) -> Deployment | None:
+def rollback_target(current: Deployment) -> Deployment | None:
     """The entry whose model was live before ``current`` on the promotion stack (rollbacks pop, promotions push)."""
     entry = current
     seen = set()
@@ -217,7 +217,7 @@ def deployment_rollback(*, dataset: Dataset, channel: str = Channel.PRODUCTION, 
     current = live.get(channel)
     if current is None:
         raise Conflict(f"Nothing is live on {channel}; there is nothing to roll back.", code="nothing_live")
-    target = _rollback_target(current)
+    target = rollback_target(current)
     if target is None or target.model_id is None:
         raise Conflict("There is no earlier model to roll back to.", code="no_previous_deployment")
     now = timezone.now()

@@ -7,8 +7,8 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.datasets.models import Dataset
-from apps.deployments import gate, selectors, services
-from apps.deployments.models import Evaluation, GateDecision
+from apps.deployments import selectors, services
+from apps.deployments.models import GateDecision
 from apps.training.models import ModelVersion
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
@@ -57,24 +57,22 @@ def model_list(request):
     return render(request, "deployments/model_list.html", {"models": models})
 
 
-def comparison_for(candidate: ModelVersion, production: ModelVersion | None) -> tuple[dict | None, object]:
-    """The side-by-side comparison of two models: from the latest gate decision between them, else from stored
-    evaluations on the same test set; (None, None) when they were never evaluated together."""
-    decision = (
-        GateDecision.objects.filter(candidate=candidate, production=production).order_by("-created_at", "-id").first()
-    )
-    if decision and decision.comparison:
-        return decision.comparison, decision
-    evaluations = Evaluation.objects.filter(model=candidate).order_by("-created_at")
-    for evaluation in evaluations:
-        other = (
-            Evaluation.objects.filter(model=production, test_set_sha256=evaluation.test_set_sha256).first()
-            if production
-            else None
-        )
-        if production is None or other is not None:
-            return gate.compare(evaluation.metrics, other.metrics if other else None), decision
-    return None, decision
+def _confirm_page(request, *, title, form, dataset, candidate, production, baseline=None, **extra):
+    """The confirmation page behind an admin action: the side-by-side comparison (candidate against ``baseline``,
+    by default the production model) and the reason form."""
+    baseline = production if baseline is None else baseline
+    comparison, decision = selectors.comparison_for(candidate, baseline or None) if candidate else (None, None)
+    context = {
+        "title": title,
+        "form": form,
+        "candidate": candidate,
+        "production": production,
+        "comparison": comparison,
+        "decision": decision,
+        "dataset": dataset,
+        **extra,
+    }
+    return render(request, "deployments/confirm.html", context)
 
 
 class ReasonForm(forms.Form):
@@ -112,19 +110,14 @@ def confirm_promote(request, model_id):
         else:
             messages.success(request, f"{model} is live on {deployment.channel}.")
             return redirect("deployments:dataset", slug=model.dataset.slug)
-    comparison, decision = comparison_for(model, production if production != model else None)
-    return render(
+    return _confirm_page(
         request,
-        "deployments/confirm.html",
-        {
-            "title": f"Promote {model}",
-            "form": form,
-            "candidate": model,
-            "production": production,
-            "comparison": comparison,
-            "decision": decision,
-            "dataset": model.dataset,
-        },
+        title=f"Promote {model}",
+        form=form,
+        dataset=model.dataset,
+        candidate=model,
+        production=production,
+        baseline=production if production != model else False,  # the live model itself: compare with nothing
     )
 
 
@@ -134,7 +127,7 @@ def confirm_rollback(request, slug):
     dataset = get_object_or_404(Dataset, slug=slug)
     live = selectors.live_deployments(dataset)
     current = live["production"]
-    target = services._rollback_target(current) if current else None
+    target = services.rollback_target(current) if current else None
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -146,22 +139,14 @@ def confirm_rollback(request, slug):
         else:
             messages.success(request, f"Rolled back: {deployment.model} is live in production again.")
             return redirect("deployments:dataset", slug=slug)
-    comparison, decision = (None, None)
-    if current and target and target.model_id:
-        comparison, decision = comparison_for(target.model, current.model)
-    return render(
+    return _confirm_page(
         request,
-        "deployments/confirm.html",
-        {
-            "title": f"Roll back production of {dataset.slug}",
-            "form": form,
-            "candidate": target.model if target else None,
-            "production": current.model if current else None,
-            "comparison": comparison,
-            "decision": decision,
-            "dataset": dataset,
-            "rollback": True,
-        },
+        title=f"Roll back production of {dataset.slug}",
+        form=form,
+        dataset=dataset,
+        candidate=target.model if target and target.model_id else None,
+        production=current.model if current else None,
+        rollback=True,
     )
 
 
@@ -185,19 +170,11 @@ def confirm_canary_end(request, slug):
             messages.success(request, "The canary has ended.")
             return redirect("deployments:dataset", slug=slug)
     canary, production = live["canary"], live["production"]
-    comparison, decision = (None, None)
-    if canary:
-        comparison, decision = comparison_for(canary.model, production.model if production else None)
-    return render(
+    return _confirm_page(
         request,
-        "deployments/confirm.html",
-        {
-            "title": f"End the canary of {dataset.slug}",
-            "form": form,
-            "candidate": canary.model if canary else None,
-            "production": production.model if production else None,
-            "comparison": comparison,
-            "decision": decision,
-            "dataset": dataset,
-        },
+        title=f"End the canary of {dataset.slug}",
+        form=form,
+        dataset=dataset,
+        candidate=canary.model if canary else None,
+        production=production.model if production else None,
     )
