@@ -1,6 +1,7 @@
 """Shared fixtures: people with roles, API clients, an isolated media folder, a real Celery worker."""
 
 import os
+import socket
 
 import pytest
 from django.contrib.auth.models import Group
@@ -30,6 +31,27 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TEST_PASSWORD = "pw-for-tests-123"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for servers a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """The URL of the test database, for processes (workers, servers) a test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(autouse=True)

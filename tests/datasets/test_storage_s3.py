@@ -2,7 +2,6 @@
 only through Django's storage API, so S3 behaves like local disk."""
 
 import io
-import socket
 import zipfile
 
 import pytest
@@ -10,17 +9,11 @@ from django.core.files.storage import storages
 
 from apps.datasets.models import Image
 from apps.datasets.services import annotation_set, dataset_import, image_ingest, version_export_zip, version_freeze
-from tests.conftest import require
+from tests.conftest import free_port, require
 from tests.datasets.factories import jpeg, make_dataset
 from vectormlops.errors import DomainError
 
 BUCKET = "vectormlops-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def s3_storage(settings):
         from moto.server import ThreadedMotoServer
     except ImportError:  # pragma: no cover - moto[server] is in requirements-dev
         require(False, "moto[server]")
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
@@ -29,6 +27,7 @@ from agent.imaging import to_jpeg
 from apps.deployments import services as deployment_services
 from apps.deployments import state as deployment_state
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
+from tests.conftest import free_port, test_database_url
 from vectorsim.server import generated_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(480)]
@@ -37,21 +36,6 @@ ENROLLMENT_KEY = "e2e-enrolment-key"
 SERIALS = {"0000e2e1": 1, "0000e2e2": 2}  # serial → the virtual Vector's scene seed
 FRAMES_PER_ROBOT = 20
 PYTHON = sys.executable
-
-
-def database_url() -> str:
-    """The test database, for the processes started here."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.5):
@@ -121,7 +105,7 @@ def world(tmp_path, ml_engineer):
     home.mkdir()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "TRAINING_DIR": str(settings.TRAINING_DIR),

@@ -9,22 +9,13 @@ import uuid
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from apps.training.models import ModelVersion, TrainingRun
 from apps.training.services import training_run_start, training_runs_sweep
+from tests.conftest import test_database_url
 from tests.training.conftest import make_training_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def database_url() -> str:
-    """The URL of the database this test runs on (the test database), for a worker in another process."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def purge_training_queue():
@@ -40,7 +31,7 @@ def subprocess_worker(tmp_path):
     purge_training_queue()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "TRAINING_DIR": str(settings.TRAINING_DIR),
