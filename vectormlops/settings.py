@@ -97,8 +97,10 @@ def _database_from_env():
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }
-        # A file (not :memory:) so worker subprocesses in tests see the same test database.
-        config["TEST"] = {"NAME": str(VAR_DIR / "test-vectormlops.sqlite3")}
+        # A file (not :memory:) so worker subprocesses in tests see the same test database; TEST_DB_SUFFIX lets
+        # several test runs share one checkout without sharing a database.
+        suffix = env.str("TEST_DB_SUFFIX", default="")
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-vectormlops{suffix}.sqlite3")}
     else:
         config.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
         config["CONN_HEALTH_CHECKS"] = True
