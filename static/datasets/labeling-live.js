@@ -22,8 +22,8 @@
     }));
   }
 
-  fetch(`/api/v1/labeling/datasets/${encodeURIComponent(slug)}/queue`, { credentials: "same-origin" })
-    .then((response) => (response.ok ? response.json() : null))
+  VectorApi.request("GET", `/api/v1/labeling/datasets/${encodeURIComponent(slug)}/queue`)
+    .then((result) => (result.ok ? result.body : null))
     .then((body) => {
       if (!body) return; // no labeling app, or no annotator role: the card stays hidden
       showCounts(body.counts);

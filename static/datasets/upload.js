@@ -11,13 +11,6 @@
   const queue = [];
   let busy = false;
 
-  function csrfToken() {
-    const field = document.querySelector("input[name=csrfmiddlewaretoken]");
-    if (field) return field.value;
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
-
   function row(file) {
     const li = document.createElement("li");
     li.className = "mb-1 upload-item";
@@ -53,7 +46,7 @@
       form.append("dataset", slug);
       const xhr = new XMLHttpRequest();
       xhr.open("POST", "/api/v1/images");
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("X-CSRFToken", VectorApi.csrfToken());
       xhr.upload.onprogress = (e) => {
         if (e.lengthComputable) item.view.fill.style.width = Math.round((100 * e.loaded) / e.total) + "%";
       };

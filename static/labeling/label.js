@@ -4,7 +4,6 @@
 (() => {
   "use strict";
   const cfg = JSON.parse(document.getElementById("label-config").textContent);
-  const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
   const PALETTE = ["#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f", "#30d158"];
   const HEARTBEAT_MS = 60 * 1000;
   const DRAFT_DEBOUNCE_MS = 700;
@@ -37,19 +36,8 @@
   };
 
   // --- HTTP ----------------------------------------------------------------------------------------------------
-  async function api(method, url, body, { keepalive = false } = {}) {
-    const response = await fetch(url, {
-      method,
-      credentials: "same-origin",
-      keepalive,
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_) { /* 204 */ }
-    return { ok: response.ok, status: response.status, body: data };
-  }
-  const errorText = (r) => (r.body && r.body.error ? r.body.error.message : `The server answered ${r.status}.`);
+  const api = (method, url, body, { keepalive = false } = {}) => VectorApi.request(method, url, { body, keepalive });
+  const errorText = (r) => VectorApi.errorText(r);
 
   // --- notices -------------------------------------------------------------------------------------------------
   function notice(kind, html, { key = null, timeout = 0 } = {}) {

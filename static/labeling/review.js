@@ -17,19 +17,15 @@
     text.textContent = b.label;
     group.append(rect, text);
   }
-  const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
   const errorBox = document.getElementById("review-error");
   const comment = document.getElementById("review-comment");
   async function decide(decision) {
     errorBox.textContent = "";
-    const response = await fetch(cfg.review_url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ decision, comment: comment ? comment.value : "" }),
+    const result = await VectorApi.request("POST", cfg.review_url, {
+      body: { decision, comment: comment ? comment.value : "" },
     });
-    if (response.ok) { location.href = cfg.next_url; return; }
-    const body = await response.json().catch(() => ({}));
-    errorBox.textContent = body.error ? body.error.message : `Error ${response.status}`;
+    if (result.ok) { location.href = cfg.next_url; return; }
+    errorBox.textContent = VectorApi.errorText(result, (status) => `Error ${status}`);
     if (decision === "reject" && comment) comment.focus();
   }
   const approve = document.getElementById("approve-btn");

@@ -52,11 +52,6 @@
     names: ["p50", "p95"],
   });
 
-  function csrfToken() {
-    const input = document.querySelector("#csrf-holder input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
   function cell(text, cls) {
     const td = document.createElement("td");
     if (cls) td.className = cls;
@@ -114,12 +109,8 @@
   }
 
   async function acknowledge(id) {
-    const response = await fetch(`${ackBase}${id}/acknowledge`, {
-      method: "POST",
-      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (response.ok) renderAlert(await response.json());
+    const result = await VectorApi.request("POST", `${ackBase}${id}/acknowledge`);
+    if (result.ok) renderAlert(result.body);
   }
 
   // Progressive enhancement: the forms work without JavaScript; with it they acknowledge in place.
