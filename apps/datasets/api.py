@@ -144,12 +144,12 @@ class DatasetVersionsApi(APIView):
 
     @extend_schema(responses=VersionOutput(many=True))
     def get(self, request, slug):
-        dataset = services.dataset_get(slug=slug)
+        dataset = selectors.dataset_by_slug(slug)
         return Response(VersionOutput(dataset.versions.order_by("-number"), many=True).data)
 
     @extend_schema(request=VersionCreateInput, responses={201: VersionOutput})
     def post(self, request, slug):
-        dataset = services.dataset_get(slug=slug)
+        dataset = selectors.dataset_by_slug(slug)
         data = VersionCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_freeze(dataset=dataset, user=request.user, note=data.validated_data["note"])
@@ -165,7 +165,7 @@ class DatasetImportsApi(generics.GenericAPIView):
 
     @extend_schema(request=ImportStartInput, responses={202: ImportJobOutput})
     def post(self, request, slug):
-        dataset = services.dataset_get(slug=slug)
+        dataset = selectors.dataset_by_slug(slug)
         data = ImportStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["archive"]

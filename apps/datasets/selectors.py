@@ -7,8 +7,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
-from apps.datasets.models import Dataset, Image
-from vectormlops.errors import ValidationFailed
+from apps.datasets.models import Dataset, DatasetVersion, Image, VersionItem
+from vectormlops.errors import NotFound, ValidationFailed
 
 ROBOTS_CACHE_S = 300
 FILTERS = ("status", "split", "source", "robot", "class", "date_from", "date_to")
@@ -102,3 +102,24 @@ def counts_by_dataset_slug() -> dict[str, dict]:
     for pk, slug in datasets:
         result[slug] = counts[pk]
     return dict(result)
+
+
+def dataset_by_slug(slug: str) -> Dataset:
+    """The dataset with this slug; a missing one is a 404 ``unknown_dataset`` wherever it is named."""
+    dataset = Dataset.objects.filter(slug=slug).first() if slug else None
+    if dataset is None:
+        raise NotFound(f"No dataset {slug!r}.", code="unknown_dataset", details={"dataset": slug})
+    return dataset
+
+
+def version_rows(version: DatasetVersion):
+    """A frozen version's items with their image facts, streamed in chunks:
+    (sha256, storage_path, width, height, split, boxes, image_id)."""
+    return (
+        VersionItem.objects.filter(version=version)
+        .order_by("id")
+        .values_list(
+            "image__sha256", "image__storage_path", "image__width", "image__height", "split", "boxes", "image_id"
+        )
+        .iterator(chunk_size=2000)
+    )

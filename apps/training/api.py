@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.datasets.models import DatasetVersion
-from apps.datasets.services import dataset_get
+from apps.datasets.selectors import dataset_by_slug
 from apps.training import services
 from apps.training.models import TrainingRun
 from apps.training.serializers import TrainingRunOutput, TrainingRunStartInput
@@ -31,7 +31,7 @@ class TrainingRunsApi(APIView):
         data = TrainingRunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        dataset = dataset_get(slug=values.pop("dataset"))
+        dataset = dataset_by_slug(values.pop("dataset"))
         version_id = values.pop("version", None)
         version = None
         if version_id is not None:

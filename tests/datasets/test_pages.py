@@ -119,13 +119,13 @@ def test_a_big_export_is_zipped_by_a_celery_worker_while_the_page_waits(celery_w
 
     from django.test import Client
 
-    from apps.datasets import services
+    from apps.datasets.services import layout
     from tests.datasets.factories import make_dataset
 
     dataset = make_dataset("big")
     make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 20, 20]}], status="approved")
     version_freeze(dataset=dataset)
-    monkeypatch.setattr(services, "EXPORT_INLINE_MAX_IMAGES", 0)
+    monkeypatch.setattr(layout, "EXPORT_INLINE_MAX_IMAGES", 0)
     client = Client()
     client.force_login(make_user("eng", "ml_engineer"))
     first = client.get("/datasets/big/versions/1/export.yolo")

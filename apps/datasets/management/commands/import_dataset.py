@@ -4,7 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.datasets.services import dataset_get, dataset_import
+from apps.datasets.selectors import dataset_by_slug
+from apps.datasets.services import dataset_import
 from vectormlops.errors import DomainError
 
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            dataset = dataset_get(slug=options["slug"])
+            dataset = dataset_by_slug(options["slug"])
             report = dataset_import(
                 dataset=dataset, path=options["path"], approve=options["approve"], keep_split=options["keep_split"]
             )

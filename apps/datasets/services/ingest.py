@@ -1,0 +1,168 @@
+"""Image ingestion: streamed, hashed, verified, described and stored once by content."""
+
+import hashlib
+import logging
+import tempfile
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.datasets.imaging import inspect_image
+from apps.datasets.models import Dataset, Image
+from apps.datasets.services.splits import split_for
+from apps.datasets.signals import image_ingested
+from apps.datasets.storage import CHUNK, store_once
+from vectormlops.errors import PayloadTooLarge, ValidationFailed
+from vectormlops.events import broadcast
+
+log = logging.getLogger(__name__)
+
+
+def _spool(fileobj, limit: int) -> tuple[tempfile._TemporaryFileWrapper, str, int]:
+    """Copy the upload to a temp file in chunks, hashing and counting as it goes; stop as soon as it is too big."""
+    size_hint = getattr(fileobj, "size", None)
+    if isinstance(size_hint, int) and size_hint > limit:
+        raise PayloadTooLarge(
+            f"The file is {size_hint} bytes, more than the limit of {limit}.",
+            code="file_too_large",
+            details={"max_bytes": limit},
+        )
+    if hasattr(fileobj, "seek"):
+        try:
+            fileobj.seek(0)
+        except (OSError, ValueError):
+            pass
+    spool = tempfile.NamedTemporaryFile(prefix="vm-ingest-", suffix=".bin")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        chunks = fileobj.chunks(CHUNK) if hasattr(fileobj, "chunks") else iter(lambda: fileobj.read(CHUNK), b"")
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"The file is more than the limit of {limit} bytes.",
+                    code="file_too_large",
+                    details={"max_bytes": limit},
+                )
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    if size == 0:
+        spool.close()
+        raise ValidationFailed("The file is empty.", code="empty_file")
+    return spool, digest.hexdigest(), size
+
+
+def _parse_captured_at(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValidationFailed(
+                "captured_at must be an ISO 8601 date and time.", code="invalid_captured_at", details={"value": value}
+            ) from exc
+    else:
+        raise ValidationFailed("captured_at must be an ISO 8601 date and time.", code="invalid_captured_at")
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def image_ingest(
+    *,
+    dataset: Dataset,
+    fileobj,
+    source: str,
+    captured_at=None,
+    meta: dict | None = None,
+    robot_serial: str = "",
+    uploaded_by=None,
+) -> tuple[Image, bool]:
+    """Store one JPEG/PNG in a dataset (streamed, hashed, verified, described). Returns (image, created);
+    the same bytes again return the existing image and write nothing. Bad input raises before anything is written."""
+    if source not in Image.Source.values:
+        raise ValidationFailed(f"Unknown source {source!r}.", code="invalid_source", details={"source": source})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ValidationFailed("meta must be a JSON object.", code="invalid_meta")
+    captured = _parse_captured_at(captured_at)
+    spool, sha256, size = _spool(fileobj, settings.MAX_UPLOAD_BYTES)
+    with spool:
+        existing = Image.objects.filter(dataset=dataset, sha256=sha256).first()
+        if existing is not None:
+            return existing, False
+        facts = inspect_image(spool.name, max_pixels=settings.MAX_IMAGE_PIXELS)
+        storage_path = f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{facts.ext}"
+        thumbnail_path = f"thumbs/{sha256[:2]}/{sha256[2:4]}/{sha256}.jpg"
+        spool.seek(0)
+        wrote_image = store_once(storage_path, File(spool, name=storage_path))
+        wrote_thumb = store_once(thumbnail_path, ContentFile(facts.thumbnail, name=thumbnail_path))
+    image = Image(
+        dataset=dataset,
+        sha256=sha256,
+        storage_path=storage_path,
+        thumbnail_path=thumbnail_path,
+        width=facts.width,
+        height=facts.height,
+        format=facts.format,
+        size_bytes=size,
+        captured_at=captured,
+        source=source,
+        robot_serial=robot_serial or "",
+        uploaded_by=uploaded_by,
+        meta=meta,
+        split=split_for(sha256, dataset.split_ratios),
+        brightness=facts.brightness,
+        contrast=facts.contrast,
+        sharpness=facts.sharpness,
+        color_histogram=facts.color_histogram,
+        phash=facts.phash,
+    )
+    try:
+        with transaction.atomic():
+            image.save()
+            transaction.on_commit(lambda: _announce(image))
+    except IntegrityError:
+        # A concurrent upload of the same bytes won the unique constraint: theirs is the image.
+        existing = Image.objects.filter(dataset=dataset, sha256=sha256).first()
+        if existing is None:
+            raise
+        return existing, False
+    except BaseException:
+        _forget_files(sha256, storage_path if wrote_image else None, thumbnail_path if wrote_thumb else None)
+        raise
+    return image, True
+
+
+def _forget_files(sha256: str, *names) -> None:
+    """Remove files this call stored when its row was not written, unless another dataset's row uses them."""
+    if Image.objects.filter(sha256=sha256).exists():
+        return
+    for name in names:
+        if name:
+            try:
+                default_storage.delete(name)
+            except Exception:  # noqa: BLE001 - cleanup is best effort
+                log.warning("could not delete %s", name, exc_info=True)
+
+
+def _announce(image: Image) -> None:
+    image_ingested.send(sender=Image, image=image)
+    broadcast(
+        f"dataset.{image.dataset.slug}",
+        "image_ingested",
+        {"id": image.pk, "split": image.split, "status": image.status, "source": image.source},
+    )
