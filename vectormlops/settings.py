@@ -217,6 +217,7 @@ ROBOT_POLL_AFTER_S = env.int("ROBOT_POLL_AFTER_S", default=60)
 # --- monitoring -----------------------------------------------------------------------------------
 
 MONITORING_RAW_RETENTION_DAYS = env.int("MONITORING_RAW_RETENTION_DAYS", default=14)  # raw telemetry kept
+MONITORING_DRIFT_REPORT_RETENTION_DAYS = env.int("MONITORING_DRIFT_REPORT_RETENTION_DAYS", default=90)
 MONITORING_AGGREGATION_LAG_S = env.int("MONITORING_AGGREGATION_LAG_S", default=30)  # let open inserts commit
 MONITORING_DRIFT_WINDOW_HOURS = env.int("MONITORING_DRIFT_WINDOW_HOURS", default=24)
 MONITORING_DRIFT_MIN_SAMPLES = env.int("MONITORING_DRIFT_MIN_SAMPLES", default=30)

@@ -1,16 +1,27 @@
-"""Reads for the monitoring page and API: field metrics over time, the fleet table, version skew."""
+"""Reads of monitoring: field metrics over time, the fleet table, version skew, alerts, the drift reference and
+window, a model's raw field metrics for the canary guard."""
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db.models import Q, Sum
+from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
-from apps.datasets.models import Dataset
-from apps.deployments.models import Deployment, Robot
-from apps.monitoring import histograms
-from apps.monitoring.models import CONFIDENCE_BINS, HOURLY_COUNTERS, Alert, DriftReport, HourlyMetric
+from apps.datasets.models import Dataset, Image, VersionItem
+from apps.deployments.models import Deployment, Robot, TelemetryRecord
+from apps.monitoring import histograms, statistics
+from apps.monitoring.models import (
+    CONFIDENCE_BINS,
+    HOURLY_COUNTERS,
+    Alert,
+    CanaryPolicy,
+    DriftReport,
+    HourlyMetric,
+)
 from apps.training.models import ModelVersion
+
+ROBOT_SOURCES = (Image.Source.CAMERA, Image.Source.LOW_CONFIDENCE, Image.Source.FEEDBACK)
+TELEMETRY_DRIFT_SAMPLE = 5_000
 
 
 def _empty() -> dict:
@@ -168,5 +179,139 @@ def dataset_alerts(*, dataset: Dataset, limit: int = 50) -> list[Alert]:
     )
 
 
-def default_since(hours: int = 7 * 24) -> datetime:
-    return timezone.now() - timedelta(hours=hours)
+def alert_to_dict(alert: Alert) -> dict:
+    """An alert as the events on ``alerts.<slug>`` carry it."""
+    return {
+        "id": alert.id,
+        "dataset": alert.dataset.slug,
+        "kind": alert.kind,
+        "scope": alert.scope,
+        "robot": alert.robot.serial if alert.robot_id else None,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "message": alert.message,
+        "details": alert.details,
+        "first_seen": alert.first_seen.isoformat(),
+        "last_seen": alert.last_seen.isoformat(),
+        "occurrences": alert.occurrences,
+        "acknowledged": alert.acknowledged,
+        "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by_id else None,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+    }
+
+
+def live_deployment(*, dataset: Dataset, channel: str) -> Deployment | None:
+    return (
+        Deployment.objects.filter(dataset=dataset, channel=channel, is_live=True).select_related("model__run").first()
+    )
+
+
+def canary_policy_for(dataset: Dataset) -> CanaryPolicy:
+    """The dataset's policy, or the defaults (unsaved) when none was set in the admin."""
+    return CanaryPolicy.objects.filter(dataset=dataset).first() or CanaryPolicy(dataset=dataset)
+
+
+# --- drift -----------------------------------------------------------------------------------------------------
+
+
+def drift_reference(*, dataset: Dataset) -> tuple[ModelVersion | None, dict[str, list[float]], int, int | None]:
+    """Features of the images (and label boxes) of the production model's training version; also the number of
+    its images and the version's id."""
+    deployment = live_deployment(dataset=dataset, channel=Deployment.Channel.PRODUCTION)
+    model = deployment.model if deployment else None
+    version_id = model.run.dataset_version_id if model and model.run_id and model.run else None
+    if version_id is None:
+        return model, {}, 0, None
+    rows = list(
+        VersionItem.objects.filter(version_id=version_id).values_list(
+            "image_id",
+            "image__brightness",
+            "image__contrast",
+            "image__sharpness",
+            "image__color_histogram",
+            "boxes",
+            "image__width",
+            "image__height",
+        )
+    )
+    features = statistics.image_feature_values([r[1:5] for r in rows])
+    features.update(statistics.box_feature_values((b.get("box"), r[6], r[7]) for r in rows for b in (r[5] or [])))
+    # Telemetry reports the same image statistics the server computes at ingestion.
+    features["telemetry_brightness"] = list(features["brightness"])
+    features["telemetry_contrast"] = list(features["contrast"])
+    return model, features, len(rows), version_id
+
+
+def drift_window(
+    *, dataset: Dataset, version_id: int, since: datetime, until: datetime
+) -> tuple[list[tuple], list[tuple]]:
+    """What robots saw in a period: their uploaded images outside the reference version (id, serial, brightness,
+    contrast, sharpness, histogram, status, width, height) and the newest telemetry (robot_id, brightness,
+    contrast, detections)."""
+    images = list(
+        Image.objects.filter(dataset=dataset, source__in=ROBOT_SOURCES, uploaded_at__gt=since, uploaded_at__lte=until)
+        .exclude(id__in=VersionItem.objects.filter(version_id=version_id).values("image_id"))
+        .values_list(
+            "id", "robot_serial", "brightness", "contrast", "sharpness", "color_histogram", "status", "width", "height"
+        )
+    )
+    telemetry = list(
+        TelemetryRecord.objects.filter(dataset=dataset, captured_at__gt=since, captured_at__lte=until)
+        .order_by("-captured_at")
+        .values_list("robot_id", "brightness", "contrast", "detections")[:TELEMETRY_DRIFT_SAMPLE]
+    )
+    return images, telemetry
+
+
+# --- feedback and the canary guard ---------------------------------------------------------------------------
+
+
+def feedback_model_id(meta: dict, robot_running_model_id: int | None, valid_model_ids: set[int]) -> int | None:
+    """Which model a feedback upload blames: the one the agent says it ran (meta), else what the robot reports."""
+    for key in ("model_id", "model"):
+        value = (meta or {}).get(key)
+        if isinstance(value, int) and value in valid_model_ids:
+            return value
+        if isinstance(value, str) and value.isdigit() and int(value) in valid_model_ids:
+            return int(value)
+    return robot_running_model_id if robot_running_model_id in valid_model_ids else None
+
+
+def feedback_reason(meta: dict) -> str:
+    reason = (meta or {}).get("reason") or "unspecified"
+    return str(reason)[:40]
+
+
+def feedback_by_model(*, dataset: Dataset, since: datetime, until: datetime) -> dict[int | None, int]:
+    """Feedback uploads of a period counted per model they blame (raw rows)."""
+    rows = list(
+        Image.objects.filter(
+            dataset=dataset, source=Image.Source.FEEDBACK, uploaded_at__gte=since, uploaded_at__lte=until
+        ).values_list("robot_serial", "meta")
+    )
+    running = dict(Robot.objects.filter(serial__in={s for s, _ in rows if s}).values_list("serial", "running_model_id"))
+    valid = set(ModelVersion.objects.filter(dataset=dataset).values_list("id", flat=True))
+    counts: dict[int | None, int] = defaultdict(int)
+    for serial, meta in rows:
+        counts[feedback_model_id(meta, running.get(serial), valid)] += 1
+    return counts
+
+
+def model_field_metrics(*, dataset: Dataset, model_id: int, since: datetime, until: datetime) -> dict:
+    """Frames, detection rate, mean top confidence and feedback per frame of one model over a period (raw rows)."""
+    totals = TelemetryRecord.objects.filter(
+        dataset=dataset, model_id=model_id, captured_at__gte=since, captured_at__lte=until
+    ).aggregate(
+        frames=Count("id"),
+        with_detection=Count("id", filter=Q(detection_count__gt=0)),
+        confidence=Avg("top_confidence"),
+    )
+    frames = totals["frames"] or 0
+    return {
+        "model_id": model_id,
+        "frames": frames,
+        "detection_rate": (totals["with_detection"] / frames) if frames else None,
+        "mean_confidence": totals["confidence"],
+        "feedback": 0,
+        "feedback_rate": None,
+    }

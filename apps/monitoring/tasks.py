@@ -28,11 +28,11 @@ def telemetry_aggregate_task() -> dict:
 @shared_task(name="apps.monitoring.tasks.telemetry_prune_task", ignore_result=True)
 def telemetry_prune_task() -> dict:
     """Daily: drop aggregated raw telemetry older than MONITORING_RAW_RETENTION_DAYS (hourly buckets stay), and
-    drift reports older than MONITORING_DRIFT_REPORT_RETENTION_DAYS (default 90)."""
+    drift reports older than MONITORING_DRIFT_REPORT_RETENTION_DAYS."""
     now = timezone.now()
-    report_days = getattr(settings, "MONITORING_DRIFT_REPORT_RETENTION_DAYS", 90)
+    raw_days, report_days = settings.MONITORING_RAW_RETENTION_DAYS, settings.MONITORING_DRIFT_REPORT_RETENTION_DAYS
     return {
-        "telemetry": services.telemetry_prune(older_than=now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)),
+        "telemetry": services.telemetry_prune(older_than=now - timedelta(days=raw_days)),
         "drift_reports": services.drift_reports_prune(older_than=now - timedelta(days=report_days)),
     }
 

@@ -69,7 +69,7 @@ def dataset_detail(request, slug: str):
         "skew": selectors.version_skew(dataset=dataset, seen_since=now - timedelta(days=1)),
         "production": live.get("production"),
         "canary": live.get("canary"),
-        "policy": services.canary_policy_for(dataset),
+        "policy": selectors.canary_policy_for(dataset),
     }
     return render(request, "monitoring/dataset.html", context)
 

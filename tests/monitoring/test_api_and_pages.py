@@ -125,7 +125,7 @@ def test_acknowledge_api(monitored, api_as, annotator, ml_engineer):
 def test_a_new_occurrence_after_acknowledging_opens_a_new_alert_and_alerts_are_broadcast(monitored, monkeypatch):
     dataset, models, robots, alert = monitored
     sent = []
-    monkeypatch.setattr(services, "broadcast", lambda topic, event, data: sent.append((topic, event, data)))
+    monkeypatch.setattr(services.alerts, "broadcast", lambda topic, event, data: sent.append((topic, event, data)))
     services.alert_raise(dataset=dataset, kind="drift", message="again", value=1.0, threshold=0.2)
     alert.refresh_from_db()
     assert alert.occurrences == 2 and alert.message == "again"

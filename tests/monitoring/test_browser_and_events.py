@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.utils import timezone
 
-from apps.monitoring import services
+from apps.monitoring import selectors, services
 from apps.monitoring.models import Alert
 from tests.conftest import log_in
 from tests.monitoring.factories import deploy, make_dataset, make_model, make_robot, make_telemetry
@@ -61,7 +61,7 @@ def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(open_browse
     alert, _ = services.alert_raise(
         dataset=dataset, kind="drift", message="Data drift on the fleet: brightness", value=0.9, threshold=0.2
     )
-    page.evaluate("([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", services.alert_to_dict(alert)])
+    page.evaluate("([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", selectors.alert_to_dict(alert)])
     row = page.locator(f'#alerts tr[data-alert-id="{alert.id}"]')
     assert "brightness" in row.text_content()
     row.locator("button").click()
