@@ -1,35 +1,26 @@
 """What the agent does: the production loop (``run``), frame collection (``collect``) and ``feedback``.
 
 ``run`` has two threads. The main thread owns the robot: capture → detect → screen/voice → queue telemetry and
-uncertain frames. The sync thread owns the server: poll the model (ETag, ``poll_after_s`` with jitter), download
-and swap it in, and send queued telemetry and uploads through the disk queue. So inference never waits for the
+uncertain frames. The sync thread owns the server: model sync (``modelsync``: poll, download, verify, swap) and
+reporting (``reporting``: telemetry batches and uploads through the disk queue). So inference never waits for the
 network, and an outage only grows the queue.
 """
 
-import datetime
 import json
 import logging
 import os
-import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from .api import (
-    MAX_TELEMETRY_RECORDS,
-    ApiClient,
-    CorruptDownload,
-    NoDeployment,
-    RequestRejected,
-    ServerUnavailable,
-    TokenRevoked,
-)
-from .detector import Detection, Detector, ModelLoadFailed
+from .api import ApiClient, ServerUnavailable, TokenRevoked
+from .detector import Detection
 from .imaging import image_stats, render_face, to_jpeg, to_screen_data
 from .modelstore import ModelInfo, ModelStore
-from .spool import Spool, SpoolItem
+from .modelsync import ModelSync
+from .reporting import Reporter, iso, send_item
+from .spool import Spool
 from .vector import Frame, RobotLost, VectorLink
 
 logger = logging.getLogger("agent")
@@ -39,10 +30,6 @@ REVOKED_MESSAGE = (
     "The server refused this robot's token (401): it was revoked or is wrong. The agent stops instead of retrying. "
     "Ask an admin to re-register the robot, then run `python -m agent enroll` again."
 )
-
-
-def iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -63,7 +50,10 @@ class RunOptions:
 
 
 class Agent:
-    """The production loop of one robot. Tests drive ``sync_once`` and ``process_frame`` directly."""
+    """The production loop of one robot: frames on the main thread, ``models`` and ``reporter`` on the sync thread.
+
+    Tests drive ``sync_once`` and ``process_frame`` directly.
+    """
 
     def __init__(
         self,
@@ -78,175 +68,73 @@ class Agent:
         self.client = client
         self.options = options
         self.data_dir = Path(data_dir)
-        self.store = ModelStore(self.data_dir / "models")
         self.spool = Spool(self.data_dir / "spool", max_items=spool_max_items, max_bytes=spool_max_bytes)
+        self.reporter = Reporter(
+            client,
+            self.spool,
+            options.dataset,
+            telemetry_interval_s=options.telemetry_interval_s,
+            max_uploads_per_hour=options.max_uploads_per_hour,
+        )
+        self.models = ModelSync(
+            client,
+            self.data_dir / "models",
+            options.dataset,
+            report=self.reporter.event,
+            poll_jitter=options.poll_jitter,
+        )
         self.link = link
         self.stop = threading.Event()
         self.fatal: str | None = None
-        self.etag: str | None = None
-        self.poll_after_s = 60.0
-        self.next_poll = 0.0
-        self.next_flush = time.monotonic() + options.telemetry_interval_s
-        self.unavailable_streak = 0
         self.frames = 0
-        self.events: list[dict] = []  # reported with the next telemetry batch (e.g. a model that failed to load)
-        self._records: list[tuple[int, dict]] = []
-        self._records_lock = threading.Lock()
-        self._uploads: deque[float] = deque()
         self._last_said = -1e9
         self._saw_before = False
-        self._active: tuple[Detector | None, ModelInfo | None] = (None, None)
-        self._load_installed()
 
-    # --- models -------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _loader(path: Path, info: ModelInfo) -> Detector:
-        return Detector(path, info.classes, imgsz=info.imgsz)
-
-    def _load_installed(self) -> None:
-        """At start, run what was running before (or the model before it, if that one no longer loads)."""
-        for info in (self.store.current, self.store.previous):
-            if info is None:
-                continue
-            try:
-                self._activate(self.store.install(info, self._loader), info)
-                return
-            except ModelLoadFailed as exc:
-                logger.error("installed model %s does not load: %s", info.model_id, exc)
-
-    def _activate(self, detector: Detector, info: ModelInfo) -> None:
-        self._active = (detector, info)
-        self.client.running_model = (info.model_id, info.sha256)
-
+    # --- what tests and the CLI look at -------------------------------------------------------------------------
     @property
     def model(self) -> ModelInfo | None:
-        return self._active[1]
+        return self.models.live.info
 
-    def _report(self, event: str, **details) -> None:
-        self.events.append({"event": event, "at": iso(time.time()), **details})
+    @property
+    def store(self) -> ModelStore:
+        return self.models.live.store
+
+    @property
+    def etag(self) -> str | None:
+        return self.models.etag
+
+    @etag.setter
+    def etag(self, value: str | None) -> None:
+        self.models.etag = value
+
+    @property
+    def unavailable_streak(self) -> int:
+        return self.models.unavailable_streak
+
+    @property
+    def events(self) -> list[dict]:
+        return self.reporter.events
 
     def sync_model(self) -> bool:
-        """Poll once; download, verify and swap in a new model. True when the running model changed.
+        return self.models.sync()
 
-        Raises ServerUnavailable, NoDeployment, CorruptDownload and TokenRevoked to the caller.
-        """
-        answer = self.client.get_model(self.options.dataset, self.etag)
-        if answer is None:
-            return False
-        self.poll_after_s = answer.poll_after_s
-        current = self.model
-        if current is not None and answer.sha256 == current.sha256:
-            if answer.conf_threshold != current.conf_threshold or answer.classes != current.classes:
-                current.conf_threshold, current.classes = answer.conf_threshold, answer.classes
-            self.etag = answer.etag
-            return False
-        if answer.sha256 in self.store.rejected:
-            self.etag = answer.etag  # already reported; wait for the server to change its answer
-            return False
-        info = ModelInfo(
-            model_id=answer.model_id,
-            sha256=answer.sha256,
-            size=answer.size,
-            dataset=answer.dataset or self.options.dataset,
-            version=answer.version,
-            classes=answer.classes,
-            imgsz=answer.imgsz,
-            conf_threshold=answer.conf_threshold,
-        )
-        downloaded = None
-        if not self.store.has_verified(info.sha256):  # e.g. a rollback to the previous model needs no download
-            logger.info("downloading model %s (%d bytes)", info.model_id, info.size)
-            try:
-                downloaded = self.client.download(
-                    answer.url, self.store.part_path(info.sha256), size=info.size, sha256=info.sha256
-                )
-            except CorruptDownload as exc:
-                logger.error("model %s download is corrupt (%s); not installed", info.model_id, exc)
-                self._report("model_download_corrupt", model_id=info.model_id, sha256=info.sha256, error=str(exc))
-                raise
-        try:
-            detector = self.store.install(info, self._loader, downloaded)
-        except ModelLoadFailed as exc:
-            logger.error("model %s failed to load (%s); keeping the current model", info.model_id, exc)
-            self._report("model_load_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
-            self.etag = answer.etag
-            return False
-        self._activate(detector, info)
-        self.etag = answer.etag
-        return True
+    def flush(self) -> int:
+        return self.reporter.flush()
 
     # --- the server side (sync thread) ------------------------------------------------------------------------
     def sync_once(self, *, force: bool = False) -> None:
         """Poll when due, then flush telemetry to the disk queue and send what is queued."""
         now = time.monotonic()
-        if force or now >= self.next_poll:
-            jitter = random.uniform(1 - self.options.poll_jitter, 1 + self.options.poll_jitter)
-            try:
-                self.sync_model()
-                self.unavailable_streak = 0
-                self.next_poll = now + self.poll_after_s * jitter
-            except ServerUnavailable as exc:
-                self.unavailable_streak += 1
-                delay = min(self.poll_after_s, 2.0**self.unavailable_streak) * jitter
-                logger.warning("server unavailable (%s); keeping the current model, next try in %.0fs", exc, delay)
-                self.next_poll = now + delay
-            except (NoDeployment, CorruptDownload, RequestRejected) as exc:
-                if isinstance(exc, NoDeployment):
-                    logger.info("no model deployed for %s yet", self.options.dataset)
-                self.next_poll = now + self.poll_after_s * jitter
-        if force or now >= self.next_flush or self.pending_records() >= MAX_TELEMETRY_RECORDS:
-            self.next_flush = now + self.options.telemetry_interval_s
-            self.flush()
-
-    def pending_records(self) -> int:
-        with self._records_lock:
-            return len(self._records)
-
-    def flush(self) -> int:
-        """Move pending telemetry into the disk queue (≤ 500 records per batch), then send the queue."""
-        with self._records_lock:
-            pending, self._records = self._records, []
-        by_model: dict[int, list[dict]] = {}
-        for model_id, record in pending:
-            by_model.setdefault(model_id, []).append(record)
-        events, self.events = self.events, []
-        for model_id, records in by_model.items():
-            for start in range(0, len(records), MAX_TELEMETRY_RECORDS):
-                body = {
-                    "dataset": self.options.dataset,
-                    "model_id": model_id,
-                    "records": records[start : start + MAX_TELEMETRY_RECORDS],
-                }
-                if events:
-                    body["agent_events"], events = events, []
-                self.spool.put_telemetry(body)
-        self.events.extend(events)  # none sent (no records yet): keep them for the next batch
-        return self.spool.drain(self._send)
-
-    def _send(self, item: SpoolItem) -> None:
-        payload = item.load()
-        if item.kind == "telemetry":
-            if any(self.spool.dropped.values()):
-                payload["dropped"] = dict(self.spool.dropped)  # running totals of what the disk bound cost
-            self.client.post_telemetry(**payload)
-        else:
-            self.client.upload_image(item.blob_path().read_bytes(), **payload)
+        self.models.poll_if_due(now, force=force)
+        self.reporter.flush_if_due(now, force=force)
 
     # --- the robot side (main thread) --------------------------------------------------------------------------
-    def _may_upload(self, now: float) -> bool:
-        while self._uploads and self._uploads[0] < now - 3600:
-            self._uploads.popleft()
-        if len(self._uploads) >= self.options.max_uploads_per_hour:
-            return False
-        self._uploads.append(now)
-        return True
-
     def process_frame(self, frame: Frame) -> list[Detection] | None:
         """Detect, record telemetry, queue an uncertain frame, remember the frame for feedback.
 
         Returns the detections shown (above the model's threshold), or None when no model runs yet.
         """
-        detector, info = self._active
+        detector, info = self.models.live.active
         if detector is None:
             return None
         low, high = self.options.band
@@ -260,8 +148,7 @@ class Agent:
             "detections": [d.as_json() for d in shown],
             "image_stats": image_stats(frame.image),
         }
-        with self._records_lock:
-            self._records.append((info.model_id, record))
+        self.reporter.record(info.model_id, record)
         best = max((d.confidence for d in raw), default=0.0)
         jpeg = None
         meta = {
@@ -270,15 +157,15 @@ class Agent:
             "model_sha256": info.sha256,
             "predictions": [d.as_json() for d in raw],
         }
-        if low <= best < high and self._may_upload(time.time()):
-            jpeg = to_jpeg(frame.image)
+        if low <= best < high:
             fields = {
                 "dataset": self.options.dataset,
                 "source": "low_confidence",
                 "captured_at": iso(frame.captured_at),
                 "meta": {**meta, "best_confidence": round(best, 4)},
             }
-            self.spool.put_upload(jpeg, fields)
+            jpeg = to_jpeg(frame.image)
+            self.reporter.upload_if_allowed(jpeg, fields)
         self._remember_frame(jpeg or to_jpeg(frame.image), frame, meta)
         self.frames += 1
         return shown
@@ -332,7 +219,7 @@ class Agent:
             while not self.stop.is_set():
                 if not link.ensure_connected():
                     break
-                if self._active[0] is None:
+                if self.models.live.active[0] is None:
                     self.stop.wait(0.5)
                     continue
                 try:
@@ -373,14 +260,7 @@ def send_or_queue(client: ApiClient, spool: Spool, data: bytes, fields: dict) ->
 
 
 def drain_uploads(client: ApiClient, spool: Spool) -> int:
-    def send(item: SpoolItem) -> None:
-        payload = item.load()
-        if item.kind == "telemetry":
-            client.post_telemetry(**payload)
-        else:
-            client.upload_image(item.blob_path().read_bytes(), **payload)
-
-    return spool.drain(send)
+    return spool.drain(lambda item: send_item(client, item))
 
 
 def collect(

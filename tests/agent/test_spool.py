@@ -104,7 +104,8 @@ def test_telemetry_batches_hold_at_most_500_records(fake_server, tmp_path):
     agent = make_agent(fake_server, tmp_path / "data")
     agent.sync_once(force=True)
     record = {"captured_at": "2026-11-27T10:00:00Z", "latency_ms": 1.0, "detections": [], "image_stats": {}}
-    agent._records = [(1, dict(record)) for _ in range(1200)]
+    for _ in range(1200):
+        agent.reporter.record(1, dict(record))
     agent.flush()
     assert [len(body["records"]) for body in fake_server.telemetry] == [500, 500, 200]
     assert json.loads(json.dumps(fake_server.telemetry[0]["records"][0])) == record

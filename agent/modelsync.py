@@ -1,0 +1,146 @@
+"""Model sync: poll the server for the model to run, download and verify it, swap it in.
+
+A ``ModelSlot`` is one model the agent keeps running: its store on disk (current, previous, rejected) and the
+detector loaded from it. ``ModelSync`` polls the server (ETag, ``poll_after_s`` with jitter) and feeds the answer to
+its slot, ``live``. A second slot (a shadow model beside the live one) is another ``ModelSlot`` in its own folder,
+fed from its own part of the poll answer.
+"""
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from .api import ApiClient, CorruptDownload, ModelAnswer, NoDeployment, RequestRejected, ServerUnavailable
+from .detector import Detector, ModelLoadFailed
+from .modelstore import ModelInfo, ModelStore
+
+logger = logging.getLogger("agent")
+
+Report = Callable[..., None]  # report(event, **details): sent with the next telemetry batch
+
+
+def load_detector(path: Path, info: ModelInfo) -> Detector:
+    return Detector(path, info.classes, imgsz=info.imgsz)
+
+
+class ModelSlot:
+    """One running model: what is installed on disk and the detector loaded from it."""
+
+    def __init__(self, root: Path, *, report: Report, on_activate: Callable[[ModelInfo], None] | None = None):
+        self.store = ModelStore(root)
+        self.report = report
+        self.on_activate = on_activate
+        self.active: tuple[Detector | None, ModelInfo | None] = (None, None)  # replaced whole: read without a lock
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self.active[1]
+
+    def load_installed(self) -> None:
+        """At start, run what was running before (or the model before it, if that one no longer loads)."""
+        for info in (self.store.current, self.store.previous):
+            if info is None:
+                continue
+            try:
+                self._activate(self.store.install(info, load_detector), info)
+                return
+            except ModelLoadFailed as exc:
+                logger.error("installed model %s does not load: %s", info.model_id, exc)
+
+    def _activate(self, detector: Detector, info: ModelInfo) -> None:
+        self.active = (detector, info)
+        if self.on_activate is not None:
+            self.on_activate(info)
+
+    def apply(self, answer: ModelAnswer, client: ApiClient, dataset: str) -> bool:
+        """Make the slot run the model of ``answer``: download, verify, load, swap. True when the model changed.
+
+        Raises CorruptDownload (reported), ServerUnavailable and TokenRevoked to the caller.
+        """
+        current = self.info
+        if current is not None and answer.sha256 == current.sha256:
+            if answer.conf_threshold != current.conf_threshold or answer.classes != current.classes:
+                current.conf_threshold, current.classes = answer.conf_threshold, answer.classes
+            return False
+        if answer.sha256 in self.store.rejected:
+            return False  # already reported; wait for the server to change its answer
+        info = ModelInfo(
+            model_id=answer.model_id,
+            sha256=answer.sha256,
+            size=answer.size,
+            dataset=answer.dataset or dataset,
+            version=answer.version,
+            classes=answer.classes,
+            imgsz=answer.imgsz,
+            conf_threshold=answer.conf_threshold,
+        )
+        downloaded = None
+        if not self.store.has_verified(info.sha256):  # e.g. a rollback to the previous model needs no download
+            logger.info("downloading model %s (%d bytes)", info.model_id, info.size)
+            try:
+                downloaded = client.download(
+                    answer.url, self.store.part_path(info.sha256), size=info.size, sha256=info.sha256
+                )
+            except CorruptDownload as exc:
+                logger.error("model %s download is corrupt (%s); not installed", info.model_id, exc)
+                self.report("model_download_corrupt", model_id=info.model_id, sha256=info.sha256, error=str(exc))
+                raise
+        try:
+            detector = self.store.install(info, load_detector, downloaded)
+        except ModelLoadFailed as exc:
+            logger.error("model %s failed to load (%s); keeping the current model", info.model_id, exc)
+            self.report("model_load_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
+            return False
+        self._activate(detector, info)
+        return True
+
+
+class ModelSync:
+    """Polls the server for the model to run and keeps the ``live`` slot on it."""
+
+    def __init__(self, client: ApiClient, root: Path, dataset: str, *, report: Report, poll_jitter: float = 0.2):
+        self.client = client
+        self.dataset = dataset
+        self.poll_jitter = poll_jitter
+        self.etag: str | None = None
+        self.poll_after_s = 60.0
+        self.next_poll = 0.0
+        self.unavailable_streak = 0
+        self.live = ModelSlot(root, report=report, on_activate=self._announce)
+        self.live.load_installed()
+
+    def _announce(self, info: ModelInfo) -> None:
+        self.client.running_model = (info.model_id, info.sha256)  # every request reports the model actually running
+
+    def sync(self) -> bool:
+        """Poll once; download, verify and swap in a new model. True when the running model changed.
+
+        Raises ServerUnavailable, NoDeployment, CorruptDownload and TokenRevoked to the caller.
+        """
+        answer = self.client.get_model(self.dataset, self.etag)
+        if answer is None:
+            return False
+        self.poll_after_s = answer.poll_after_s
+        changed = self.live.apply(answer, self.client, self.dataset)
+        self.etag = answer.etag
+        return changed
+
+    def poll_if_due(self, now: float, *, force: bool = False) -> None:
+        """Poll when due; on failure keep the running model and schedule the next try (backoff when unreachable)."""
+        if not force and now < self.next_poll:
+            return
+        jitter = random.uniform(1 - self.poll_jitter, 1 + self.poll_jitter)
+        try:
+            self.sync()
+            self.unavailable_streak = 0
+            self.next_poll = now + self.poll_after_s * jitter
+        except ServerUnavailable as exc:
+            self.unavailable_streak += 1
+            delay = min(self.poll_after_s, 2.0**self.unavailable_streak) * jitter
+            logger.warning("server unavailable (%s); keeping the current model, next try in %.0fs", exc, delay)
+            self.next_poll = now + delay
+        except (NoDeployment, CorruptDownload, RequestRejected) as exc:
+            if isinstance(exc, NoDeployment):
+                logger.info("no model deployed for %s yet", self.dataset)
+            self.next_poll = now + self.poll_after_s * jitter

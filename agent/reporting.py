@@ -1,0 +1,111 @@
+"""Telemetry and uploads: what the robot tells the server, buffered in memory, queued on disk, sent when it can.
+
+The main thread adds telemetry records and uncertain frames (within an hourly upload budget); the sync thread moves
+the records into the disk queue in batches of at most 500 and sends the queue, oldest first.
+"""
+
+import datetime
+import threading
+import time
+from collections import deque
+
+from .api import MAX_TELEMETRY_RECORDS, ApiClient
+from .spool import Spool, SpoolItem
+
+
+def iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def send_item(client: ApiClient, item: SpoolItem, *, dropped: dict[str, int] | None = None) -> None:
+    """Send one queued request; a telemetry batch carries the running totals of what the disk bound cost."""
+    payload = item.load()
+    if item.kind == "telemetry":
+        if dropped and any(dropped.values()):
+            payload["dropped"] = dict(dropped)
+        client.post_telemetry(**payload)
+    else:
+        client.upload_image(item.blob_path().read_bytes(), **payload)
+
+
+class UploadBudget:
+    """At most ``per_hour`` uploads in any sliding hour."""
+
+    def __init__(self, per_hour: int):
+        self.per_hour = per_hour
+        self._times: deque[float] = deque()
+
+    def take(self, now: float) -> bool:
+        while self._times and self._times[0] < now - 3600:
+            self._times.popleft()
+        if len(self._times) >= self.per_hour:
+            return False
+        self._times.append(now)
+        return True
+
+
+class Reporter:
+    """Telemetry records and agent events in memory, uncertain frames and batches in the disk queue."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        spool: Spool,
+        dataset: str,
+        *,
+        telemetry_interval_s: float = 10.0,
+        max_uploads_per_hour: int = 20,
+    ):
+        self.client = client
+        self.spool = spool
+        self.dataset = dataset
+        self.telemetry_interval_s = telemetry_interval_s
+        self.uploads = UploadBudget(max_uploads_per_hour)
+        self.next_flush = time.monotonic() + telemetry_interval_s
+        self.events: list[dict] = []  # reported with the next telemetry batch (e.g. a model that failed to load)
+        self._records: list[tuple[int, dict]] = []
+        self._records_lock = threading.Lock()
+
+    def event(self, event: str, **details) -> None:
+        self.events.append({"event": event, "at": iso(time.time()), **details})
+
+    def record(self, model_id: int, record: dict) -> None:
+        with self._records_lock:
+            self._records.append((model_id, record))
+
+    def pending_records(self) -> int:
+        with self._records_lock:
+            return len(self._records)
+
+    def upload_if_allowed(self, jpeg: bytes, fields: dict) -> bool:
+        """Queue an uncertain frame unless the hourly upload budget is spent."""
+        if not self.uploads.take(time.time()):
+            return False
+        self.spool.put_upload(jpeg, fields)
+        return True
+
+    def flush_if_due(self, now: float, *, force: bool = False) -> None:
+        if force or now >= self.next_flush or self.pending_records() >= MAX_TELEMETRY_RECORDS:
+            self.next_flush = now + self.telemetry_interval_s
+            self.flush()
+
+    def flush(self) -> int:
+        """Move pending telemetry into the disk queue (≤ 500 records per batch), then send the queue."""
+        with self._records_lock:
+            pending, self._records = self._records, []
+        by_model: dict[int, list[dict]] = {}
+        for model_id, record in pending:
+            by_model.setdefault(model_id, []).append(record)
+        events, self.events = self.events, []
+        for model_id, records in by_model.items():
+            for start in range(0, len(records), MAX_TELEMETRY_RECORDS):
+                body = {
+                    "dataset": self.dataset,
+                    "model_id": model_id,
+                    "records": records[start : start + MAX_TELEMETRY_RECORDS],
+                }
+                if events:
+                    body["agent_events"], events = events, []
+                self.spool.put_telemetry(body)
+        self.events.extend(events)  # none sent (no records yet): keep them for the next batch
+        return self.spool.drain(lambda item: send_item(self.client, item, dropped=self.spool.dropped))
