@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP and WebSocket (/ws/...). Each app lists its sockets in routing.py."""
+"""ASGI entry point: HTTP and WebSocket (/ws/events/<topic>/, see routing.py)."""
 
 import os
 

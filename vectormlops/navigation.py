@@ -1,6 +1,6 @@
-"""The navigation bar: each entry appears only to roles that can use it, and only once its page exists."""
+"""The navigation bar: each entry appears only to roles that can use it."""
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, REVIEWER, user_roles
 
@@ -23,12 +23,9 @@ def navigation(request):
     if user is None or not user.is_authenticated:
         return {"nav_entries": []}
     roles = user_roles(user)
-    entries = []
-    for label, name, role in ENTRIES:
-        if role not in roles:
-            continue
-        try:
-            entries.append({"label": label, "url": reverse(name), "role": role, "for": ROLE_LABELS[role]})
-        except NoReverseMatch:
-            continue
+    entries = [
+        {"label": label, "url": reverse(name), "role": role, "for": ROLE_LABELS[role]}
+        for label, name, role in ENTRIES
+        if role in roles
+    ]
     return {"nav_entries": entries, "user_roles": roles}
