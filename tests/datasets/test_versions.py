@@ -108,7 +108,7 @@ def test_export_round_trips_through_import_in_yolo_and_coco(dataset, labelled, t
         copy = version_freeze(dataset=target)
         assert copy.manifest_sha256 == version.manifest_sha256, fmt
     with pytest.raises(ValidationFailed):
-        version_export_zip(version=version, fmt="voc")
+        version_export_zip(version=version, fmt="tiff")
 
 
 def test_the_zip_of_an_export_holds_the_stored_bytes(dataset, labelled):

@@ -4,7 +4,13 @@ writer, frozen versions, their YOLO/COCO layout and exports, and imports. The pu
 from apps.datasets.boxes import MAX_BOXES, boxes_from_api, boxes_to_api, boxes_validate
 from apps.datasets.services.annotations import annotation_set
 from apps.datasets.services.datasets import dataset_class_add, dataset_class_rename, dataset_create
-from apps.datasets.services.imports import dataset_import, import_job_create, import_job_run
+from apps.datasets.services.imports import (
+    dataset_import,
+    import_job_create,
+    import_job_run,
+    import_job_run_path,
+    import_rollback,
+)
 from apps.datasets.services.ingest import image_ingest
 from apps.datasets.services.layout import (
     version_export_name,
@@ -32,6 +38,8 @@ __all__ = [
     "images_prioritize",
     "import_job_create",
     "import_job_run",
+    "import_job_run_path",
+    "import_rollback",
     "split_for",
     "version_export_name",
     "version_export_prepare",

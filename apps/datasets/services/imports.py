@@ -1,4 +1,4 @@
-"""Importing YOLO (Roboflow's layout too) and COCO data, directly or as a queued job."""
+"""Importing datasets in every layout ``formats`` reads, directly or as a queued job, and rolling an import back."""
 
 import hashlib
 import logging
@@ -15,16 +15,28 @@ from django.utils import timezone
 
 from apps.datasets import formats
 from apps.datasets.boxes import MAX_BOXES, boxes_validate
-from apps.datasets.models import Annotation, Dataset, Image, ImportJob
+from apps.datasets.models import Annotation, Dataset, Image, ImportJob, VersionItem
 from apps.datasets.services.annotations import annotation_set
 from apps.datasets.services.datasets import dataset_class_add
+from apps.datasets.services.ingest import _forget_files as forget_files
 from apps.datasets.services.ingest import image_ingest
 from apps.datasets.services.splits import image_split_pin
 from apps.datasets.storage import CHUNK, local_path
-from vectormlops.errors import DomainError, ValidationFailed
+from vectormlops.errors import Conflict, DomainError, ValidationFailed
 from vectormlops.events import broadcast
 
 log = logging.getLogger(__name__)
+
+
+IMPORT_TIME_LIMIT_S = 1800  # default of settings.IMPORT_TIME_LIMIT_S: one import, extraction included
+REPORT_MAX_FILES = 10_000
+MERGE_TOLERANCE_PX = 1.0
+DUPLICATE_RULE = (
+    "Byte-identical images under several names are one image. When their boxes agree (each within 1 px, same class) "
+    "or one file's boxes contain all of another's, the fuller set is kept ('merged'); otherwise the first file in "
+    "the source's order keeps its boxes and the others are listed as 'conflict' with what they had. An image "
+    "already in the dataset keeps boxes someone saved there."
+)
 
 
 def dataset_import(
@@ -36,112 +48,216 @@ def dataset_import(
     user=None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Import a zip or folder in YOLO (incl. Roboflow's train/valid/test layout) or COCO JSON form.
-    A hostile archive (zip slip, zip bomb) is refused whole; a bad image or label line inside is reported and skipped.
-    Returns the report."""
+    """Import a zip or folder in any layout ``formats.detect`` reads. A hostile archive (zip slip, bomb, past the
+    time limit while unpacking) is refused whole; a bad image or box inside is reported and skipped. Returns the
+    report: counts, one entry per file, and what a rollback needs. Running past the time limit while importing
+    stops there; the report says so and what was imported can be rolled back."""
     path = Path(path)
     if not path.exists():
         raise ValidationFailed(f"{path} does not exist.", code="import_not_found")
+    deadline = formats.Deadline(getattr(settings, "IMPORT_TIME_LIMIT_S", IMPORT_TIME_LIMIT_S))
     with tempfile.TemporaryDirectory(prefix="vm-import-") as scratch:
         if path.is_dir():
             root = path
         else:
             root = Path(scratch) / "x"
-            formats.safe_extract(path, root, max_bytes=settings.MAX_IMPORT_UNCOMPRESSED_BYTES)
-        source = formats.detect(root)
+            formats.safe_extract(path, root, max_bytes=settings.MAX_IMPORT_UNCOMPRESSED_BYTES, deadline=deadline)
+        source = formats.detect(root, deadline)
         report = {
             "format": source.kind,
             "line_policy": "a bad label line is skipped and reported; the file's other lines are kept",
+            "duplicate_rule": DUPLICATE_RULE,
             "images_total": len(source.items),
             "imported": 0,
             "duplicates": 0,
+            "merged": 0,
+            "conflicts": 0,
             "annotated": 0,
+            "files": [],
             "skipped": [],
             "label_errors": list(source.label_errors),
+            "notes": list(source.notes),
             "classes_added": [],
             "status": Image.Status.APPROVED if approve else Image.Status.SUBMITTED,
+            "undo": [],
         }
-        class_map = _import_class_map(dataset, source.classes, report)
+        run = _ImportRun(dataset, source, report, approve=approve, keep_split=keep_split, user=user)
         if progress:
             progress(0, len(source.items))
         for done, item in enumerate(source.items, start=1):
-            _import_one(dataset, item, class_map, approve, keep_split, user, report)
+            try:
+                deadline.check()
+            except ValidationFailed as exc:
+                report["error"] = {"code": exc.code, "message": exc.message, "details": exc.details}
+                break
+            run.one(item)
             if progress:
                 progress(done, len(source.items))
-    for key in ("skipped", "label_errors"):
-        if len(report[key]) > 1000:
-            report[f"{key}_truncated"] = len(report[key]) - 1000
-            report[key] = report[key][:1000]
+        report["undo"] = list(run.undo.values())
+    for key, limit in (("files", REPORT_MAX_FILES), ("skipped", 1000), ("label_errors", 1000)):
+        if len(report[key]) > limit:
+            report[f"{key}_truncated"] = len(report[key]) - limit
+            report[key] = report[key][:limit]
     return report
 
 
-def _import_class_map(dataset: Dataset, names: list[str] | None, report: dict) -> dict[int, int]:
-    """Source class ids -> dataset class ids, by name; names the dataset lacks are appended to it."""
-    if names is None:  # labels without class names: ids are the dataset's own
-        return {i: i for i in range(len(dataset.classes))}
-    current = list(Dataset.objects.filter(pk=dataset.pk).values_list("classes", flat=True).get())
-    mapping = {}
-    for source_id, name in enumerate(names):
-        if name is None:
-            continue
-        if name not in current:
-            dataset_class_add(dataset=dataset, name=name)
-            current.append(name)
-            report["classes_added"].append(name)
-        mapping[source_id] = current.index(name)
-    dataset.refresh_from_db(fields=["classes"])
-    return mapping
+def _same_box(a: dict, b: dict) -> bool:
+    return a["class_id"] == b["class_id"] and all(
+        abs(u - v) <= MERGE_TOLERANCE_PX for u, v in zip(a["box"], b["box"], strict=True)
+    )
 
 
-def _import_one(dataset, item: "formats.SourceItem", class_map, approve, keep_split, user, report) -> None:
-    try:
-        with open(item.image_path, "rb") as handle:
-            image, created = image_ingest(dataset=dataset, fileobj=handle, source=Image.Source.IMPORT, uploaded_by=user)
-    except DomainError as exc:
-        report["skipped"].append({"file": item.name, "code": exc.code, "message": exc.message})
-        return
-    except OSError as exc:
-        report["skipped"].append({"file": item.name, "code": "unreadable", "message": str(exc)})
-        return
-    if created:
-        report["imported"] += 1
-    else:
-        report["duplicates"] += 1
-    if keep_split and item.split:
-        image_split_pin(image=image, split=item.split)
-    if item.boxes is None:  # an image without a label file stays unlabeled
-        return
-    if not created and Annotation.objects.filter(image=image, version__gt=0).exists():
-        return  # someone already labeled this image here: an import never overwrites their work
-    boxes = []
-    for entry in item.boxes:
-        class_id = class_map.get(entry.class_id)
-        if class_id is None:
-            report["label_errors"].append(
-                {"file": entry.file, "line": entry.line, "code": "unknown_class", "message": f"class {entry.class_id}"}
-            )
-            continue
-        if entry.normalised:
-            cx, cy, w, h = entry.values
-            x, y, w, h = (cx - w / 2) * image.width, (cy - h / 2) * image.height, w * image.width, h * image.height
-        else:
-            x, y, w, h = entry.values
-        try:
-            boxes.extend(
-                boxes_validate(
-                    boxes=[{"class_id": class_id, "box": [x, y, w, h]}],
-                    class_count=len(dataset.classes),
-                    width=image.width,
-                    height=image.height,
+def _contains(outer: list[dict], inner: list[dict]) -> bool:
+    return all(any(_same_box(box, other) for other in outer) for box in inner)
+
+
+class _ImportRun:
+    """The state of one import: the dataset's classes as they grow, and the images this import has labelled
+    (byte-identical files under other names are compared against them)."""
+
+    def __init__(self, dataset, source, report, *, approve, keep_split, user):
+        self.dataset = dataset
+        self.source = source
+        self.report = report
+        self.keep_split = keep_split
+        self.user = user
+        self.status = Image.Status.APPROVED if approve else Image.Status.SUBMITTED
+        self.classes = list(Dataset.objects.filter(pk=dataset.pk).values_list("classes", flat=True).get())
+        self.met: dict[int, list] = {}  # image id -> [file whose boxes it has, those boxes, may this import label it]
+        self.annotated: set[int] = set()
+        self.undo: dict[int, dict] = {}  # image id -> what a rollback needs
+
+    def error(self, entry, code: str, message: str) -> None:
+        self.report["label_errors"].append({"file": entry.file, "line": entry.line, "code": code, "message": message})
+
+    def class_id(self, entry) -> int | None:
+        """The dataset's id for a box's class; a class the dataset lacks is added now, when a box uses it."""
+        name = entry.label
+        if isinstance(name, int):
+            if self.source.classes is None:  # YOLO ids without names: the dataset's own ids
+                if name < len(self.classes):
+                    return name
+                self.error(entry, "unknown_class", f"class {name} is not one of the dataset's {len(self.classes)}")
+                return None
+            name = self.source.classes[name]
+        if name not in self.classes:
+            try:
+                dataset_class_add(dataset=self.dataset, name=name)
+            except ValidationFailed as exc:
+                self.error(entry, "unknown_class", f"class {name!r} cannot be added: {exc.message}")
+                return None
+            self.classes.append(name)
+            self.report["classes_added"].append(name)
+        return self.classes.index(name)
+
+    def boxes(self, item, image) -> list[dict]:
+        boxes = []
+        for entry in item.boxes:
+            if entry.mode == "yolo":
+                cx, cy, w, h = entry.values
+                x, y = (cx - w / 2) * image.width, (cy - h / 2) * image.height
+                w, h = w * image.width, h * image.height
+            elif entry.mode == "fraction":
+                x, y, w, h = entry.values
+                x, y, w, h = x * image.width, y * image.height, w * image.width, h * image.height
+            else:
+                x, y, w, h = entry.values
+            try:  # the geometry first: a class is added only for a box that is kept
+                (checked,) = boxes_validate(
+                    boxes=[{"class_id": 0, "box": [x, y, w, h]}], class_count=1, width=image.width, height=image.height
                 )
+            except ValidationFailed as exc:
+                self.error(entry, "box_outside_image", exc.message)
+                continue
+            class_id = self.class_id(entry)
+            if class_id is not None:
+                boxes.append({"class_id": class_id, "box": checked["box"]})
+        if len(boxes) > MAX_BOXES:
+            self.report["notes"].append({"file": item.name, "note": f"only the first {MAX_BOXES} boxes kept"})
+        return boxes[:MAX_BOXES]
+
+    def file(self, item, result: str, **fields) -> None:
+        self.report["files"].append({"file": item.name, "result": result, **fields})
+
+    def one(self, item) -> None:
+        report = self.report
+        try:
+            with open(item.image_path, "rb") as handle:
+                image, created = image_ingest(
+                    dataset=self.dataset, fileobj=handle, source=Image.Source.IMPORT, uploaded_by=self.user
+                )
+        except DomainError as exc:
+            report["skipped"].append({"file": item.name, "code": exc.code, "message": exc.message})
+            self.file(item, "skipped", code=exc.code, message=exc.message)
+            return
+        except OSError as exc:
+            report["skipped"].append({"file": item.name, "code": "unreadable", "message": str(exc)})
+            self.file(item, "skipped", code="unreadable", message=str(exc))
+            return
+        boxes = None if item.boxes is None else self.boxes(item, image)
+        if image.pk in self.met:
+            report["duplicates"] += 1
+            self.again(item, image, boxes)
+            return
+        if created:
+            report["imported"] += 1
+            self.undo[image.pk] = {"image": image.pk, "created": True, "status": image.status, "version": 0}
+        else:
+            report["duplicates"] += 1
+        if self.keep_split and item.split:
+            image_split_pin(image=image, split=item.split)
+        writable = created or not Annotation.objects.filter(image=image, version__gt=0).exists()
+        self.met[image.pk] = [item.name, None, writable]
+        if boxes is not None and writable:
+            self.label(item, image, boxes)
+        if created:
+            self.file(item, "imported", image=image.pk, boxes=None if boxes is None else len(boxes))
+        elif boxes is not None and writable:
+            self.file(
+                item, "already_in_dataset", image=image.pk, boxes=len(boxes), message="unlabelled there: boxes added"
             )
-        except ValidationFailed as exc:
-            report["label_errors"].append(
-                {"file": entry.file, "line": entry.line, "code": "box_outside_image", "message": exc.message}
-            )
-    status = Image.Status.APPROVED if approve else Image.Status.SUBMITTED
-    annotation_set(image=image, boxes=boxes[:MAX_BOXES], user=user, status=status)
-    report["annotated"] += 1
+        else:
+            message = "no boxes in the source" if boxes is None else "boxes saved there are kept, these are not used"
+            self.file(item, "already_in_dataset", image=image.pk, message=message)
+
+    def label(self, item, image, boxes) -> None:
+        before = {"image": image.pk, "created": False, "status_before": image.status}
+        annotation = annotation_set(image=image, boxes=boxes, user=self.user, status=self.status)
+        self.undo.setdefault(image.pk, before).update(version=annotation.version, status=self.status)
+        self.met[image.pk][:2] = [item.name, boxes]
+        if image.pk not in self.annotated:
+            self.annotated.add(image.pk)
+            self.report["annotated"] += 1
+
+    def again(self, item, image, boxes) -> None:
+        """A file byte-identical to one met earlier in this import: the duplicate rule (DUPLICATE_RULE)."""
+        first, kept, writable = self.met[image.pk]
+        same = f"same image as {first}"
+        if boxes is None or (kept is not None and _contains(kept, boxes)):
+            if boxes is None or kept is None or _contains(boxes, kept):
+                self.file(item, "duplicate", image=image.pk, duplicate_of=first, message=same)
+            else:
+                self.report["merged"] += 1
+                message = f"{same}; its {len(boxes)} boxes are all among the {len(kept)} kept"
+                self.file(item, "merged", image=image.pk, duplicate_of=first, boxes=len(boxes), message=message)
+            return
+        if writable and (kept is None or _contains(boxes, kept)):
+            self.report["merged"] += 1
+            message = f"{same}; its {len(boxes)} boxes contain those of {first} and are kept"
+            self.label(item, image, boxes)
+            self.file(item, "merged", image=image.pk, duplicate_of=first, boxes=len(boxes), message=message)
+            return
+        self.report["conflicts"] += 1
+        kept_text = f"{first}'s {len(kept)} boxes are kept" if kept is not None else "the boxes saved there are kept"
+        self.file(
+            item,
+            "conflict",
+            image=image.pk,
+            duplicate_of=first,
+            boxes=len(boxes),
+            message=f"{same} with other boxes: {kept_text}, these {len(boxes)} are not",
+            boxes_not_used=[{"label": self.classes[b["class_id"]], "box": b["box"]} for b in boxes[:50]],
+        )
 
 
 # --- import jobs (Celery) --------------------------------------------------------------------------------------
@@ -177,6 +293,37 @@ def import_job_create(
 
 def import_job_run(*, job: ImportJob) -> ImportJob:
     """Run a queued import: fetch the archive, import it, record progress and the report."""
+    with tempfile.TemporaryDirectory(prefix="vm-importjob-") as scratch:
+        try:
+            local = local_path(job.upload_name)
+            if local is None:
+                local = os.path.join(scratch, "upload.zip")
+                with default_storage.open(job.upload_name, "rb") as src, open(local, "wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+            return _import_job_execute(job, local)
+        finally:
+            try:
+                default_storage.delete(job.upload_name)
+            except Exception:  # noqa: BLE001 - the archive is scratch
+                log.warning("could not delete %s", job.upload_name, exc_info=True)
+
+
+def import_job_run_path(
+    *, dataset: Dataset, path, user=None, approve: bool = False, keep_split: bool = False
+) -> ImportJob:
+    """Import a local zip or folder now (``manage.py import_dataset``), recorded as a job so it can be rolled back."""
+    job = ImportJob.objects.create(
+        dataset=dataset,
+        upload_name="",
+        original_name=str(path)[-255:],
+        approve=approve,
+        keep_split=keep_split,
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    return _import_job_execute(job, path)
+
+
+def _import_job_execute(job: ImportJob, path) -> ImportJob:
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
     topic = f"dataset.{job.dataset.slug}"
 
@@ -186,20 +333,14 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
             broadcast(topic, "import_progress", {"job": job.pk, "done": done, "total": total})
 
     try:
-        with tempfile.TemporaryDirectory(prefix="vm-importjob-") as scratch:
-            local = local_path(job.upload_name)
-            if local is None:
-                local = os.path.join(scratch, "upload.zip")
-                with default_storage.open(job.upload_name, "rb") as src, open(local, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-            report = dataset_import(
-                dataset=job.dataset,
-                path=local,
-                approve=job.approve,
-                keep_split=job.keep_split,
-                user=job.created_by,
-                progress=progress,
-            )
+        report = dataset_import(
+            dataset=job.dataset,
+            path=path,
+            approve=job.approve,
+            keep_split=job.keep_split,
+            user=job.created_by,
+            progress=progress,
+        )
     except DomainError as exc:
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportJob.Status.FAILED,
@@ -213,15 +354,76 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
         )
         raise
     else:
+        stopped = report.get("error")  # stopped part way (time limit): what was imported stays, and can be undone
         ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.SUCCEEDED, report=report, finished_at=timezone.now()
+            status=ImportJob.Status.FAILED if stopped else ImportJob.Status.SUCCEEDED,
+            error=stopped["message"] if stopped else "",
+            report=report,
+            finished_at=timezone.now(),
         )
-    finally:
-        try:
-            default_storage.delete(job.upload_name)
-        except Exception:  # noqa: BLE001 - the archive is scratch
-            log.warning("could not delete %s", job.upload_name, exc_info=True)
     job.refresh_from_db()
     broadcast_status = {"job": job.pk, "status": job.status, "done": job.done, "total": job.total}
     broadcast(topic, "import_finished", broadcast_status)
+    return job
+
+
+@transaction.atomic
+def import_rollback(*, job: ImportJob, user=None) -> ImportJob:
+    """Undo an import as a whole: the images it added are removed and the boxes it gave images already there are
+    cleared, except where someone has worked since (boxes saved, reviewed) or a frozen version holds the image;
+    classes it added go too while no box uses them (only from the end of the list: boxes name classes by index).
+    The report records what was removed and what was kept, and why."""
+    job = ImportJob.objects.select_for_update().select_related("dataset").get(pk=job.pk)
+    report = dict(job.report or {})
+    if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+        raise Conflict("The import is still running.", code="import_running", details={"job": job.pk})
+    if report.get("rollback"):
+        raise Conflict("This import was already rolled back.", code="already_rolled_back", details={"job": job.pk})
+    dataset = Dataset.objects.select_for_update().get(pk=job.dataset_id)
+    undo = report.get("undo") or []
+    images = {
+        i.pk: i for i in Image.objects.select_for_update().filter(dataset=dataset, pk__in=[u["image"] for u in undo])
+    }
+    versions = dict(Annotation.objects.filter(image_id__in=images).values_list("image_id", "version"))
+    frozen = set(VersionItem.objects.filter(image_id__in=images).values_list("image_id", flat=True))
+    removed, cleared, kept, files = [], [], [], []
+    for entry in undo:
+        image = images.get(entry["image"])
+        if image is None:
+            continue  # deleted since
+        if image.pk in frozen:
+            kept.append({"image": image.pk, "reason": "a frozen version holds it"})
+        elif versions.get(image.pk, 0) != entry.get("version", 0) or image.status != entry.get("status"):
+            kept.append({"image": image.pk, "reason": "labelled or reviewed since the import"})
+        elif entry["created"]:
+            files.append((image.sha256, image.storage_path, image.thumbnail_path))
+            removed.append(image.pk)
+            image.delete()
+        else:
+            annotation_set(image=image, boxes=[], user=user, status=entry["status_before"])
+            cleared.append(image.pk)
+    classes = list(dataset.classes)
+    used = {
+        b["class_id"]
+        for boxes in Annotation.objects.filter(image__dataset=dataset).values_list("boxes", flat=True)
+        for b in boxes or []
+    }
+    classes_removed = []
+    while classes and classes[-1] in (report.get("classes_added") or []) and len(classes) - 1 not in used:
+        classes_removed.insert(0, classes.pop())
+    if classes_removed:
+        dataset.classes = classes
+        dataset.save(update_fields=["classes"])
+    report["rollback"] = {
+        "at": timezone.now().isoformat(),
+        "by": getattr(user, "username", None),
+        "images_removed": len(removed),
+        "labels_cleared": len(cleared),
+        "kept": kept,
+        "classes_removed": classes_removed,
+    }
+    job.report = report
+    job.save(update_fields=["report"])
+    transaction.on_commit(lambda: [forget_files(sha, path, thumb) for sha, path, thumb in files])
+    broadcast(f"dataset.{dataset.slug}", "import_rolled_back", {"job": job.pk, "images_removed": len(removed)})
     return job

@@ -1,6 +1,5 @@
-"""A frozen version on disk or in a zip: the YOLO layout ultralytics trains on, and COCO for other tools."""
+"""A frozen version on disk (the YOLO layout ultralytics trains on) or in a zip in any export format."""
 
-import json
 import os
 import shutil
 import tempfile
@@ -11,29 +10,12 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from apps.datasets.formats.writers import EXPORT_FORMATS, ExportItem, data_yaml, write_export, yolo_line
 from apps.datasets.models import DatasetVersion
 from apps.datasets.selectors import version_rows
 from apps.datasets.services.splits import SPLITS
 from apps.datasets.storage import CHUNK, place_stored_file, store_once
 from vectormlops.errors import ValidationFailed
-
-
-def _yolo_line(class_id: int, box, width: int, height: int) -> str:
-    x, y, w, h = box
-    return f"{class_id} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"
-
-
-def _data_yaml(classes: list[str], present: set[str], root: str | None) -> str:
-    lines = [] if root is None else [f"path: {json.dumps(root)}"]
-    lines.append("train: images/train")
-    # ultralytics needs a validation set: with none frozen, validate on train (stated here, not hidden).
-    lines.append("val: images/val" if "val" in present else "val: images/train  # no val images in this version")
-    if "test" in present:
-        lines.append("test: images/test")
-    lines.append(f"nc: {len(classes)}")
-    lines.append("names:")
-    lines.extend(f"  {i}: {json.dumps(name)}" for i, name in enumerate(classes))
-    return "\n".join(lines) + "\n"
 
 
 def version_materialize(*, version: DatasetVersion, dest_dir, link: bool = True) -> Path:
@@ -51,28 +33,38 @@ def version_materialize(*, version: DatasetVersion, dest_dir, link: bool = True)
         present.add(split)
         ext = name.rsplit(".", 1)[-1]
         place_stored_file(name, dest / "images" / split / f"{sha}.{ext}", link)
-        lines = [_yolo_line(b["class_id"], b["box"], width, height) for b in boxes]
+        lines = [yolo_line(b["class_id"], b["box"], width, height) for b in boxes]
         (dest / "labels" / split / f"{sha}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    data_yaml = dest / "data.yaml"
-    data_yaml.write_text(_data_yaml(list(version.classes), present, str(dest)))
-    return data_yaml
+    yaml_path = dest / "data.yaml"
+    yaml_path.write_text(data_yaml(list(version.classes), present, str(dest)))
+    return yaml_path
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in EXPORT_FORMATS:
+        raise ValidationFailed(
+            f"Export format must be one of {', '.join(EXPORT_FORMATS)}.",
+            code="invalid_format",
+            details={"format": fmt, "formats": list(EXPORT_FORMATS)},
+        )
 
 
 def version_export_zip(*, version: DatasetVersion, fmt: str) -> Path:
-    """Write a version as a zip (``yolo``: what ultralytics trains on; ``coco``: Roboflow's COCO layout with
-    ``<split>/_annotations.coco.json``) to a temporary file and return its path; the caller deletes it."""
-    if fmt not in ("yolo", "coco"):
-        raise ValidationFailed("Export format must be yolo or coco.", code="invalid_format", details={"format": fmt})
+    """Write a version as a zip in one of ``EXPORT_FORMATS`` (see ``formats.writers``) to a temporary file and
+    return its path; the caller deletes it."""
+    _check_format(fmt)
     handle, name = tempfile.mkstemp(prefix=f"vm-export-{version.pk}-", suffix=".zip")
     os.close(handle)
     path = Path(name)
-    classes = list(version.classes)
+    items = (ExportItem(*row) for row in version_rows(version))
     try:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            if fmt == "yolo":
-                _export_yolo(archive, version, classes)
-            else:
-                _export_coco(archive, version, classes)
+
+            def add_image(storage_name: str, arcname: str) -> None:
+                _zip_stored_file(archive, storage_name, arcname)
+
+            title = f"{version.dataset.slug} v{version.number}"
+            write_export(fmt, archive, items, list(version.classes), add_image, title)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -104,8 +96,7 @@ def version_export_store(*, version: DatasetVersion, fmt: str) -> str:
 def version_export_prepare(*, version: DatasetVersion, fmt: str) -> str | None:
     """The storage name of the export zip when it is ready (small versions are built now); otherwise queue
     ``version_export_task`` once and return None (the page polls)."""
-    if fmt not in ("yolo", "coco"):
-        raise ValidationFailed("Export format must be yolo or coco.", code="invalid_format", details={"format": fmt})
+    _check_format(fmt)
     name = version_export_name(version=version, fmt=fmt)
     if default_storage.exists(name):
         return name
@@ -127,52 +118,3 @@ def _zip_stored_file(archive: zipfile.ZipFile, storage_name: str, arcname: str) 
         archive.open(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), "w", force_zip64=True) as dst,
     ):
         shutil.copyfileobj(src, dst, CHUNK)
-
-
-def _export_yolo(archive: zipfile.ZipFile, version: DatasetVersion, classes: list[str]) -> None:
-    present = set()
-    for sha, name, width, height, split, boxes, _ in version_rows(version):
-        present.add(split)
-        ext = name.rsplit(".", 1)[-1]
-        _zip_stored_file(archive, name, f"images/{split}/{sha}.{ext}")
-        lines = [_yolo_line(b["class_id"], b["box"], width, height) for b in boxes]
-        archive.writestr(f"labels/{split}/{sha}.txt", "\n".join(lines) + ("\n" if lines else ""))
-    archive.writestr("data.yaml", _data_yaml(classes, present, None))
-
-
-def _export_coco(archive: zipfile.ZipFile, version: DatasetVersion, classes: list[str]) -> None:
-    docs = {
-        split: {
-            "info": {"description": f"{version.dataset.slug} v{version.number}", "version": str(version.number)},
-            "categories": [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(classes)],
-            "images": [],
-            "annotations": [],
-        }
-        for split in SPLITS
-    }
-    annotation_id = 0
-    for sha, name, width, height, split, boxes, image_id in version_rows(version):
-        ext = name.rsplit(".", 1)[-1]
-        file_name = f"{sha}.{ext}"
-        _zip_stored_file(archive, name, f"{split}/{file_name}")
-        doc = docs[split]
-        doc["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-        for b in boxes:
-            annotation_id += 1
-            x, y, w, h = b["box"]
-            doc["annotations"].append(
-                {
-                    "id": annotation_id,
-                    "image_id": image_id,
-                    "category_id": b["class_id"] + 1,
-                    "bbox": [x, y, w, h],
-                    "area": round(w * h, 3),
-                    "iscrowd": 0,
-                }
-            )
-    for split, doc in docs.items():
-        if doc["images"]:
-            archive.writestr(f"{split}/_annotations.coco.json", json.dumps(doc))
-
-
-# --- import ----------------------------------------------------------------------------------------------------
