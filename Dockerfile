@@ -7,7 +7,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
-RUN SECRET_KEY=build-only python manage.py collectstatic --noinput \
+RUN DEBUG=1 python manage.py collectstatic --noinput \
     && useradd --system --home /var/lib/vectormlops vectormlops \
     && mkdir -p /var/lib/vectormlops && chown vectormlops /var/lib/vectormlops
 USER vectormlops

@@ -6,8 +6,9 @@ import socket
 import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from vectormlops.services import api_token_create
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -105,11 +106,14 @@ def ml_engineer(make_user):
 def api_as():
     """api_as(user) → an APIClient authenticated with that person's real API token (None: anonymous)."""
 
+    keys = {}  # one token per person per test, like a script that keeps its key
+
     def _client(user=None):
         client = APIClient()
         if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            if user.pk not in keys:
+                keys[user.pk] = api_token_create(user=user, expires_in=None)[1]
+            client.credentials(HTTP_AUTHORIZATION=f"Token {keys[user.pk]}")
         return client
 
     return _client

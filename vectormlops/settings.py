@@ -1,6 +1,7 @@
 """VectorMLOps settings: everything comes from the environment (12-factor), read here and nowhere else."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,10 +15,17 @@ env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        # Fail at start-up, never run production with a guessable key.
+SECRET_KEY_MIN_LENGTH = 50  # what `manage.py check --deploy` asks for
+if not DEBUG:
+    # Fail at start-up, never run production with a missing or guessable key.
+    if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (set SECRET_KEY in the environment).")
+    if len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters when DEBUG is off "
+            "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+elif not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -33,7 +41,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "django_celery_beat",
     "channels",
@@ -212,7 +220,12 @@ TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=2)  # first sta
 # --- robots ---------------------------------------------------------------------------------------
 
 ROBOT_ENROLLMENT_KEY = env.str("ROBOT_ENROLLMENT_KEY", default="")
+if ROBOT_ENROLLMENT_KEY and len(ROBOT_ENROLLMENT_KEY) < 24:
+    raise ImproperlyConfigured("ROBOT_ENROLLMENT_KEY needs at least 24 characters (unset it to turn enrolment off).")
 ROBOT_POLL_AFTER_S = env.int("ROBOT_POLL_AFTER_S", default=60)
+# How late a web process may answer a deployment or robot-token change (apps.deployments.robotstate). Set here only:
+# the fault tests and bench/poll.py measure this value.
+ROBOT_STATE_MAX_STALENESS_S = 2.0
 
 # --- monitoring -----------------------------------------------------------------------------------
 
@@ -240,7 +253,7 @@ REST_FRAMEWORK = {
     # Robot bearer tokens first: its WWW-Authenticate header makes unauthenticated calls 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.deployments.authentication.RobotTokenAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["vectormlops.permissions.IsPerson"],
@@ -257,14 +270,37 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# People's API tokens (django-rest-knox): only a digest is stored, the key is shown once; the header stays
+# `Authorization: Token <key>` (shared/API.md). API_TOKEN_TTL_DAYS: the default lifetime, 0 = no expiry.
+_api_token_ttl_days = env.int("API_TOKEN_TTL_DAYS", default=0)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(days=_api_token_ttl_days) if _api_token_ttl_days > 0 else None,
+    "AUTO_REFRESH": False,  # an expiry date means what it says
+}
+
+HEALTHZ_CACHE_S = env.float("HEALTHZ_CACHE_S", default=5.0)  # /healthz's database and Redis answer is this old at most
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- transport security ---------------------------------------------------------------------------
+# In production nginx terminates TLS (deploy/nginx.conf), redirects HTTP to HTTPS and says which scheme the
+# client used in X-Forwarded-Proto; only nginx can reach gunicorn and daphne, so that header can be trusted.
+
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # SECURE_COOKIES=0 only for plain HTTP on loopback (`make run`); browsers refuse Secure cookies elsewhere.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)  # nginx already redirects HTTP
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)  # 31536000 once HTTPS works for good
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 
 LOGGING = {
     "version": 1,

@@ -21,18 +21,18 @@ import httpx
 import pytest
 from django.conf import settings
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from agent.imaging import to_jpeg
 from apps.deployments import services as deployment_services
-from apps.deployments import state as deployment_state
+from apps.deployments import robotstate
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from tests.conftest import free_port, test_database_url
+from vectormlops.services import api_token_create
 from vectorsim.server import generated_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(480)]
 
-ENROLLMENT_KEY = "e2e-enrolment-key"
+ENROLLMENT_KEY = "e2e-enrolment-key-of-24-chars"
 SERIALS = {"0000e2e1": 1, "0000e2e2": 2}  # serial → the virtual Vector's scene seed
 FRAMES_PER_ROBOT = 20
 PYTHON = sys.executable
@@ -139,8 +139,8 @@ def world(tmp_path, ml_engineer):
     wait_for("the web server", web_up, timeout=60)
     for serial in SERIALS:
         wait_for(f"virtual Vector {serial}", lambda s=serial: f"{s}" in _sdk_config(home), timeout=30)
-    token = Token.objects.create(user=ml_engineer)
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Token {token.key}"}, timeout=30)
+    _, key = api_token_create(user=ml_engineer, expires_in=None)
+    api = httpx.Client(base_url=url, headers={"Authorization": f"Token {key}"}, timeout=30)
     try:
         yield {
             "url": url,
@@ -322,7 +322,7 @@ def test_the_whole_loop(world):
     assert promoted.status_code in (200, 201), promoted.text
     canary = live("canary")
     assert canary.model_id == second
-    expected = {s: second if deployment_state.in_canary(s, canary.pk, 50) else first for s in SERIALS}
+    expected = {s: second if robotstate.in_canary(s, canary.pk, 50) else first for s in SERIALS}
     tokens = {serial: robot["token"] for serial, robot in config["robots"].items()}
     for serial, model_id in expected.items():
         answer = httpx.get(

@@ -8,26 +8,96 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Group
 from django.core.management import call_command
 
+from vectormlops import views
 from vectormlops.celery import ping_task
 from vectormlops.embedded_redis import embedded_valkey
+from vectormlops.services import api_token_create
 
 
 def test_celery_round_trip_through_the_broker(celery_worker_thread):
     assert ping_task.delay({"hello": "vector"}).get(timeout=30) == {"hello": "vector"}
 
 
-def test_healthz_is_200_with_database_redis_and_a_worker(client, celery_worker_thread):
+@pytest.fixture
+def fresh_healthz():
+    """Forget the process's cached liveness answer, so a test sees what the services say now."""
+    views._liveness["at"] = float("-inf")
+    yield
+    views._liveness["at"] = float("-inf")
+
+
+def test_healthz_for_staff_pings_a_worker(client, celery_worker_thread, make_user, fresh_healthz):
+    client.force_login(make_user("root", "admin"))
     response = client.get("/healthz")
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
     assert set(body["checks"]) == {"database", "redis", "celery"}
+    assert body["checks"]["celery"].startswith("ok")
 
 
 @pytest.mark.django_db
-def test_healthz_is_503_naming_redis_when_valkey_stops(client, settings):
+def test_healthz_for_a_staff_api_token_pings_a_worker(client, make_user, fresh_healthz, monkeypatch):
+    _, key = api_token_create(user=make_user("root", "admin"), expires_in=None)
+    monkeypatch.setattr(views, "_check_celery", lambda: "ok (1 worker)")
+    response = client.get("/healthz", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 200 and response.json()["checks"]["celery"] == "ok (1 worker)"
+
+
+@pytest.mark.django_db
+def test_healthz_for_anyone_else_never_pings_celery(client, make_user, fresh_healthz, monkeypatch):
+    def ping_forbidden():
+        raise AssertionError("an anonymous or non-staff call pinged Celery")
+
+    monkeypatch.setattr(views, "_check_celery", ping_forbidden)
+    response = client.get("/healthz")  # no worker runs: only the database and Redis count
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"status": "ok", "down": [], "checks": {"database": "ok", "redis": "ok"}}
+    client.force_login(make_user("eng", "ml_engineer"))
+    assert set(client.get("/healthz").json()["checks"]) == {"database", "redis"}
+
+
+@pytest.mark.django_db
+def test_healthz_liveness_is_cached_for_a_few_seconds(client, settings, fresh_healthz, monkeypatch):
+    calls = []
+    monkeypatch.setattr(views, "_check_database", lambda: calls.append("db") or "ok")
+    settings.HEALTHZ_CACHE_S = 60
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+    assert calls == ["db"]
+    settings.HEALTHZ_CACHE_S = 0
+    client.get("/healthz")
+    assert calls == ["db", "db"]
+
+
+def test_healthz_runs_one_celery_ping_at_a_time_per_process(monkeypatch):
+    started, release, pings = threading.Event(), threading.Event(), []
+
+    def slow_ping():
+        pings.append(1)
+        started.set()
+        release.wait(10)
+        return "ok (1 worker)"
+
+    monkeypatch.setattr(views, "_check_celery", slow_ping)
+    first = {}
+    thread = threading.Thread(target=views._celery_check_once, args=(first, []))
+    thread.start()
+    assert started.wait(10)
+    second, second_down = {}, []
+    views._celery_check_once(second, second_down)  # while the first ping is in flight
+    release.set()
+    thread.join(10)
+    assert pings == [1]
+    assert second["celery"].startswith("busy") and second_down == []
+    assert first["celery"] == "ok (1 worker)"
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_naming_redis_when_valkey_stops(client, settings, make_user, fresh_healthz):
     from vectormlops.celery import app
 
+    client.force_login(make_user("root", "admin"))
     with embedded_valkey() as (url, server):
         settings.REDIS_URL = url
         old_broker = app.conf.broker_url
@@ -44,7 +114,8 @@ def test_healthz_is_503_naming_redis_when_valkey_stops(client, settings):
 
 
 @pytest.mark.django_db
-def test_healthz_is_503_naming_celery_without_a_worker(client):
+def test_healthz_for_staff_is_503_naming_celery_without_a_worker(client, make_user, fresh_healthz):
+    client.force_login(make_user("root", "admin"))
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["down"] == ["celery"]

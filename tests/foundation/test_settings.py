@@ -11,6 +11,9 @@ SETUP = (
 )
 
 
+LONG_KEY = "k" * 10 + "ey-long-enough-for-the-fifty-character-rule-0123456789"
+
+
 def run_setup(**env_overrides):
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "AWS_STORAGE_BUCKET_NAME")}
     env.update({"DJANGO_SETTINGS_MODULE": "vectormlops.settings", **env_overrides})
@@ -23,29 +26,35 @@ def test_secret_key_is_required_when_debug_is_off():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_a_short_secret_key_is_refused_when_debug_is_off():
+    result = run_setup(DEBUG="0", SECRET_KEY="short-key")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be at least 50 characters" in result.stderr
+
+
 def test_debug_without_secret_key_starts():
     result = run_setup(DEBUG="1")
     assert result.returncode == 0, result.stderr
 
 
 def test_malformed_database_url_names_the_variable():
-    result = run_setup(SECRET_KEY="x", DATABASE_URL="notascheme//oops")
+    result = run_setup(SECRET_KEY=LONG_KEY, DATABASE_URL="notascheme//oops")
     assert result.returncode != 0
     assert "DATABASE_URL is malformed" in result.stderr
 
 
 def test_malformed_redis_url_names_the_variable():
-    result = run_setup(SECRET_KEY="x", REDIS_URL="http://127.0.0.1:abc")
+    result = run_setup(SECRET_KEY=LONG_KEY, REDIS_URL="http://127.0.0.1:abc")
     assert result.returncode != 0
     assert "REDIS_URL is malformed" in result.stderr
 
 
 def test_bucket_name_switches_default_storage_to_s3():
-    result = run_setup(SECRET_KEY="x", AWS_STORAGE_BUCKET_NAME="robots")
+    result = run_setup(SECRET_KEY=LONG_KEY, AWS_STORAGE_BUCKET_NAME="robots")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "storages.backends.s3.S3Storage"
 
 
 def test_local_disk_storage_without_bucket():
-    result = run_setup(SECRET_KEY="x")
+    result = run_setup(SECRET_KEY=LONG_KEY)
     assert result.stdout.strip() == "django.core.files.storage.FileSystemStorage"
