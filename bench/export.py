@@ -27,7 +27,12 @@ def main() -> int:
     args = parser.parse_args()
 
     var = tempfile.mkdtemp(prefix="vm-bench-export-")
-    os.environ.update({"VECTORMLOPS_VAR_DIR": var, "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only")})
+    os.environ.update(
+        {
+            "VECTORMLOPS_VAR_DIR": var,
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-long-enough-for-the-fifty-character-rule"),
+        }
+    )
     os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vectormlops.settings")
     try:

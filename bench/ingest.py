@@ -52,7 +52,7 @@ def bench_server(workers: int = 2):
             **os.environ,
             "VECTORMLOPS_VAR_DIR": var,
             "REDIS_URL": redis_url,
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-long-enough-for-the-fifty-character-rule"),
             "DEBUG": "0",
             "CACHE_KEY_PREFIX": f"vm-bench-{os.getpid()}",
         }

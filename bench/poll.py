@@ -228,7 +228,7 @@ def main():
     env = {
         **os.environ,
         "VECTORMLOPS_VAR_DIR": str(workdir),
-        "SECRET_KEY": "bench-only-secret",
+        "SECRET_KEY": "bench-only-secret-long-enough-for-the-fifty-character-rule",
         "DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "vectormlops.settings",
         "PYTHONPATH": str(BASE_DIR),

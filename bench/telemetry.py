@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     env.update(
         VECTORMLOPS_VAR_DIR=str(var_dir),
-        SECRET_KEY="bench-only-secret",
+        SECRET_KEY="bench-only-secret-long-enough-for-the-fifty-character-rule",
         DJANGO_SETTINGS_MODULE="vectormlops.settings",
         ROBOT_THROTTLE_RATE="1000000/min",  # measure ingestion, not the per-robot throttle
         LOG_LEVEL="WARNING",

@@ -45,7 +45,7 @@ def main() -> None:
         os.environ.update(
             VECTORMLOPS_VAR_DIR=var,
             REDIS_URL=redis_url,
-            SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
+            SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret-long-enough-for-the-fifty-character-rule"),
             DJANGO_SETTINGS_MODULE="vectormlops.settings",
             LOG_LEVEL="WARNING",
         )
