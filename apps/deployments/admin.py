@@ -193,7 +193,10 @@ class GateDecisionAdmin(ReadOnlyAdmin):
 
 
 class EnrollmentKeyForm(forms.ModelForm):
-    key = forms.CharField(min_length=12, help_text="Give this key to the robots' agents; only its hash is stored.")
+    key = forms.CharField(
+        min_length=services.MIN_ENROLLMENT_KEY_LENGTH,
+        help_text="Give this key to the robots' agents; only its hash is stored.",
+    )
 
     class Meta:
         model = EnrollmentKey

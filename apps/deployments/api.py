@@ -6,15 +6,15 @@ from django.core.files.storage import default_storage
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.deployments import selectors, services
-from apps.deployments import state as deploy_state
+from apps.deployments import robotstate, selectors, services
+from apps.deployments.authentication import RobotThrottle
 from apps.deployments.serializers import (
     DeploymentOutput,
     EnrollInput,
@@ -24,9 +24,8 @@ from apps.deployments.serializers import (
     RollbackInput,
     TelemetryInput,
 )
-from apps.deployments.throttling import RobotThrottle, prefetch_robot_keys
 from apps.training.models import ModelArtifact, ModelVersion
-from vectormlops.errors import NotFound, error_body
+from vectormlops.errors import Forbidden, NotFound, error_body
 from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
 
 CHUNK = 256 * 1024
@@ -46,13 +45,11 @@ class NewestFirst(CursorPagination):
 
 def _touch(request) -> None:
     """Every robot request updates last-seen (and the model it reports), at most once a minute."""
-    user = request.user
     model_id = request.META.get("HTTP_X_MODEL_ID", "").strip()
     sha = request.META.get("HTTP_X_MODEL_SHA256", "").strip().lower()
-    services.robot_touch(
-        robot_id=user.id,
-        digest=user.token_digest,
-        model_id=int(model_id) if model_id.isdigit() else None,
+    robotstate.robot_touch(
+        principal=request.user,
+        model_id=int(model_id) if model_id.isdigit() and len(model_id) < 19 else None,
         sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else "",
     )
 
@@ -61,20 +58,31 @@ def _touch(request) -> None:
 
 
 class RobotEnrollView(APIView):
-    """POST /robots/enroll: a robot enrols itself with the enrolment key and gets its token (once)."""
+    """POST /robots/enroll: a robot enrols itself with the enrolment key and gets its token (once).
+
+    At most ``ENROLL_FAILURES_PER_MIN`` wrong keys a minute per client address; past that, 429 until the minute
+    ends, even with the right key."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=EnrollInput, responses={201: dict})
+    @extend_schema(request=EnrollInput, responses={201: dict, 400: dict, 403: dict, 409: dict, 429: dict})
     def post(self, request):
+        address = robotstate.client_address(request)
+        if robotstate.failures_count("enroll", address) >= robotstate.ENROLL_FAILURES_PER_MIN:
+            raise exceptions.Throttled(wait=robotstate._window_left(60), detail="Too many wrong enrolment keys.")
         data = EnrollInput(data=request.data)
         data.is_valid(raise_exception=True)
-        robot, token = services.robot_enroll(
-            key=data.validated_data["enrollment_key"],
-            serial=data.validated_data["serial"],
-            name=data.validated_data["name"],
-        )
+        try:
+            robot, token = services.robot_enroll(
+                key=data.validated_data["enrollment_key"],
+                serial=data.validated_data["serial"],
+                name=data.validated_data["name"],
+            )
+        except Forbidden as refused:
+            if refused.code == "bad_enrollment_key":
+                robotstate.failure_record("enroll", address)
+            raise
         return Response({"serial": robot.serial, "token": token}, status=status.HTTP_201_CREATED)
 
 
@@ -89,38 +97,27 @@ class RobotModelView(APIView):
         # The hottest endpoint answers JSON only (errors included): skip negotiating what there is no choice about.
         return JSON_RENDERER, JSON_RENDERER.media_type
 
-    def initial(self, request, *args, **kwargs):
-        # One Redis round trip for the token, the seen-guard, the deployment state and the throttle counter.
-        self._prefetched = prefetch_robot_keys(request, slug=request.query_params.get("dataset") or None)
-        super().initial(request, *args, **kwargs)
-
-    @extend_schema(responses={200: dict, 304: None, 404: dict})
+    @extend_schema(responses={200: dict, 304: None, 400: dict, 401: dict, 404: dict, 429: dict})
     def get(self, request):
-        prefetched = self._prefetched
-        slug = request.query_params.get("dataset") or None
+        slug = request.query_params.get("dataset") or robotstate.only_dataset()
         if slug is None:
-            slugs = (prefetched or {}).get(deploy_state.DATASETS_KEY)
-            slugs = slugs if slugs is not None else deploy_state.dataset_slugs()
-            if len(slugs) != 1:
-                return Response(
-                    error_body("dataset_required", "Name the dataset (?dataset=<slug>): there is not exactly one."),
-                    status=400,
-                )
-            slug = slugs[0]
-            prefetched = None  # the state key was not part of the round trip
+            return Response(
+                error_body("dataset_required", "Name the dataset (?dataset=<slug>): there is not exactly one."),
+                status=400,
+            )
+        current = robotstate.dataset_state(slug)
+        if current is None:
+            raise NotFound("No such dataset.", code="dataset_not_found")
         _touch(request)
-        current = deploy_state.cached_state(slug, prefetched)
-        if not current.get("exists"):
-            raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")
         user = request.user
-        choice = deploy_state.robot_choice(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
+        choice = robotstate.robot_choice(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
         if choice is None:
             raise NotFound(f"Nothing is deployed for {slug}.", code="no_deployment")
-        etag = deploy_state.choice_etag(choice)
-        if deploy_state.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+        etag = robotstate.choice_etag(choice)
+        if robotstate.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             response = HttpResponse(status=304)
         else:
-            response = JsonResponse(deploy_state.choice_body(choice))
+            response = JsonResponse(robotstate.choice_body(choice))
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
@@ -162,10 +159,13 @@ class ArtifactDownloadView(APIView):
     permission_classes = [IsRobotOrMLEngineer]
     throttle_classes = [RobotThrottle]
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes, 206: bytes})
+    @extend_schema(
+        responses={(200, "application/octet-stream"): bytes, 206: bytes, 304: None, 401: dict, 404: dict, 416: None}
+    )
     def get(self, request, model_id: int, fmt: str):
         artifact = ModelArtifact.objects.filter(model_id=model_id, format=fmt).first()
-        if artifact is None:
+        # A robot fetches only models that are or were deployed, or pinned to it; others do not exist for it.
+        if artifact is None or (is_robot(request.user) and not robotstate.robot_may_fetch(request.user, model_id)):
             raise NotFound(f"Model {model_id} has no {fmt} artifact.", code="artifact_not_found")
         if is_robot(request.user):
             _touch(request)
@@ -176,7 +176,7 @@ class ArtifactDownloadView(APIView):
             "Accept-Ranges": "bytes",
             "Content-Disposition": f'attachment; filename="model-{model_id}.{fmt}"',
         }
-        if deploy_state.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+        if robotstate.etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             response = HttpResponse(status=304)
             for key, value in common.items():
                 response[key] = value

@@ -22,6 +22,8 @@ class DeploymentsConfig(AppConfig):
         post_delete.connect(receivers.dataset_changed, sender="datasets.Dataset", dispatch_uid="deploy-dataset-gone")
         post_save.connect(receivers.artifact_changed, sender="training.ModelArtifact", dispatch_uid="deploy-art-saved")
         post_delete.connect(receivers.artifact_changed, sender="training.ModelArtifact", dispatch_uid="deploy-art-gone")
+        post_save.connect(receivers.robot_changed, sender="deployments.Robot", dispatch_uid="deploy-robot-saved")
+        post_delete.connect(receivers.robot_changed, sender="deployments.Robot", dispatch_uid="deploy-robot-gone")
         # Training may not have its signal or hooks yet (built in parallel): connect when they exist.
         try:
             from apps.training.signals import model_trained

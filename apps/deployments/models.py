@@ -215,3 +215,13 @@ class DatasetDeployments(Dataset):
         proxy = True
         verbose_name = "dataset deployment"
         verbose_name_plural = "dataset deployments"
+
+
+class StateGeneration(models.Model):
+    """A counter that grows with every change of what robots are told (``dataset:<id>``, ``robots``): see robotstate."""
+
+    scope = models.CharField(max_length=64, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.scope}: {self.value}"

@@ -1,9 +1,8 @@
 """Signal receivers and the answers deployments gives earlier apps (connected in DeploymentsConfig.ready)."""
 
-from django.core.cache import cache
 from django.db import transaction
 
-from apps.deployments import localcache, state
+from apps.deployments import robotstate
 
 
 def model_trained(sender, model_version=None, run=None, **kwargs):
@@ -29,28 +28,29 @@ def production_model(dataset):
 
 
 def dataset_changed(sender, instance, **kwargs):
-    cache.delete(state.DATASETS_KEY)
-    localcache.forget([state.DATASETS_KEY])
-    state.invalidate_state(instance.slug)
+    """A dataset was created, renamed or deleted: robots' answers about it are rebuilt."""
+    robotstate.dataset_changed(instance.pk)
 
 
 def artifact_changed(sender, instance, **kwargs):
-    """A model's artifacts changed: robots' cached answers that name it must be rebuilt."""
-    state.invalidate_model(instance.model_id)
-    from apps.deployments.models import Deployment
+    """A model's artifacts changed: robots' answers that may name it are rebuilt."""
+    from apps.training.models import ModelVersion
 
-    slugs = set(
-        Deployment.objects.filter(model_id=instance.model_id, is_live=True).values_list("dataset__slug", flat=True)
-    )
-    for slug in slugs:
-        state.invalidate_state(slug)
+    dataset_id = ModelVersion.objects.filter(pk=instance.model_id).values_list("dataset_id", flat=True).first()
+    if dataset_id is not None:
+        robotstate.dataset_changed(dataset_id)
+
+
+def robot_changed(sender, instance, created=False, **kwargs):
+    """An existing robot changed (revoked, new token, pinned, unpinned, deleted): its cached token is out of date.
+    A new robot changes nothing cached (unknown tokens are never cached)."""
+    if not created:
+        robotstate.robots_changed()
 
 
 def flush_seen_quietly():
     """At process exit: write buffered last-seen refreshes (best effort; the database may be gone)."""
     try:
-        from apps.deployments.services import robot_seen_flush
-
-        robot_seen_flush()
+        robotstate.robot_seen_flush()
     except Exception:  # noqa: BLE001 - never fail an exiting process over last-seen times
         pass

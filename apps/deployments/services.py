@@ -8,21 +8,16 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.datasets.models import Dataset
-from apps.deployments import localcache
-from apps.deployments import state as deploy_state
-from apps.deployments.authentication import forget_token, token_hash
+from apps.deployments import robotstate
 from apps.deployments.models import (
     Deployment,
     EnrollmentKey,
@@ -32,6 +27,7 @@ from apps.deployments.models import (
     Robot,
     TelemetryRecord,
 )
+from apps.deployments.robotstate import token_hash
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from vectormlops.events import broadcast
@@ -39,9 +35,7 @@ from vectormlops.events import broadcast
 log = logging.getLogger(__name__)
 
 MAX_TELEMETRY_RECORDS = 500
-LAST_SEEN_EVERY_S = 60
-SEEN_FLUSH_S = 10.0
-REPORT_TTL_S = 7 * 24 * 3600
+MIN_ENROLLMENT_KEY_LENGTH = 24
 Channel = Deployment.Channel
 Action = Deployment.Action
 
@@ -100,8 +94,8 @@ def _deployment_event(deployment: Deployment) -> dict:
 
 
 def _changed(dataset: Dataset, deployment: Deployment) -> None:
-    """Invalidate what robots read and tell the browsers following this dataset's deployments."""
-    deploy_state.invalidate_state(dataset.slug)
+    """Grow the generation robots' answers are checked against, and tell the browsers following this dataset."""
+    robotstate.dataset_changed(dataset.pk)
     broadcast(f"deployments.{dataset.slug}", deployment.action, _deployment_event(deployment))
 
 
@@ -294,7 +288,6 @@ def robot_register(*, serial: str, name: str = "") -> tuple[Robot, str]:
             robot.save()
     except IntegrityError as exc:  # a concurrent registration of the same serial
         raise Conflict(f"A robot with serial {serial} is already registered.", code="serial_taken") from exc
-    forget_token(robot.token_hash)  # a "no such token" answer may be cached from an earlier attempt
     return robot, token
 
 
@@ -321,18 +314,14 @@ def robot_enroll(*, key: str, serial: str, name: str = "") -> tuple[Robot, str]:
 @transaction.atomic
 def enrollment_key_create(*, key: str, note: str = "") -> EnrollmentKey:
     """Store an admin-set enrolment key (its hash)."""
-    if len(key or "") < 12:
-        raise ValidationFailed("An enrolment key needs at least 12 characters.", code="weak_enrollment_key")
+    if len(key or "") < MIN_ENROLLMENT_KEY_LENGTH:
+        raise ValidationFailed(
+            f"An enrolment key needs at least {MIN_ENROLLMENT_KEY_LENGTH} characters.", code="weak_enrollment_key"
+        )
     row = EnrollmentKey(key_hash=hashlib.sha256(key.encode()).hexdigest(), note=note)
     row.full_clean()
     row.save()
     return row
-
-
-def _robot_changed(robot: Robot) -> None:
-    digest = robot.token_hash
-    forget_token(digest)
-    transaction.on_commit(lambda: forget_token(digest))
 
 
 @transaction.atomic
@@ -343,8 +332,7 @@ def robot_pin(*, robot: Robot, model: ModelVersion | None, user=None) -> Robot:
         raise ValidationFailed("This model has no artifacts to deploy.", code="no_artifacts")
     robot.pinned_model = model
     robot.pinned_at = timezone.now() if model else None
-    robot.save(update_fields=["pinned_model", "pinned_at"])
-    _robot_changed(robot)
+    robot.save(update_fields=["pinned_model", "pinned_at"])  # robots' generation grows (receivers.robot_changed)
     if model is not None:
         broadcast(f"deployments.{model.dataset.slug}", "pin", {"robot": robot.serial, "model_id": model.pk})
     return robot
@@ -352,11 +340,10 @@ def robot_pin(*, robot: Robot, model: ModelVersion | None, user=None) -> Robot:
 
 @transaction.atomic
 def robot_revoke(*, robot: Robot, user=None) -> Robot:
-    """Revoke a robot's token at once (its cached authentication is dropped too)."""
+    """Revoke a robot's token (every process refuses it within the staleness bound: receivers.robot_changed)."""
     robot = Robot.objects.select_for_update().get(pk=robot.pk)
     robot.is_active = False
     robot.save(update_fields=["is_active"])
-    _robot_changed(robot)
     return robot
 
 
@@ -374,93 +361,11 @@ def robot_rename(*, robot: Robot, name: str) -> Robot:
 def robot_rotate_token(*, robot: Robot) -> tuple[Robot, str]:
     """Give a robot a new token (the old one stops working); returns the new token, shown once."""
     robot = Robot.objects.select_for_update().get(pk=robot.pk)
-    old = robot.token_hash
     token = _new_token()
     robot.token_hash = token_hash(token)
     robot.is_active = True
     robot.save(update_fields=["token_hash", "is_active"])
-    forget_token(old)
-    transaction.on_commit(lambda: forget_token(old))
     return robot, token
-
-
-class _SeenBuffer:
-    """This process's record of robots seen: which report each token last wrote, and last-seen times to write."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.written: dict[str, tuple] = {}  # token digest -> (minute, model_id, sha256) last written
-        self.pending: dict[int, tuple] = {}  # robot id -> (model_id, sha256) seen since the last flush
-        self.flushed_at = time.monotonic()
-
-
-_seen = _SeenBuffer()
-
-
-def robot_touch(*, robot_id: int, digest: str = "", model_id: int | None = None, sha256: str = "") -> None:
-    """Record that a robot was seen and the model it reports running, cheaply.
-
-    A new report (another model than the one on record) is written at once: people and tests look at it. The
-    report on record is remembered in Redis (read through the tracked local copy, so usually no round trip) so
-    that every web worker does not rewrite it on first sight. Otherwise a robot's last-seen is refreshed at most
-    once a minute, buffered in the process and written in bulk every ``SEEN_FLUSH_S`` seconds (one UPDATE per
-    distinct report), so a poll that finds nothing new makes no database query."""
-    now = time.time()
-    report = (model_id, sha256)
-    key = digest or f"robot-{robot_id}"
-    minute = int(now // LAST_SEEN_EVERY_S)
-    with _seen.lock:
-        last = _seen.written.get(key)
-    if last is not None and last == (minute, *report):
-        return
-    recorded_key = deploy_state.REPORT_KEY.format(digest=key)
-    report_text = f"{model_id or ''}:{sha256}"
-    if last is not None:
-        new_report = last[1:] != report
-    else:  # first sight in this process: compare with the report on record
-        new_report = localcache.get_many([recorded_key])[recorded_key] != report_text
-    with _seen.lock:
-        _seen.written[key] = (minute, *report)
-        if not new_report:
-            _seen.pending[robot_id] = report
-        flush_due = time.monotonic() - _seen.flushed_at >= SEEN_FLUSH_S
-    if new_report:
-        _write_seen({robot_id: report})
-        cache.set(recorded_key, report_text, REPORT_TTL_S)
-        localcache.forget([recorded_key])
-    if flush_due:
-        robot_seen_flush()
-
-
-def robot_seen_flush() -> int:
-    """Write the buffered last-seen refreshes of this process; returns how many robots were written."""
-    with _seen.lock:
-        pending, _seen.pending, _seen.flushed_at = _seen.pending, {}, time.monotonic()
-    if pending:
-        _write_seen(pending)
-    return len(pending)
-
-
-def robot_seen_reset() -> None:
-    """Forget this process's record of robots seen (tests)."""
-    with _seen.lock:
-        _seen.written.clear()
-        _seen.pending.clear()
-
-
-def _write_seen(reports: dict[int, tuple]) -> None:
-    now = timezone.now()
-    model_ids = {model_id for model_id, _ in reports.values() if model_id}
-    known = set(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", flat=True)) if model_ids else set()
-    groups: dict[tuple, list[int]] = {}
-    for robot_id, (model_id, sha) in reports.items():
-        groups.setdefault((model_id if model_id in known else None, sha), []).append(robot_id)
-    with transaction.atomic():
-        for (model_id, sha), ids in groups.items():
-            fields = {"last_seen_at": now}
-            if model_id or sha:
-                fields.update(running_model_id=model_id, running_sha256=sha[:64], running_reported_at=now)
-            Robot.objects.filter(pk__in=ids).update(**fields)
 
 
 # --- telemetry -----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 from apps.deployments import services
 from apps.deployments.models import Deployment, GateDecision
 
-from .conftest import make_model
+from tests.builders import make_model
 
 pytestmark = pytest.mark.django_db
 

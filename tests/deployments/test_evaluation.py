@@ -12,7 +12,7 @@ from apps.deployments.models import Evaluation, PromotionPolicy
 from apps.training.models import TrainingRun
 from vectorsim.scenes import render_scene
 
-from .conftest import make_image, make_model
+from tests.builders import make_model, stored_image_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -21,7 +21,7 @@ def _test_images(dataset, count=24):
     images = []
     for i in range(count):
         images.append(
-            make_image(
+            stored_image_row(
                 dataset,
                 seed=1000 + i,
                 brightness=(0.45, 1.0, 1.5)[i % 3],
@@ -93,12 +93,12 @@ def test_gate_on_a_real_evaluation_reports_leakage_and_the_bootstrap_interval(da
     scene, boxes = render_scene(random.Random(1000), 64, 64, brightness=0.45, robots=1)  # test image 0's scene
     buffer = io.BytesIO()
     scene.save(buffer, format="JPEG", quality=60)
-    leaked = make_image(dataset, seed=0, split="train", data=buffer.getvalue(), boxes=boxes)
+    leaked = stored_image_row(dataset, seed=0, split="train", data=buffer.getvalue(), boxes=boxes)
     version = DatasetVersion.objects.create(dataset=dataset, number=1, classes=["vector"], manifest_sha256="x" * 64)
     VersionItem.objects.create(version=version, image=leaked, split="train", boxes=[])
     for i in range(3):
         VersionItem.objects.create(
-            version=version, image=make_image(dataset, seed=5000 + i, split="train"), split="train", boxes=[]
+            version=version, image=stored_image_row(dataset, seed=5000 + i, split="train"), split="train", boxes=[]
         )
     run = TrainingRun.objects.create(dataset=dataset, dataset_version=version, base="yolov8n.yaml")
     PromotionPolicy.objects.create(dataset=dataset, min_map50=0.0, min_test_images=20, max_slice_drop=1.0)

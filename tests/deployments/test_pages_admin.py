@@ -13,7 +13,7 @@ from apps.training import hooks
 from apps.training.models import ModelVersion
 from apps.training.signals import model_trained
 
-from .conftest import make_dataset, make_image, make_model
+from tests.builders import dataset_row, make_model, stored_image_row
 
 pytestmark = pytest.mark.django_db
 
@@ -127,9 +127,9 @@ def test_training_can_ask_which_model_is_in_production(dataset):
 @pytest.mark.slow
 @pytest.mark.parametrize("auto_promote", [True, False])
 def test_model_trained_signal_evaluates_gates_and_auto_promotes(celery_worker_thread, tiny_weights, auto_promote):
-    dataset = make_dataset("auto")
+    dataset = dataset_row("auto")
     for i in range(5):
-        make_image(dataset, seed=300 + i, brightness=(0.5, 1.0, 1.4)[i % 3])
+        stored_image_row(dataset, seed=300 + i, brightness=(0.5, 1.0, 1.4)[i % 3])
     PromotionPolicy.objects.create(dataset=dataset, min_map50=0.0, min_test_images=5, auto_promote=auto_promote)
     model = make_model(dataset, 1, pt=tiny_weights)
 

@@ -6,9 +6,9 @@ import pytest
 
 from apps.deployments import services
 from apps.deployments.models import Robot
-from apps.deployments.state import in_canary
+from apps.deployments.robotstate import in_canary
 
-from .conftest import make_dataset, make_model, make_robot
+from tests.builders import dataset_row, make_model, make_robot
 
 pytestmark = pytest.mark.django_db
 
@@ -125,6 +125,7 @@ def test_the_poll_stores_the_model_the_robot_reports(robot_client, live_v1):
 def test_artifact_download_has_checksum_headers_and_honours_range(robot_client, dataset):
     content = bytes(range(256)) * 40
     model = make_model(dataset, 1, onnx=content)
+    services.model_promote(model=model, channel="production", reason="first")
     _, token = make_robot()
     client = robot_client(token)
     url = f"/api/v1/models/{model.pk}/artifacts/onnx"
@@ -162,9 +163,9 @@ def test_telemetry_is_accepted_and_more_than_500_records_is_413(robot_client, da
 
 
 def test_enrolment_over_the_api(client, db, settings):
-    settings.ROBOT_ENROLLMENT_KEY = "field-key-0123456789"
+    settings.ROBOT_ENROLLMENT_KEY = "field-key-0123456789-abcdef"
     url = "/api/v1/robots/enroll"
-    body = {"enrollment_key": "field-key-0123456789", "serial": "00e20115", "name": "Vector-A1B2"}
+    body = {"enrollment_key": "field-key-0123456789-abcdef", "serial": "00e20115", "name": "Vector-A1B2"}
     created = client.post(url, body, content_type="application/json")
     assert created.status_code == 201
     assert created.json()["serial"] == "00e20115" and created.json()["token"]
@@ -188,47 +189,18 @@ def test_robot_endpoints_are_throttled_per_robot(robot_client, live_v1, settings
 
 
 def test_a_second_dataset_requires_the_dataset_parameter(robot_client, live_v1):
-    make_dataset("other")
+    dataset_row("other")
     _, token = make_robot()
     response = robot_client(token).get(POLL)
     assert response.status_code == 400 and response.json()["error"]["code"] == "dataset_required"
 
 
-def test_the_local_copy_hears_changes_made_by_other_processes(db, settings):
-    """A change written by another client (another gunicorn worker, a Celery worker) reaches this process's copy
-    through Redis' invalidation message, without this process doing anything."""
-    import time
-
-    import redis
-    from django.core.cache import cache
-
-    from apps.deployments import localcache
-
-    if localcache.tracked() is None:
-        pytest.skip("the cache is not Redis")
-    other = redis.Redis.from_url(settings.REDIS_URL)
-    raw_key = cache.make_and_validate_key("probe")
-    cache.set("probe", {"model": 1})
-    assert localcache.get_many(["probe"]) == {"probe": {"model": 1}}
-    other.set(raw_key, b"2")  # another process; this one is not told directly
-    deadline = time.monotonic() + 5
-    while localcache.get_many(["probe"])["probe"] != 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert localcache.get_many(["probe"])["probe"] == 2
-    other.delete(raw_key)
-    deadline = time.monotonic() + 5
-    while localcache.get_many(["probe"])["probe"] is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert localcache.get_many(["probe"])["probe"] is None
-    other.close()
-
-
 def test_throttle_counts_are_shared_between_processes_through_redis(db, monkeypatch):
     """Each process counts locally and adds its counts to Redis; another process sees them after its next flush."""
-    from apps.deployments import throttling
+    from apps.deployments import robotstate
 
-    monkeypatch.setattr(throttling._Counters, "FLUSH_S", 0.0)
-    worker_a, worker_b = throttling._Counters(), throttling._Counters()
+    monkeypatch.setattr(robotstate._Counters, "FLUSH_S", 0.0)
+    worker_a, worker_b = robotstate._Counters(), robotstate._Counters()
     now = 1_000_000.0
     assert [worker_a.hit("robot-x", now, 60) for _ in range(3)] == [1, 2, 3]
     assert worker_b.hit("robot-x", now, 60) == 1  # has not heard from Redis yet ...
@@ -236,3 +208,87 @@ def test_throttle_counts_are_shared_between_processes_through_redis(db, monkeypa
     assert worker_a.hit("robot-x", now, 60) == 4  # A has not heard of B's second request yet ...
     assert worker_a.hit("robot-x", now, 60) == 7  # ... now it has (6 in Redis) plus this one
     assert worker_a.hit("robot-x", now + 60, 60) == 1  # a new window starts from zero
+
+
+def test_a_robot_fetches_only_deployed_or_pinned_models_an_engineer_any(robot_client, api_as, ml_engineer, live_v1):
+    candidate = make_model(live_v1.dataset, 2)
+    robot, token = make_robot()
+    client = robot_client(token)
+    assert client.get(f"/api/v1/models/{live_v1.pk}/artifacts/onnx").status_code == 200
+    refused = client.get(f"/api/v1/models/{candidate.pk}/artifacts/onnx")
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "artifact_not_found"
+    assert api_as(ml_engineer).get(f"/api/v1/models/{candidate.pk}/artifacts/onnx").status_code == 200
+    services.robot_pin(robot=robot, model=candidate)
+    assert client.get(f"/api/v1/models/{candidate.pk}/artifacts/onnx").status_code == 200
+    # Once deployed, a model stays fetchable (a robot may still be downloading it after a rollback).
+    services.robot_pin(robot=robot, model=None)
+    services.model_promote(model=candidate, channel="production", reason="v2")
+    services.deployment_rollback(dataset=live_v1.dataset, reason="back")
+    assert client.get(f"/api/v1/models/{candidate.pk}/artifacts/onnx").status_code == 200
+
+
+def test_unknown_tokens_are_throttled_per_address_and_cache_nothing(robot_client, live_v1, settings):
+    from apps.deployments import robotstate
+
+    _, token = make_robot()
+    robot_client(token).get(POLL, {"dataset": "vector"})
+    cached_tokens = dict(robotstate._local.tokens)
+    codes = [robot_client(f"vr_guess{i}").get(POLL, {"dataset": "vector"}).status_code for i in range(40)]
+    assert codes[: robotstate.BAD_TOKENS_PER_MIN] == [401] * robotstate.BAD_TOKENS_PER_MIN
+    assert set(codes[robotstate.BAD_TOKENS_PER_MIN :]) == {429}
+    throttled = robot_client("vr_more").get(POLL, {"dataset": "vector"})
+    assert throttled.json()["error"]["code"] == "throttled"
+    assert robotstate._local.tokens == cached_tokens  # nothing was kept for the guesses
+    # Another address is not affected, and a known token still works from the throttled address.
+    assert robot_client("vr_x").get(POLL, {"dataset": "vector"}, REMOTE_ADDR="10.0.0.9").status_code == 401
+    assert robot_client(token).get(POLL, {"dataset": "vector"}).status_code == 200
+    # A malformed header is an error in the envelope, not a 500.
+    bad = robot_client("x" * 500).get(POLL, {"dataset": "vector"}, REMOTE_ADDR="10.0.0.8")
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_nonexistent_dataset_is_a_404_and_creates_nothing(robot_client, live_v1):
+    from apps.deployments import robotstate
+
+    _, token = make_robot()
+    client = robot_client(token)
+    for slug in ("nope", "x" * 300, "../../etc", "vector\x00"):
+        response = client.get(POLL, {"dataset": slug})
+        assert response.status_code == 404 and response.json()["error"]["code"] == "dataset_not_found"
+    assert set(robotstate._local.states) <= {"vector"}
+
+
+def test_enrolment_is_throttled_per_address_after_10_wrong_keys(client, db, settings):
+    settings.ROBOT_ENROLLMENT_KEY = "the-right-key-of-24-characters"
+    url = "/api/v1/robots/enroll"
+    body = {"enrollment_key": "wrong", "serial": "e1", "name": ""}
+    codes = [client.post(url, body, content_type="application/json").status_code for _ in range(11)]
+    assert codes == [403] * 10 + [429]
+    right = {**body, "enrollment_key": settings.ROBOT_ENROLLMENT_KEY}
+    refused = client.post(url, right, content_type="application/json")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+    assert not Robot.objects.filter(serial="e1").exists()
+    other = client.post(url, right, content_type="application/json", REMOTE_ADDR="10.1.1.1")
+    assert other.status_code == 201
+
+
+def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(db):
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    from vectormlops.errors import ValidationFailed
+
+    env = {"ROBOT_ENROLLMENT_KEY": "too-short-key", "SECRET_KEY": "x" * 60, "PATH": "/usr/bin:/bin"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=django_settings.BASE_DIR,
+        env={**env, "DJANGO_SETTINGS_MODULE": "vectormlops.settings"},
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode != 0 and "ROBOT_ENROLLMENT_KEY needs at least 24 characters" in started.stderr
+    with pytest.raises(ValidationFailed) as weak:
+        services.enrollment_key_create(key="a" * 23)
+    assert weak.value.code == "weak_enrollment_key"

@@ -12,7 +12,7 @@ from apps.deployments import services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from vectormlops.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
 
-from .conftest import make_dataset, make_model
+from tests.builders import dataset_row, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +108,7 @@ def test_canary_needs_a_production_and_ends_by_promotion_or_drop(dataset):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_promotions_leave_exactly_one_live_production():
-    dataset = make_dataset("race")
+    dataset = dataset_row("race")
     models = [make_model(dataset, n) for n in (1, 2, 3, 4)]
     barrier = threading.Barrier(len(models))
     errors = []
@@ -148,11 +148,11 @@ def test_enrolment_is_off_without_a_key_and_checks_it(db, settings):
     with pytest.raises(Forbidden) as off:
         services.robot_enroll(key="anything", serial="00aa", name="")
     assert off.value.code == "enrollment_disabled"
-    services.enrollment_key_create(key="admin-set-key-123456")
+    services.enrollment_key_create(key="admin-set-key-123456789012")
     with pytest.raises(Forbidden) as wrong:
         services.robot_enroll(key="wrong", serial="00aa", name="")
     assert wrong.value.code == "bad_enrollment_key"
-    robot, token = services.robot_enroll(key="admin-set-key-123456", serial="00aa", name="A")
+    robot, token = services.robot_enroll(key="admin-set-key-123456789012", serial="00aa", name="A")
     assert robot.serial == "00aa" and token
 
 
@@ -182,23 +182,26 @@ def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
 def test_last_seen_is_cheap_reports_are_written_at_once_refreshes_in_bulk(
     dataset, django_assert_num_queries, monkeypatch
 ):
-    robot, _ = services.robot_register(serial="00e3")
+    from apps.deployments import robotstate
+
+    robot, token = services.robot_register(serial="00e3")
     model = make_model(dataset, 1)
-    services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)  # first sight: written at once
+    principal = robotstate.robot_for_token(token, address="127.0.0.1")
+    robotstate.robot_touch(principal=principal)  # first sight of a robot never seen: written at once
     first_seen = Robot.objects.get(pk=robot.pk).last_seen_at
     assert first_seen is not None
     with django_assert_num_queries(0):
-        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash)
+        robotstate.robot_touch(principal=principal)
     # A new report (the robot now runs a model) is written at once.
-    services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
+    robotstate.robot_touch(principal=principal, model_id=model.pk, sha256="a" * 64)
     robot = Robot.objects.get(pk=robot.pk)
     assert robot.running_model == model and robot.running_sha256 == "a" * 64 and robot.running_reported_at
     # A minute later the same report only refreshes last-seen: buffered (no query), then written in bulk.
     later = time.time() + 61
-    monkeypatch.setattr(services.time, "time", lambda: later)
+    monkeypatch.setattr(robotstate.time, "time", lambda: later)
     with django_assert_num_queries(0):
-        services.robot_touch(robot_id=robot.pk, digest=robot.token_hash, model_id=model.pk, sha256="a" * 64)
-    assert services.robot_seen_flush() == 1
+        robotstate.robot_touch(principal=principal, model_id=model.pk, sha256="a" * 64)
+    assert robotstate.robot_seen_flush() == 1
     refreshed = Robot.objects.get(pk=robot.pk)
     assert refreshed.last_seen_at > robot.last_seen_at and refreshed.running_model == model
-    assert services.robot_seen_flush() == 0
+    assert robotstate.robot_seen_flush() == 0
