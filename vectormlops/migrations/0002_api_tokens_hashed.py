@@ -18,9 +18,8 @@ def hash_existing_drf_tokens(apps, schema_editor):
         cursor.execute("SELECT key, user_id, created FROM authtoken_token")
         rows = cursor.fetchall()
     for key, user_id, created in rows:
-        token = AuthToken.objects.create(
-            digest=hash_token(key), token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], user_id=user_id, expiry=None
-        )
+        token = AuthToken(digest=hash_token(key), token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], user_id=user_id)
+        token.save()
         AuthToken.objects.filter(pk=token.pk).update(created=created)  # created is auto_now_add
     schema_editor.execute(f"DROP TABLE {schema_editor.quote_name('authtoken_token')}")
     schema_editor.execute("DELETE FROM django_migrations WHERE app = 'authtoken'")
