@@ -2,8 +2,8 @@
 
 from django.contrib import admin, messages
 
-from . import services
-from .models import Draft, ImageClaim, LabelingEvent, Prediction, PrelabelModel, ReviewEvent
+from apps.labeling import services
+from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, PrelabelModel, ReviewEvent
 
 
 @admin.register(ImageClaim)

@@ -10,20 +10,19 @@ from rest_framework.views import APIView
 
 from apps.datasets.models import Annotation, Dataset, Image
 from apps.datasets.services import boxes_to_api
+from apps.labeling import selectors, services
+from apps.labeling.serializers import (
+    AnnotationOutput,
+    AnnotationPutInput,
+    AnnotationSavedOutput,
+    DraftInput,
+    NextInput,
+    RenewInput,
+    ReviewInput,
+    ReviewOutput,
+)
 from vectormlops.errors import Conflict
 from vectormlops.permissions import IsAnnotator, IsReviewer
-
-from . import selectors, services
-from .serializers import (
-    AnnotationOutSerializer,
-    AnnotationPutSerializer,
-    AnnotationSavedSerializer,
-    DraftInSerializer,
-    NextInSerializer,
-    RenewInSerializer,
-    ReviewInSerializer,
-    ReviewOutSerializer,
-)
 
 
 def _image(image_id: int) -> Image:
@@ -44,7 +43,7 @@ class AnnotationApi(APIView):
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(responses=AnnotationOutSerializer)
+    @extend_schema(responses=AnnotationOutput)
     def get(self, request, image_id: int):
         image = _image(image_id)
         annotation = Annotation.objects.filter(image=image).first()
@@ -55,10 +54,10 @@ class AnnotationApi(APIView):
         }
         return Response(body)
 
-    @extend_schema(request=AnnotationPutSerializer, responses=AnnotationSavedSerializer)
+    @extend_schema(request=AnnotationPutInput, responses=AnnotationSavedOutput)
     def put(self, request, image_id: int):
         image = _image(image_id)
-        serializer = AnnotationPutSerializer(data=request.data)
+        serializer = AnnotationPutInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         annotation = services.annotation_submit(
             image=image,
@@ -74,10 +73,10 @@ class ReviewApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=ReviewInSerializer, responses=ReviewOutSerializer)
+    @extend_schema(request=ReviewInput, responses=ReviewOutput)
     def post(self, request, image_id: int):
         image = _image(image_id)
-        serializer = ReviewInSerializer(data=request.data)
+        serializer = ReviewInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         event = services.image_review(image=image, reviewer=request.user, **serializer.validated_data)
         return Response(
@@ -91,10 +90,10 @@ class ClaimNextApi(APIView):
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=NextInSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=NextInput, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
-        serializer = NextInSerializer(data=request.data)
+        serializer = NextInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         image = services.image_claim_next(
             dataset=dataset, user=request.user, exclude_ids=serializer.validated_data["exclude"]
@@ -136,9 +135,9 @@ class ClaimRenewApi(APIView):
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=RenewInSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RenewInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        serializer = RenewInSerializer(data=request.data)
+        serializer = RenewInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         renewed, lost = [], []
         images = Image.objects.filter(pk__in=serializer.validated_data["image_ids"]).select_related("dataset")
@@ -183,9 +182,9 @@ class DraftApi(APIView):
         bundle = selectors.image_bundle(image=_image(image_id), user=request.user)
         return Response({"draft": bundle["draft"]})
 
-    @extend_schema(request=DraftInSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DraftInput, responses=OpenApiTypes.OBJECT)
     def put(self, request, image_id: int):
-        serializer = DraftInSerializer(data=request.data)
+        serializer = DraftInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         draft = services.draft_save(
             image=_image(image_id),

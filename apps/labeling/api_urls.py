@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from apps.labeling import api
 
 urlpatterns = [
     path("images/<int:image_id>/annotations", api.AnnotationApi.as_view(), name="labeling-annotations"),

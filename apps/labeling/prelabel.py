@@ -13,9 +13,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.datasets.models import Dataset, Image
-
-from . import services
-from .models import Prediction, PrelabelModel
+from apps.labeling import services
+from apps.labeling.models import Prediction, PrelabelModel
 
 log = logging.getLogger(__name__)
 STORE_MIN_CONFIDENCE = 0.05  # low boxes are kept: they tell how unsure the model is
@@ -144,6 +143,6 @@ def on_image_ingested(sender, image: Image, **kwargs) -> None:
     except Exception:  # noqa: BLE001 - a robot's odd meta must never break ingestion
         log.warning("could not store the robot's predictions of image %s", image.pk, exc_info=True)
     if PrelabelModel.objects.filter(dataset_id=image.dataset_id).exists():
-        from .tasks import prelabel_image_task
+        from apps.labeling.tasks import prelabel_image_task
 
         transaction.on_commit(lambda: prelabel_image_task.delay(image.pk))

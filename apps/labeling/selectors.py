@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from apps.datasets.models import Annotation, Dataset, Image
 from apps.datasets.services import boxes_to_api
-
-from .models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
-from .services import latest_rejection
+from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
+from apps.labeling.services import latest_rejection
 
 # Suggestions shown on the page; lower-confidence boxes are stored only to measure the model's certainty.
 SUGGESTION_MIN_CONFIDENCE = 0.25

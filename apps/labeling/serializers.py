@@ -5,52 +5,52 @@ from rest_framework import serializers
 from apps.datasets.models import Image
 
 
-class ApiBoxSerializer(serializers.Serializer):
+class ApiBoxInput(serializers.Serializer):
     """One box as the API spells it: a class name and [x, y, w, h] in original-image pixels."""
 
     label = serializers.CharField(max_length=200)
     box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
 
 
-class AnnotationPutSerializer(serializers.Serializer):
+class AnnotationPutInput(serializers.Serializer):
     """Body of PUT /images/<id>/annotations. Box sizes, bounds, classes and the 500-box limit are checked by the
     service (apps.datasets.services.annotation_set) so every writer gets the same rules."""
 
     version = serializers.IntegerField(min_value=0)
-    boxes = serializers.ListField(child=ApiBoxSerializer(), allow_empty=True)
+    boxes = serializers.ListField(child=ApiBoxInput(), allow_empty=True)
 
 
-class AnnotationOutSerializer(serializers.Serializer):
+class AnnotationOutput(serializers.Serializer):
     version = serializers.IntegerField()
     boxes = serializers.ListField(child=serializers.DictField())
     status = serializers.ChoiceField(choices=Image.Status.choices)
 
 
-class AnnotationSavedSerializer(serializers.Serializer):
+class AnnotationSavedOutput(serializers.Serializer):
     version = serializers.IntegerField(help_text="The new version (the one sent plus one).")
     status = serializers.ChoiceField(choices=Image.Status.choices)
 
 
-class ReviewInSerializer(serializers.Serializer):
+class ReviewInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "reject"])
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=5000)
 
 
-class ReviewOutSerializer(serializers.Serializer):
+class ReviewOutput(serializers.Serializer):
     id = serializers.IntegerField()
     image_id = serializers.IntegerField()
     decision = serializers.CharField()
     status = serializers.ChoiceField(choices=Image.Status.choices)
 
 
-class NextInSerializer(serializers.Serializer):
+class NextInput(serializers.Serializer):
     exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=50)
 
 
-class RenewInSerializer(serializers.Serializer):
+class RenewInput(serializers.Serializer):
     image_ids = serializers.ListField(child=serializers.IntegerField(), max_length=50)
 
 
-class DraftInSerializer(serializers.Serializer):
+class DraftInput(serializers.Serializer):
     boxes = serializers.ListField(child=serializers.DictField(), max_length=2000)
     base_version = serializers.IntegerField(min_value=0, required=False, default=0)

@@ -10,10 +10,9 @@ from django.utils import timezone
 
 from apps.datasets.models import Annotation, Dataset, Image
 from apps.datasets.services import annotation_set, boxes_from_api
+from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, PrelabelModel, ReviewEvent
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
-
-from .models import Draft, ImageClaim, LabelingEvent, Prediction, PrelabelModel, ReviewEvent
 
 CLAIM_TTL = timedelta(minutes=10)
 # Time on one image counted in statistics at most (a tab left open over lunch is not labeling time).

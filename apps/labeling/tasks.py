@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 def prelabel_dataset_task(dataset_id: int, model_id: int, artifact_storage_path: str) -> int:
     """Deployments queues this on every production promotion with the model's .pt artifact (a storage path):
     remember the model for new images and predict the images still waiting for labels."""
-    from .prelabel import prelabel_dataset
+    from apps.labeling.prelabel import prelabel_dataset
 
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
@@ -25,7 +25,7 @@ def prelabel_dataset_task(dataset_id: int, model_id: int, artifact_storage_path:
 @shared_task(name="apps.labeling.tasks.prelabel_image_task", acks_late=True)
 def prelabel_image_task(image_id: int) -> bool:
     """Predict one newly ingested image with its dataset's pre-label model."""
-    from .prelabel import prelabel_image
+    from apps.labeling.prelabel import prelabel_image
 
     image = Image.objects.select_related("dataset").filter(pk=image_id).first()
     if image is None:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from apps.labeling import views
 
 app_name = "labeling"
 urlpatterns = [

@@ -5,9 +5,8 @@ from django.urls import reverse
 
 from apps.datasets.models import Dataset, Image
 from apps.datasets.services import boxes_to_api
+from apps.labeling import selectors, services
 from vectormlops.permissions import ANNOTATOR, REVIEWER, role_required
-
-from . import selectors, services
 
 
 @role_required(ANNOTATOR)
