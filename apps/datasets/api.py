@@ -21,7 +21,7 @@ from apps.datasets.serializers import (
     VersionCreateInput,
     VersionOutput,
 )
-from vectormlops.errors import ValidationFailed
+from vectormlops.errors import NotFound, ValidationFailed
 from vectormlops.permissions import IsAnnotator, IsMLEngineer, IsRobotOrAnnotator, is_robot
 
 ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
@@ -186,3 +186,17 @@ class ImportJobApi(generics.RetrieveAPIView):
     permission_classes = [IsMLEngineer]
     serializer_class = ImportJobOutput
     queryset = ImportJob.objects.select_related("dataset")
+
+
+class ImportRollbackApi(APIView):
+    """POST: undo an import as a whole (ml_engineer): its images and boxes go unless worked on or frozen since."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(request=None, responses={200: ImportJobOutput, 404: None, 409: None})
+    def post(self, request, pk):
+        job = ImportJob.objects.select_related("dataset").filter(pk=pk).first()
+        if job is None:
+            raise NotFound(f"No import {pk}.", code="unknown_import", details={"import": pk})
+        job = services.import_rollback(job=job, user=request.user)
+        return Response(ImportJobOutput(job).data)

@@ -42,5 +42,5 @@ class Command(BaseCommand):
         error = job.report.get("error")
         if error and job.status == ImportJob.Status.FAILED and "format" not in job.report:
             raise CommandError(f"{error['code']}: {error['message']}")
-        report = {"job": job.pk, "status": job.status, **{k: v for k, v in job.report.items() if k != "undo"}}
+        report = {"job": job.pk, "job_status": job.status, **{k: v for k, v in job.report.items() if k != "undo"}}
         self.stdout.write(json.dumps(report, indent=2, default=str))
