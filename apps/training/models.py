@@ -17,6 +17,7 @@ class TrainingRun(models.Model):
         CANCELLED = "cancelled"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PREPARING, Status.TRAINING, Status.EVALUATING)
+    PRODUCTION_BASE = "production"  # the base that fine-tunes the model live in production
 
     class Trigger(models.TextChoices):
         WEB = "web"

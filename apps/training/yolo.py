@@ -23,9 +23,10 @@ from pathlib import Path
 
 import yaml
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 
+from apps.datasets.services import version_materialize
+from apps.datasets.storage import place_stored_file, sha256_of_file
 from apps.training import services
 from apps.training.models import ModelArtifact, TrainingRun
 
@@ -184,15 +185,14 @@ def _losses(trainer) -> dict:
 def _base_weights(run: TrainingRun, folder: Path) -> str:
     """What YOLO() is built from: a config, a local weights file, or the production model's .pt (copied out of
     storage, so S3 works the same as local disk)."""
-    if run.base != services.PRODUCTION:
+    if run.base != TrainingRun.PRODUCTION_BASE:
         return run.base
     if run.base_model is None:
         raise RuntimeError("base is 'production' but the run names no base model")
     artifact = run.base_model.artifacts.get(format=ModelArtifact.Format.PT)
     target = folder / "base.pt"
-    with default_storage.open(artifact.storage_path, "rb") as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, services.CHUNK)
-    sha256, _ = services._sha256_of(target)
+    place_stored_file(artifact.storage_path, target, link=False)
+    sha256, _ = sha256_of_file(target)
     if sha256 != artifact.sha256:
         raise RuntimeError(f"base model weights fail their checksum ({artifact.storage_path})")
     return str(target)
@@ -216,7 +216,7 @@ def execute_run(*, run_id: int, task_id: str = "") -> str:
     tail = LogTail()
     ultralytics_logger = logging.getLogger("ultralytics")
     ultralytics_logger.addHandler(tail)
-    heartbeat = Heartbeat(run.pk, attempt, tail, services.heartbeat_interval_s())
+    heartbeat = Heartbeat(run.pk, attempt, tail, settings.TRAINING_HEARTBEAT_S)
     heartbeat.start()
     folder = run_dir_for(run)
     started = time.monotonic()
@@ -265,55 +265,13 @@ def _release_memory() -> None:
 
 
 def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbeat: Heartbeat, started: float) -> str:
-    from apps.datasets.services import version_materialize
-
-    if folder.exists():
-        shutil.rmtree(folder)  # what an earlier, killed attempt left behind
-    folder.mkdir(parents=True)
-    run = TrainingRun.objects.select_related("dataset_version", "base_model", "dataset").get(pk=run.pk)
-    data_yaml = version_materialize(version=run.dataset_version, dest_dir=folder / "data", link=True)
-    base = _base_weights(run, folder)
-    device = resolve_device(run.device)
-    tail.note(f"version {run.dataset_version.number} materialised; base {run.base}; device {device}")
+    """Prepare, fit, test, export and register: the run's way to succeeded (RunCancelled or an error otherwise)."""
+    run, data_yaml, base, device = _prepare(run, folder, tail)
 
     from ultralytics import YOLO
 
     model = YOLO(base, task="detect")
-    state = {"loop_done": False, "final_val": None}
-
-    def check_cancel(_component=None):
-        if heartbeat.cancel_event.is_set():
-            raise RunCancelled
-
-    def on_train_batch_end(trainer):
-        if heartbeat.cancel_event.is_set():
-            trainer.stop = True  # ultralytics leaves the epoch between batches; validation start then aborts
-
-    def on_fit_epoch_end(trainer):
-        if state["loop_done"]:
-            # The trainer's final validation of best.pt reuses this callback after the last epoch.
-            state["final_val"] = _metrics(trainer.metrics)
-            return
-        state["loop_done"] = bool(trainer.stop)
-        stop = services.epoch_metric_record(
-            run=run,
-            attempt=attempt,
-            epoch=trainer.epoch + 1,
-            losses=_losses(trainer),
-            metrics=_metrics(trainer.metrics),
-            seconds=round(float(getattr(trainer, "epoch_time", 0) or 0), 3),
-            log_tail=tail.text(),
-        )
-        if stop:
-            heartbeat.cancel_event.set()
-            trainer.stop = True
-            state["loop_done"] = True
-
-    model.add_callback("on_train_batch_end", on_train_batch_end)
-    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-    model.add_callback("on_val_start", check_cancel)
-    model.add_callback("on_pretrain_routine_start", check_cancel)
-
+    state = _watch_epochs(model, run, attempt, tail, heartbeat)
     if heartbeat.cancel_event.is_set() or not services.training_run_advance(
         run=run, status=Status.TRAINING, attempt=attempt, log_tail=tail.text()
     ):
@@ -336,7 +294,7 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
         verbose=True,
     )
     train_seconds = time.monotonic() - train_start
-    check_cancel()
+    state.check_cancel()
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     if not best.exists():
@@ -344,7 +302,7 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
     if not services.training_run_advance(run=run, status=Status.EVALUATING, attempt=attempt, log_tail=tail.text()):
         raise RunCancelled
 
-    val = state["final_val"] or _metrics(trainer.metrics)
+    val = state.final_val or _metrics(trainer.metrics)
     final = {
         "val": val,
         "epochs_completed": int(trainer.epoch) + 1,
@@ -354,6 +312,89 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
     best_epoch = getattr(trainer.stopper, "best_epoch", None)
     if best_epoch is not None:
         final["best_epoch"] = int(best_epoch) + 1
+    onnx_path = _test_and_export(run, best, data_yaml, device, folder, final, state.check_cancel)
+    final["total_seconds"] = round(time.monotonic() - started, 2)
+    tail.note(f"exported {onnx_path.name}; registering the model")
+    services.model_version_register(
+        run=run,
+        attempt=attempt,
+        weights_path=best,
+        onnx_path=onnx_path,
+        metrics={**val, **({"test": final["test"]} if "test" in final else {})},
+        final_metrics=final,
+        log_tail=tail.text(),
+    )
+    return Status.SUCCEEDED
+
+
+def _prepare(run: TrainingRun, folder: Path, tail: LogTail) -> tuple[TrainingRun, Path, str, str]:
+    """A clean run folder with the frozen version laid out in it: (run, data.yaml, base weights, device)."""
+    if folder.exists():
+        shutil.rmtree(folder)  # what an earlier, killed attempt left behind
+    folder.mkdir(parents=True)
+    run = TrainingRun.objects.select_related("dataset_version", "base_model", "dataset").get(pk=run.pk)
+    data_yaml = version_materialize(version=run.dataset_version, dest_dir=folder / "data", link=True)
+    base = _base_weights(run, folder)
+    device = resolve_device(run.device)
+    tail.note(f"version {run.dataset_version.number} materialised; base {run.base}; device {device}")
+    return run, data_yaml, base, device
+
+
+class EpochWatch:
+    """What the ultralytics callbacks share: whether the epoch loop is over, the final validation's metrics,
+    and the cancel check."""
+
+    def __init__(self, heartbeat: Heartbeat):
+        self.heartbeat = heartbeat
+        self.loop_done = False
+        self.final_val = None
+
+    def check_cancel(self, _component=None) -> None:
+        if self.heartbeat.cancel_event.is_set():
+            raise RunCancelled
+
+
+def _watch_epochs(model, run: TrainingRun, attempt: int, tail: LogTail, heartbeat: Heartbeat) -> EpochWatch:
+    """Record every epoch's metrics, and stop between batches (or before validation) once a cancel is asked for."""
+    state = EpochWatch(heartbeat)
+
+    def on_train_batch_end(trainer):
+        if heartbeat.cancel_event.is_set():
+            trainer.stop = True  # ultralytics leaves the epoch between batches; validation start then aborts
+
+    def on_fit_epoch_end(trainer):
+        if state.loop_done:
+            # The trainer's final validation of best.pt reuses this callback after the last epoch.
+            state.final_val = _metrics(trainer.metrics)
+            return
+        state.loop_done = bool(trainer.stop)
+        stop = services.epoch_metric_record(
+            run=run,
+            attempt=attempt,
+            epoch=trainer.epoch + 1,
+            losses=_losses(trainer),
+            metrics=_metrics(trainer.metrics),
+            seconds=round(float(getattr(trainer, "epoch_time", 0) or 0), 3),
+            log_tail=tail.text(),
+        )
+        if stop:
+            heartbeat.cancel_event.set()
+            trainer.stop = True
+            state.loop_done = True
+
+    model.add_callback("on_train_batch_end", on_train_batch_end)
+    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+    model.add_callback("on_val_start", state.check_cancel)
+    model.add_callback("on_pretrain_routine_start", state.check_cancel)
+    return state
+
+
+def _test_and_export(
+    run: TrainingRun, best: Path, data_yaml: Path, device: str, folder: Path, final: dict, check_cancel
+):
+    """Score the best weights on the frozen test split (into ``final``) and export them to ONNX; returns its path."""
+    from ultralytics import YOLO
+
     test_start = time.monotonic()
     trained = YOLO(str(best), task="detect")
     if _has_split(data_yaml, "test"):
@@ -369,15 +410,4 @@ def _train(run: TrainingRun, attempt: int, folder: Path, tail: LogTail, heartbea
     onnx_path = Path(trained.export(format="onnx", imgsz=run.imgsz, simplify=True, dynamic=False, device="cpu"))
     final["export_seconds"] = round(time.monotonic() - export_start, 2)
     check_cancel()
-    final["total_seconds"] = round(time.monotonic() - started, 2)
-    tail.note(f"exported {onnx_path.name}; registering the model")
-    services.model_version_register(
-        run=run,
-        attempt=attempt,
-        weights_path=best,
-        onnx_path=onnx_path,
-        metrics={**val, **({"test": final["test"]} if "test" in final else {})},
-        final_metrics=final,
-        log_tail=tail.text(),
-    )
-    return Status.SUCCEEDED
+    return onnx_path
