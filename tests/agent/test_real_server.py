@@ -10,7 +10,7 @@ from agent.api import ApiClient, CorruptDownload
 from agent.loops import EXIT_REVOKED, Agent, RunOptions
 from apps.deployments import services
 from apps.deployments.models import Robot, TelemetryRecord
-from tests.deployments.conftest import make_dataset, make_model
+from tests.builders import dataset_row, make_model
 
 from .fakes import constant_detector
 from .helpers import FakeLink, frame
@@ -80,7 +80,7 @@ def proxy(live_server):
 @pytest.fixture
 def deployed():
     """A dataset with two real (tiny, constant-output) ONNX models, the first in production, and a robot."""
-    dataset = make_dataset()
+    dataset = dataset_row()
     first = make_model(dataset, 1, onnx=constant_detector([(32, 32, 16, 16, 0.9)]))
     second = make_model(dataset, 2, onnx=constant_detector([(20, 20, 8, 8, 0.8)], n=16))
     services.model_promote(model=first, channel="production", reason="first")

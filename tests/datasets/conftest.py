@@ -1,6 +1,6 @@
 import pytest
 
-from tests.datasets.factories import make_dataset
+from tests.builders import make_dataset
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from apps.datasets.services import (
     images_prioritize,
     split_for,
 )
-from tests.datasets.factories import make_image
+from tests.builders import make_image
 from vectormlops.errors import Conflict, ValidationFailed
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from apps.datasets.models import Image
-from tests.datasets.factories import jpeg, make_image, png, upload
+from tests.builders import jpeg, make_image, png, upload
 from tests.datasets.test_ingest import media_files, png_header_bomb
 
 pytestmark = pytest.mark.django_db

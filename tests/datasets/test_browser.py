@@ -4,8 +4,8 @@ files dropped and chosen are posted one at a time, each with its own progress an
 import pytest
 
 from apps.datasets.models import Image
+from tests.builders import jpeg, make_dataset, make_image
 from tests.conftest import log_in
-from tests.datasets.factories import jpeg, make_dataset, make_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

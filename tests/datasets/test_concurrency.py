@@ -7,7 +7,7 @@ from django.db import connection
 
 from apps.datasets.models import Image
 from apps.datasets.services import image_ingest
-from tests.datasets.factories import jpeg, make_dataset
+from tests.builders import jpeg, make_dataset
 
 
 def test_concurrent_uploads_of_the_same_bytes_end_with_one_row(transactional_db):

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from apps.datasets.models import Annotation, Image, ImportJob
 from apps.datasets.services import dataset_import
-from tests.datasets.factories import jpeg, make_dataset, zip_bytes
+from tests.builders import jpeg, make_dataset, zip_bytes
 from tests.datasets.test_ingest import media_files
 from vectormlops.errors import DomainError
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from apps.datasets.models import Image
 from apps.datasets.services import image_ingest, split_for
-from tests.datasets.factories import gif, jpeg, png
+from tests.builders import gif, jpeg, png
 from vectormlops.errors import DomainError
 
 
@@ -61,7 +61,7 @@ def test_the_same_bytes_again_return_the_existing_image_and_write_nothing(datase
 
 
 def test_the_same_bytes_in_another_dataset_are_another_row_sharing_the_file(dataset):
-    from tests.datasets.factories import make_dataset
+    from tests.builders import make_dataset
 
     other = make_dataset("other")
     a, _ = ingest(dataset, jpeg(4))

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from apps.datasets.models import DatasetVersion, Image
 from apps.datasets.services import version_freeze
-from tests.datasets.factories import make_image
+from tests.builders import make_image
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +120,7 @@ def test_a_big_export_is_zipped_by_a_celery_worker_while_the_page_waits(celery_w
     from django.test import Client
 
     from apps.datasets.services import layout
-    from tests.datasets.factories import make_dataset
+    from tests.builders import make_dataset
 
     dataset = make_dataset("big")
     make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 20, 20]}], status="approved")

@@ -9,8 +9,8 @@ from django.core.files.storage import storages
 
 from apps.datasets.models import Image
 from apps.datasets.services import annotation_set, dataset_import, image_ingest, version_export_zip, version_freeze
+from tests.builders import jpeg, make_dataset
 from tests.conftest import free_port, require
-from tests.datasets.factories import jpeg, make_dataset
 from vectormlops.errors import DomainError
 
 BUCKET = "vectormlops-test"

@@ -15,7 +15,7 @@ from apps.datasets.services import (
     version_freeze,
     version_materialize,
 )
-from tests.datasets.factories import make_dataset, make_image
+from tests.builders import make_dataset, make_image
 from vectormlops.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db

@@ -1,12 +1,9 @@
 """Labeling test data: a small dataset and generated camera images (ingested the real way)."""
 
-import io
-import random
-
 import pytest
 
-from apps.datasets.services import dataset_create, image_ingest
-from vectorsim.scenes import scene_jpeg
+from apps.datasets.services import dataset_create
+from tests import builders
 
 
 @pytest.fixture
@@ -19,9 +16,6 @@ def make_image():
     """make_image(dataset, seed=0, source="camera", meta=None, width=160, height=96) → a new Image."""
 
     def _make(dataset, seed: int = 0, source: str = "camera", meta: dict | None = None, width=160, height=96):
-        data, _boxes = scene_jpeg(random.Random(seed), width, height)
-        image, created = image_ingest(dataset=dataset, fileobj=io.BytesIO(data), source=source, meta=meta or {})
-        assert created, "seeds must differ so images differ"
-        return image
+        return builders.make_image(dataset, seed, source=source, meta=meta, width=width, height=height, new=True)
 
     return _make

@@ -13,7 +13,7 @@ from apps.deployments.models import TelemetryRecord
 from apps.monitoring import histograms, selectors, services
 from apps.monitoring.models import DriftReport, HourlyMetric
 from apps.monitoring.tasks import telemetry_aggregate_task, telemetry_prune_task
-from tests.monitoring.factories import make_dataset, make_images, make_model, make_robot, make_telemetry
+from tests.builders import dataset_row, image_rows, model_row, robot_row, telemetry_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -37,14 +37,14 @@ def _frames(rng: random.Random, start, count: int, *, hours: int = 3) -> list[di
 def fleet():
     """A dataset, two models, three robots with telemetry over three hours and feedback uploads."""
     rng = random.Random(7)
-    dataset = make_dataset()
-    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
-    robots = [make_robot(f"00e2000{i}", running=v1 if i < 2 else v2) for i in range(3)]
+    dataset = dataset_row()
+    v1, v2 = model_row(dataset, 1), model_row(dataset, 2)
+    robots = [robot_row(f"00e2000{i}", running=v1 if i < 2 else v2) for i in range(3)]
     start = (timezone.now() - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
     for i, robot in enumerate(robots):
-        make_telemetry(robot, dataset, v1 if i < 2 else v2, _frames(rng, start, 400))
+        telemetry_rows(robot, dataset, v1 if i < 2 else v2, _frames(rng, start, 400))
     # Feedback: two name their model in meta, the rest are blamed on what the robot reports running.
-    make_images(
+    image_rows(
         dataset,
         [
             {"robot_serial": "00e20000", "meta": {"reason": "missed", "model_id": v2.id}},
@@ -56,7 +56,7 @@ def fleet():
         source="feedback",
         captured_at=start + timedelta(minutes=30),
     )
-    make_images(dataset, [{"robot_serial": "00e20000"}], source="camera")  # not feedback: not counted
+    image_rows(dataset, [{"robot_serial": "00e20000"}], source="camera")  # not feedback: not counted
     return dataset, (v1, v2), robots, start
 
 
@@ -141,7 +141,7 @@ def test_each_raw_row_counts_once_across_runs(fleet):
     dataset, (v1, v2), robots, start = fleet
     _aggregate_now()
     assert _aggregate_now() == {"records": 0, "feedback": 0, "buckets": 0}
-    make_telemetry(robots[0], dataset, v1, _frames(random.Random(9), start, 50))
+    telemetry_rows(robots[0], dataset, v1, _frames(random.Random(9), start, 50))
     assert _aggregate_now()["records"] == 50
     total = sum(HourlyMetric.objects.filter(robot__isnull=True).values_list("frames", flat=True))
     assert total == TelemetryRecord.objects.count() == 1250
@@ -150,7 +150,7 @@ def test_each_raw_row_counts_once_across_runs(fleet):
 def test_rows_received_after_the_cutoff_wait_and_block_later_ids(fleet):
     dataset, (v1, v2), robots, start = fleet
     _aggregate_now()
-    first = make_telemetry(robots[0], dataset, v1, _frames(random.Random(1), start, 10))
+    first = telemetry_rows(robots[0], dataset, v1, _frames(random.Random(1), start, 10))
     # The middle rows look as if their insert were still in flight: received after the cutoff.
     late_ids = [r.id for r in first[4:6]]
     TelemetryRecord.objects.filter(id__in=late_ids).update(received_at=timezone.now() + timedelta(hours=1))
@@ -165,7 +165,7 @@ def test_rows_received_after_the_cutoff_wait_and_block_later_ids(fleet):
 def test_prune_deletes_only_old_aggregated_rows_and_keeps_the_buckets(fleet):
     dataset, (v1, v2), robots, start = fleet
     _aggregate_now()
-    extra = make_telemetry(robots[1], dataset, v1, _frames(random.Random(2), start, 20))  # not aggregated yet
+    extra = telemetry_rows(robots[1], dataset, v1, _frames(random.Random(2), start, 20))  # not aggregated yet
     TelemetryRecord.objects.update(received_at=timezone.now() - timedelta(days=30))
     frames_before = sum(HourlyMetric.objects.filter(robot__isnull=True).values_list("frames", flat=True))
     deleted = services.telemetry_prune(older_than=timezone.now() - timedelta(days=14))
@@ -206,10 +206,10 @@ def test_the_beat_task_aggregates_through_a_real_worker(transactional_db, celery
     import time
 
     settings.MONITORING_AGGREGATION_LAG_S = 0
-    dataset = make_dataset()
-    model = make_model(dataset, 1)
-    robot = make_robot("00e2work", running=model)
-    make_telemetry(robot, dataset, model, _frames(random.Random(4), timezone.now() - timedelta(hours=1), 30, hours=1))
+    dataset = dataset_row()
+    model = model_row(dataset, 1)
+    robot = robot_row("00e2work", running=model)
+    telemetry_rows(robot, dataset, model, _frames(random.Random(4), timezone.now() - timedelta(hours=1), 30, hours=1))
     from vectormlops.celery import app
 
     # By name, as beat sends it (the schedule rows themselves are checked in a non-transactional test: a

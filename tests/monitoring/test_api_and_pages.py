@@ -9,21 +9,21 @@ from django.utils import timezone
 
 from apps.monitoring import services
 from apps.monitoring.models import DriftReport
-from tests.monitoring.factories import deploy, make_dataset, make_images, make_model, make_robot, make_telemetry
+from tests.builders import dataset_row, deployment_row, image_rows, model_row, robot_row, telemetry_rows
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def monitored():
-    dataset = make_dataset()
-    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
-    deploy(dataset, v1)
-    robots = [make_robot("00e2aaaa", running=v1), make_robot("00e2bbbb", running=v1), make_robot("00e2cccc", v2)]
+    dataset = dataset_row()
+    v1, v2 = model_row(dataset, 1), model_row(dataset, 2)
+    deployment_row(dataset, v1)
+    robots = [robot_row("00e2aaaa", running=v1), robot_row("00e2bbbb", running=v1), robot_row("00e2cccc", v2)]
     rng = random.Random(3)
     start = timezone.now() - timedelta(hours=3)
     for robot in robots:
-        make_telemetry(
+        telemetry_rows(
             robot,
             dataset,
             robot.running_model,
@@ -36,7 +36,7 @@ def monitored():
                 for i in range(120)
             ],
         )
-    make_images(dataset, [{"meta": {"reason": "missed"}}], source="feedback", robot_serial="00e2aaaa")
+    image_rows(dataset, [{"meta": {"reason": "missed"}}], source="feedback", robot_serial="00e2aaaa")
     services.telemetry_aggregate(until=timezone.now() + timedelta(seconds=1))
     alert, _ = services.alert_raise(
         dataset=dataset,

@@ -12,18 +12,18 @@ from django.utils import timezone
 
 from apps.monitoring import selectors, services
 from apps.monitoring.models import Alert
+from tests.builders import dataset_row, deployment_row, model_row, robot_row, telemetry_rows
 from tests.conftest import log_in
-from tests.monitoring.factories import deploy, make_dataset, make_model, make_robot, make_telemetry
 
 
 def _seed():
-    dataset = make_dataset("field")
-    model = make_model(dataset, 1)
-    deploy(dataset, model)
-    robot = make_robot("00e2b0b0", running=model)
+    dataset = dataset_row("field")
+    model = model_row(dataset, 1)
+    deployment_row(dataset, model)
+    robot = robot_row("00e2b0b0", running=model)
     rng = random.Random(5)
     start = timezone.now() - timedelta(hours=4)
-    make_telemetry(
+    telemetry_rows(
         robot,
         dataset,
         model,
@@ -77,7 +77,7 @@ def test_a_raised_alert_reaches_followers_of_the_alerts_topic(transactional_db, 
     from vectormlops.routing import websocket_urlpatterns
 
     user = make_user("watcher", "ml_engineer")
-    dataset = make_dataset("live")
+    dataset = dataset_row("live")
 
     def raise_in_thread():
         try:

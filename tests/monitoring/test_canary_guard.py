@@ -10,7 +10,7 @@ from apps.deployments.models import Deployment
 from apps.monitoring import services
 from apps.monitoring.models import Alert, CanaryPolicy
 from apps.monitoring.tasks import canary_guard_task
-from tests.monitoring.factories import deploy, make_dataset, make_images, make_model, make_robot, make_telemetry
+from tests.builders import dataset_row, deployment_row, image_rows, model_row, robot_row, telemetry_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +33,14 @@ def _frames(rng, since, n, *, detection_rate, confidence):
 
 @pytest.fixture
 def canary_setup():
-    dataset = make_dataset()
-    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
+    dataset = dataset_row()
+    v1, v2 = model_row(dataset, 1), model_row(dataset, 2)
     now = timezone.now()
-    deploy(dataset, v1, "production", at=now - timedelta(hours=3))
-    canary = deploy(dataset, v2, "canary", percent=20, at=now - timedelta(hours=1))
-    prod_robot, canary_robot = make_robot("00e2prod", running=v1), make_robot("00e2cana", running=v2)
+    deployment_row(dataset, v1, "production", at=now - timedelta(hours=3))
+    canary = deployment_row(dataset, v2, "canary", percent=20, at=now - timedelta(hours=1))
+    prod_robot, canary_robot = robot_row("00e2prod", running=v1), robot_row("00e2cana", running=v2)
     # Frames from before the canary started must not count for production.
-    make_telemetry(
+    telemetry_rows(
         prod_robot,
         dataset,
         v1,
@@ -51,8 +51,8 @@ def canary_setup():
 
 def _send(dataset, models, robots, since, *, canary_rate, canary_conf, n=600):
     rng = random.Random(1)
-    make_telemetry(robots[0], dataset, models[0], _frames(rng, since, n, detection_rate=0.8, confidence=0.8))
-    make_telemetry(
+    telemetry_rows(robots[0], dataset, models[0], _frames(rng, since, n, detection_rate=0.8, confidence=0.8))
+    telemetry_rows(
         robots[1], dataset, models[1], _frames(rng, since, n, detection_rate=canary_rate, confidence=canary_conf)
     )
 
@@ -99,7 +99,7 @@ def test_more_feedback_per_frame_also_ends_the_canary(canary_setup):
     dataset, models, canary, robots, now = canary_setup
     _send(dataset, models, robots, canary.created_at, canary_rate=0.8, canary_conf=0.8)
     # 30 feedback uploads blaming the canary model: 0.05 per frame against production's 0.
-    make_images(
+    image_rows(
         dataset,
         [{"meta": {"reason": "missed", "model_id": models[1].id}} for _ in range(30)],
         source="feedback",

@@ -10,7 +10,7 @@ from apps.datasets.models import Image
 from apps.monitoring import services, statistics
 from apps.monitoring.models import Alert, DriftReport
 from apps.monitoring.tasks import drift_compute_task
-from tests.monitoring.factories import deploy, make_dataset, make_images, make_robot, make_telemetry, make_trained_model
+from tests.builders import dataset_row, deployment_row, image_rows, robot_row, telemetry_rows, trained_model_row
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +49,10 @@ def _boxes(rng: np.random.Generator, n: int) -> list[list[list[float]]]:
 def production():
     """A production model trained on 200 bright images (brightness ≈ 0.65) with one box each."""
     rng = np.random.default_rng(42)
-    dataset = make_dataset()
-    reference = make_images(dataset, _image_stats(rng, 200, 0.65), source="upload")
-    model = make_trained_model(dataset, reference, boxes=_boxes(rng, 200))
-    deploy(dataset, model)
+    dataset = dataset_row()
+    reference = image_rows(dataset, _image_stats(rng, 200, 0.65), source="upload")
+    model = trained_model_row(dataset, reference, boxes=_boxes(rng, 200))
+    deployment_row(dataset, model)
     return dataset, model, reference
 
 
@@ -60,14 +60,14 @@ def test_dark_recent_frames_raise_a_drift_alert_naming_brightness(production):
     dataset, model, reference = production
     rng = np.random.default_rng(1)
     now = timezone.now()
-    robot = make_robot("00e2dark", running=model)
-    recent = make_images(
+    robot = robot_row("00e2dark", running=model)
+    recent = image_rows(
         dataset,
         _image_stats(rng, 60, 0.30),
         uploaded_at=now - timedelta(hours=2),
         robot_serial=robot.serial,
     )
-    make_telemetry(
+    telemetry_rows(
         robot,
         dataset,
         model,
@@ -116,7 +116,7 @@ def test_same_distribution_raises_no_alert_and_false_alarms_stay_rare(production
     for i in range(20):
         # Each resample lives in its own window (two days apart; the window is 24 h).
         now = start + timedelta(days=2 * i)
-        make_images(dataset, _image_stats(rng, 60, 0.65), uploaded_at=now - timedelta(hours=1))
+        image_rows(dataset, _image_stats(rng, 60, 0.65), uploaded_at=now - timedelta(hours=1))
         (report,) = services.drift_compute(dataset=dataset, now=now)
         assert report.current_size == 60
         alarms += report.drifted
@@ -126,7 +126,7 @@ def test_same_distribution_raises_no_alert_and_false_alarms_stay_rare(production
 
 def test_no_alert_on_a_first_sample_from_the_same_distribution(production):
     dataset, model, reference = production
-    make_images(dataset, _image_stats(np.random.default_rng(3), 80, 0.65), uploaded_at=timezone.now())
+    image_rows(dataset, _image_stats(np.random.default_rng(3), 80, 0.65), uploaded_at=timezone.now())
     (report,) = services.drift_compute(dataset=dataset)
     assert not report.drifted
     assert not Alert.objects.exists()
@@ -135,9 +135,9 @@ def test_no_alert_on_a_first_sample_from_the_same_distribution(production):
 
 def test_too_few_recent_images_or_no_production_model_computes_nothing(production):
     dataset, model, reference = production
-    make_images(dataset, _image_stats(np.random.default_rng(4), 5, 0.2), uploaded_at=timezone.now())
+    image_rows(dataset, _image_stats(np.random.default_rng(4), 5, 0.2), uploaded_at=timezone.now())
     assert services.drift_compute(dataset=dataset) == []
-    other = make_dataset("other")
+    other = dataset_row("other")
     assert services.drift_compute(dataset=other) == []
     assert not DriftReport.objects.exists()
 
@@ -151,8 +151,8 @@ def test_psi_is_zero_for_identical_samples_and_large_for_a_shift():
 
 def test_hourly_task_covers_datasets_with_a_production_deployment(production):
     dataset, model, reference = production
-    make_images(dataset, _image_stats(np.random.default_rng(6), 40, 0.3), uploaded_at=timezone.now())
-    make_dataset("no-production")
+    image_rows(dataset, _image_stats(np.random.default_rng(6), 40, 0.3), uploaded_at=timezone.now())
+    dataset_row("no-production")
     drift_compute_task.apply()
     assert DriftReport.objects.filter(dataset=dataset, drifted=True).exists()
     assert DriftReport.objects.filter(dataset__slug="no-production").count() == 0

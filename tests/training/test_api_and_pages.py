@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from apps.training.models import EpochMetric, TrainingRun
-from tests.training.factories import register_fake_model, run_in_state
+from tests.builders import register_fake_model, run_in_state
 
 pytestmark = pytest.mark.django_db
 

@@ -5,9 +5,8 @@ event to the page's handler)."""
 import pytest
 
 from apps.training.models import EpochMetric
+from tests.builders import make_training_dataset, run_in_state
 from tests.conftest import log_in
-from tests.training.conftest import make_training_dataset
-from tests.training.factories import run_in_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

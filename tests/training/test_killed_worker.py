@@ -12,8 +12,8 @@ from django.conf import settings
 
 from apps.training.models import ModelVersion, TrainingRun
 from apps.training.services import training_run_start, training_runs_sweep
+from tests.builders import make_training_dataset
 from tests.conftest import test_database_url
-from tests.training.conftest import make_training_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,7 @@ from apps.training import tasks
 from apps.training.models import ModelVersion, TrainingRun
 from apps.training.services import training_run_start
 from apps.training.yolo import environment_info, execute_run, resolve_device
-from tests.training.conftest import make_training_dataset
+from tests.builders import make_training_dataset
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,8 +11,7 @@ from apps.datasets.models import Image
 from apps.training import hooks, services
 from apps.training.models import ModelArtifact, ModelVersion, RetrainPolicy, TrainingRun
 from apps.training.signals import model_trained
-from tests.training.conftest import make_training_dataset
-from tests.training.factories import register_fake_model, run_in_state
+from tests.builders import make_training_dataset, register_fake_model, run_in_state
 from vectormlops.errors import Conflict, ValidationFailed
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from apps.training import hooks
 from apps.training.models import ModelArtifact, ModelVersion, TrainingRun
 from apps.training.services import training_run_cancel, training_run_start
 from apps.training.signals import model_trained
-from tests.training.conftest import make_training_dataset
+from tests.builders import make_training_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 TERMINAL = {"succeeded", "failed", "cancelled"}
