@@ -268,6 +268,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Robot-facing and automation API (v1). See shared/API.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`; the image's gets a stable name instead of a hash-suffixed one.
+    "ENUM_NAME_OVERRIDES": {"ImageStatusEnum": "apps.datasets.models.Image.Status"},
 }
 
 # People's API tokens (django-rest-knox): only a digest is stored, the key is shown once; the header stays

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from drf_spectacular.utils import extend_schema
 from knox.auth import TokenAuthentication
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
@@ -87,6 +88,7 @@ def _celery_check_once(checks: dict, down: list) -> None:
         _celery_ping_lock.release()
 
 
+@extend_schema(exclude=True)  # a probe for load balancers and operators, not part of the API
 @api_view(["GET"])
 @authentication_classes([TokenAuthentication, SessionAuthentication])
 @permission_classes([AllowAny])
@@ -100,6 +102,7 @@ def healthz(request):
     return JsonResponse(body, status=200 if not down else 503)
 
 
+@extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @authentication_classes([])
 @permission_classes([])
