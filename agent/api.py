@@ -1,8 +1,9 @@
 """The server's robot API (see API.md), as seen from the robot: enrol, poll the model, download, upload, telemetry.
 
-Errors are sorted by what the agent should do about them: ``ServerUnavailable`` (network down, timeout, 5xx:
-queue and retry later), ``TokenRevoked`` (401: stop), ``RequestRejected`` (any other 4xx: this request will never
-succeed, drop it), ``CorruptDownload`` (size or sha256 mismatch: never install).
+Errors are sorted by what the agent should do about them: ``ServerUnavailable`` (network down, timeout, 429: retry
+later), its kinds ``ServerError`` (the server answered 5xx) and ``BadAnswer`` (a 2xx that is not what API.md says: a
+captive portal's HTML page, JSON without ``artifacts.onnx``, wrong types), ``TokenRevoked`` (401: stop),
+``RequestRejected`` (any other 4xx), ``CorruptDownload`` (size or sha256 mismatch: never install).
 """
 
 import hashlib
@@ -28,6 +29,14 @@ class ApiError(Exception):
 
 class ServerUnavailable(ApiError):
     """The server could not be reached or failed (5xx, 429): try again later."""
+
+
+class ServerError(ServerUnavailable):
+    """The server answered 5xx: it may be down, or it may fail on this one request."""
+
+
+class BadAnswer(ServerUnavailable):
+    """A success status with a body that is not what API.md says (not JSON, fields missing or of the wrong type)."""
 
 
 class TokenRevoked(ApiError):
@@ -68,22 +77,60 @@ class ModelAnswer:
     etag: str | None = None
 
     @classmethod
-    def from_json(cls, body: dict, etag: str | None) -> "ModelAnswer":
-        onnx = body["artifacts"]["onnx"]
-        return cls(
-            model_id=int(body["model_id"]),
-            sha256=onnx.get("sha256") or body["sha256"],
-            url=onnx["url"],
-            size=int(onnx["size"]),
-            dataset=body.get("dataset", ""),
-            version=body.get("version"),
-            channel=body.get("channel", ""),
-            classes=list(body.get("classes") or []),
-            imgsz=int(body.get("imgsz") or 640),
-            conf_threshold=float(body.get("conf_threshold") or 0.25),
-            poll_after_s=float(body.get("poll_after_s") or 60),
-            etag=etag,
-        )
+    def from_json(cls, body: Any, etag: str | None) -> "ModelAnswer":
+        """Parse the poll answer; anything missing or of the wrong type is a ``BadAnswer`` naming the field."""
+        try:
+            onnx = body["artifacts"]["onnx"]
+            answer = cls(
+                model_id=_whole(body["model_id"]),
+                sha256=onnx.get("sha256") or body["sha256"],
+                url=onnx["url"],
+                size=_whole(onnx["size"]),
+                dataset=body.get("dataset") or "",
+                version=body.get("version"),
+                channel=body.get("channel") or "",
+                classes=body.get("classes") or [],
+                imgsz=_whole(body.get("imgsz") or 640),
+                conf_threshold=float(body.get("conf_threshold") or 0.25),
+                poll_after_s=float(body.get("poll_after_s") or 60),
+                etag=etag,
+            )
+        except KeyError as exc:
+            raise BadAnswer(f"model answer without {exc.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BadAnswer(f"model answer of the wrong shape: {exc}") from None
+        problems = [
+            name
+            for name, ok in (
+                ("sha256", isinstance(answer.sha256, str) and len(answer.sha256) == 64),
+                ("url", isinstance(answer.url, str) and answer.url.startswith(("/", "http://", "https://"))),
+                ("size", answer.size > 0),
+                ("classes", isinstance(answer.classes, list) and all(isinstance(c, str) for c in answer.classes)),
+                ("imgsz", answer.imgsz > 0),
+                ("conf_threshold", 0 <= answer.conf_threshold <= 1),
+                ("poll_after_s", answer.poll_after_s >= 1),
+                ("dataset", isinstance(answer.dataset, str)),
+            )
+            if not ok
+        ]
+        if problems:
+            raise BadAnswer(f"model answer with invalid {', '.join(problems)}")
+        return answer
+
+
+def _whole(value: Any) -> int:
+    """An integer, refusing what ``int`` would quietly turn into one (``True``, ``2.7``, ``"12"``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise BadAnswer(f"{response.status_code} answer is not JSON ({kind}): {response.text[:80]!r}") from None
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
@@ -118,8 +165,10 @@ class ApiClient:
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code == 401:
             raise TokenRevoked(_error_of(response)[1] or "token refused")
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ServerUnavailable(f"server answered {response.status_code}")
+        if response.status_code >= 500:
+            raise ServerError(f"server answered {response.status_code}")
+        if response.status_code == 429:
+            raise ServerUnavailable("server answered 429 (too many requests)")
         if response.status_code >= 400:
             code, message = _error_of(response)
             if response.status_code == 404 and code == "no_deployment":
@@ -139,7 +188,7 @@ class ApiClient:
     def enroll(self, *, enrollment_key: str, serial: str, name: str = "") -> dict:
         """``POST /api/v1/robots/enroll`` → ``{"serial", "token"}``."""
         body = {"enrollment_key": enrollment_key, "serial": serial, "name": name}
-        return self._request("POST", "/api/v1/robots/enroll", json=body).json()
+        return _json(self._request("POST", "/api/v1/robots/enroll", json=body))
 
     def get_model(self, dataset: str | None, etag: str | None = None) -> ModelAnswer | None:
         """The model to run now, or None when unchanged since ``etag`` (304)."""
@@ -148,7 +197,7 @@ class ApiClient:
         response = self._request("GET", "/api/v1/robot/model", params=params, headers=headers)
         if response.status_code == 304:
             return None
-        return ModelAnswer.from_json(response.json(), response.headers.get("ETag"))
+        return ModelAnswer.from_json(_json(response), response.headers.get("ETag"))
 
     def download(self, url: str, dest: Path, *, size: int, sha256: str, attempts: int = 4) -> Path:
         """Download ``url`` into ``dest``, resuming what ``dest`` already holds with ``Range`` after a cut.
@@ -171,6 +220,8 @@ class ApiClient:
                     if response.status_code == 416:  # our partial file is no prefix of theirs
                         dest.unlink(missing_ok=True)
                         continue
+                    if response.status_code >= 400:
+                        response.read()  # the error envelope, for _check
                     self._check(response)
                     resumed = response.status_code == 206
                     with open(dest, "ab" if resumed else "wb") as handle:
@@ -215,14 +266,14 @@ class ApiClient:
         if captured_at:
             fields["captured_at"] = captured_at
         files = {"file": (filename, data, content_type)}
-        return self._request("POST", "/api/v1/images", data=fields, files=files).json()
+        return _json(self._request("POST", "/api/v1/images", data=fields, files=files))
 
     def post_telemetry(self, *, dataset: str, model_id: int | None, records: list[dict], **extra) -> dict:
         """``POST /api/v1/telemetry`` (at most 500 records) → ``{"accepted": n}``."""
         if len(records) > MAX_TELEMETRY_RECORDS:
             raise ValueError(f"at most {MAX_TELEMETRY_RECORDS} records per request")
         body = {"dataset": dataset, "model_id": model_id, "records": records, **extra}
-        return self._request("POST", "/api/v1/telemetry", json=body).json()
+        return _json(self._request("POST", "/api/v1/telemetry", json=body))
 
 
 def sha256_file(path: Path) -> str:

@@ -89,6 +89,7 @@ class Agent:
         self.frames = 0
         self._last_said = -1e9
         self._saw_before = False
+        self._disk_full = False
 
     # --- what tests and the CLI look at -------------------------------------------------------------------------
     @property
@@ -171,14 +172,22 @@ class Agent:
         return shown
 
     def _remember_frame(self, jpeg: bytes, frame: Frame, meta: dict) -> None:
-        """The last frame and what the model said about it, for ``feedback``."""
+        """The last frame and what the model said about it, for ``feedback`` (skipped while the disk is full)."""
         for name, data in (("last_frame.jpg", jpeg), ("last_frame.json", None)):
             if data is None:
                 data = json.dumps({"dataset": self.options.dataset, "captured_at": iso(frame.captured_at), **meta})
                 data = data.encode()
             tmp = self.data_dir / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.data_dir / name)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, self.data_dir / name)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                if not self._disk_full:
+                    logger.warning("cannot keep the last frame (%s); detection goes on", exc)
+                self._disk_full = True
+                return
+        self._disk_full = False
 
     def react(self, frame: Frame, shown: list[Detection]) -> None:
         """Show the boxes on the face screen; say something on a new sighting (rate-limited)."""
@@ -195,17 +204,20 @@ class Agent:
 
     # --- the loop -----------------------------------------------------------------------------------------------
     def _sync_forever(self) -> None:
-        try:
-            while not self.stop.is_set():
+        failures = 0
+        while not self.stop.is_set():
+            try:
                 self.sync_once()
+                failures = 0
                 self.stop.wait(0.25)
-        except TokenRevoked:
-            self.fatal = REVOKED_MESSAGE
-            self.stop.set()
-        except Exception:  # a bug here must not leave a zombie agent that no longer syncs
-            logger.exception("sync thread crashed")
-            self.fatal = "internal error in the sync thread (see the log)"
-            self.stop.set()
+            except TokenRevoked:
+                self.fatal = REVOKED_MESSAGE
+                self.stop.set()
+            except Exception:  # a bug or an unforeseen fault: keep the model running, log, retry later
+                failures += 1
+                delay = min(300.0, 2.0**failures)
+                logger.exception("sync failed unexpectedly; the current model keeps running, next try in %.0fs", delay)
+                self.stop.wait(delay)
 
     def run(self) -> int:
         """Run until stopped (signal, ``max_frames``, or a revoked token). Returns the process exit code."""

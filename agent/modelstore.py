@@ -74,6 +74,15 @@ class ModelStore:
         path = self.path_of(sha256)
         return path.exists() and sha256_file(path) == sha256
 
+    def forget(self, info: ModelInfo) -> None:
+        """Drop an installed model whose file is damaged: out of the state, file deleted (a later poll downloads it)."""
+        if self.current is not None and self.current.sha256 == info.sha256:
+            self.current = None
+        if self.previous is not None and self.previous.sha256 == info.sha256:
+            self.previous = None
+        self.path_of(info.sha256).unlink(missing_ok=True)
+        self._write_state()
+
     def install(self, info: ModelInfo, loader: Callable[[Path, ModelInfo], Any], downloaded: Path | None = None) -> Any:
         """Make ``info`` the running model and return what ``loader`` built from it.
 

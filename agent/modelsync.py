@@ -4,10 +4,15 @@ A ``ModelSlot`` is one model the agent keeps running: its store on disk (current
 detector loaded from it. ``ModelSync`` polls the server (ETag, ``poll_after_s`` with jitter) and feeds the answer to
 its slot, ``live``. A second slot (a shadow model beside the live one) is another ``ModelSlot`` in its own folder,
 fed from its own part of the poll answer.
+
+Nothing the server or the disk does stops a slot while it has a working model: a download that is cut resumes with
+``Range``; one that is corrupt or fails on the disk (full) is retried at the next poll and then with growing waits;
+at start-up the installed file is checked against its sha256 and a damaged one is replaced by the model before it.
 """
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +23,15 @@ from .modelstore import ModelInfo, ModelStore
 logger = logging.getLogger("agent")
 
 Report = Callable[..., None]  # report(event, **details): sent with the next telemetry batch
+MAX_DOWNLOAD_WAIT_S = 6 * 3600
+
+
+class DownloadFailed(Exception):
+    """A model could not be downloaded now (corrupt, disk full): reported; the running model stays."""
+
+
+class DownloadPostponed(DownloadFailed):
+    """A model whose download failed before is not tried again until its wait is over."""
 
 
 def load_detector(path: Path, info: ModelInfo) -> Detector:
@@ -32,6 +46,8 @@ class ModelSlot:
         self.report = report
         self.on_activate = on_activate
         self.active: tuple[Detector | None, ModelInfo | None] = (None, None)  # replaced whole: read without a lock
+        self._failed_downloads: dict[str, tuple[int, float]] = {}  # sha256 → (failures, clock time of next try)
+        self.clock = time.monotonic
 
     @property
     def info(self) -> ModelInfo | None:
@@ -41,6 +57,13 @@ class ModelSlot:
         """At start, run what was running before (or the model before it, if that one no longer loads)."""
         for info in (self.store.current, self.store.previous):
             if info is None:
+                continue
+            if not self.store.has_verified(info.sha256):
+                logger.error(
+                    "installed model %s fails its sha256 check; falling back to the one before it", info.model_id
+                )
+                self.report("installed_model_corrupt", model_id=info.model_id, sha256=info.sha256)
+                self.store.forget(info)
                 continue
             try:
                 self._activate(self.store.install(info, load_detector), info)
@@ -56,7 +79,7 @@ class ModelSlot:
     def apply(self, answer: ModelAnswer, client: ApiClient, dataset: str) -> bool:
         """Make the slot run the model of ``answer``: download, verify, load, swap. True when the model changed.
 
-        Raises CorruptDownload (reported), ServerUnavailable and TokenRevoked to the caller.
+        Raises CorruptDownload and DownloadFailed (both reported), ServerUnavailable and TokenRevoked to the caller.
         """
         current = self.info
         if current is not None and answer.sha256 == current.sha256:
@@ -77,23 +100,44 @@ class ModelSlot:
         )
         downloaded = None
         if not self.store.has_verified(info.sha256):  # e.g. a rollback to the previous model needs no download
-            logger.info("downloading model %s (%d bytes)", info.model_id, info.size)
-            try:
-                downloaded = client.download(
-                    answer.url, self.store.part_path(info.sha256), size=info.size, sha256=info.sha256
-                )
-            except CorruptDownload as exc:
-                logger.error("model %s download is corrupt (%s); not installed", info.model_id, exc)
-                self.report("model_download_corrupt", model_id=info.model_id, sha256=info.sha256, error=str(exc))
-                raise
+            downloaded = self._download(answer, info, client)
         try:
             detector = self.store.install(info, load_detector, downloaded)
+        except OSError as exc:  # the disk refused the swap: the running model stays, the next poll tries again
+            self.report("model_install_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
+            raise DownloadFailed(str(exc)) from exc
         except ModelLoadFailed as exc:
             logger.error("model %s failed to load (%s); keeping the current model", info.model_id, exc)
             self.report("model_load_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
             return False
         self._activate(detector, info)
         return True
+
+    def _download(self, answer: ModelAnswer, info: ModelInfo, client: ApiClient) -> Path:
+        """Download into the store's part file (a cut one resumes); a failure waits longer each time it repeats."""
+        failures, next_try = self._failed_downloads.get(info.sha256, (0, 0.0))
+        if self.clock() < next_try:
+            raise DownloadPostponed(f"model {info.model_id} failed {failures} time(s); next try in a while")
+        logger.info("downloading model %s (%d bytes)", info.model_id, info.size)
+        try:
+            downloaded = client.download(
+                answer.url, self.store.part_path(info.sha256), size=info.size, sha256=info.sha256
+            )
+        except (CorruptDownload, OSError) as exc:
+            failures += 1
+            # The first retry comes with the next poll, then waits of 1, 3, 7, … poll intervals.
+            wait = min(MAX_DOWNLOAD_WAIT_S, answer.poll_after_s * (2 ** (failures - 1) - 1))
+            self._failed_downloads[info.sha256] = (failures, self.clock() + wait)
+            event = "model_download_corrupt" if isinstance(exc, CorruptDownload) else "model_download_failed"
+            logger.error(
+                "model %s download failed (%s); keeping the current model, retry in %.0fs", info.model_id, exc, wait
+            )
+            self.report(event, model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
+            if isinstance(exc, CorruptDownload):
+                raise
+            raise DownloadFailed(str(exc)) from exc
+        self._failed_downloads.pop(info.sha256, None)
+        return downloaded
 
 
 class ModelSync:
@@ -116,7 +160,8 @@ class ModelSync:
     def sync(self) -> bool:
         """Poll once; download, verify and swap in a new model. True when the running model changed.
 
-        Raises ServerUnavailable, NoDeployment, CorruptDownload and TokenRevoked to the caller.
+        Raises ServerUnavailable (also for a malformed answer: ``BadAnswer``), NoDeployment, CorruptDownload,
+        DownloadFailed and TokenRevoked to the caller.
         """
         answer = self.client.get_model(self.dataset, self.etag)
         if answer is None:
@@ -140,7 +185,7 @@ class ModelSync:
             delay = min(self.poll_after_s, 2.0**self.unavailable_streak) * jitter
             logger.warning("server unavailable (%s); keeping the current model, next try in %.0fs", exc, delay)
             self.next_poll = now + delay
-        except (NoDeployment, CorruptDownload, RequestRejected) as exc:
+        except (NoDeployment, CorruptDownload, DownloadFailed, RequestRejected) as exc:
             if isinstance(exc, NoDeployment):
                 logger.info("no model deployed for %s yet", self.dataset)
             self.next_poll = now + self.poll_after_s * jitter

@@ -17,12 +17,14 @@ def iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def send_item(client: ApiClient, item: SpoolItem, *, dropped: dict[str, int] | None = None) -> None:
-    """Send one queued request; a telemetry batch carries the running totals of what the disk bound cost."""
+def send_item(client: ApiClient, item: SpoolItem, *, spool: Spool | None = None) -> None:
+    """Send one queued request; a telemetry batch carries the running totals of what the disk queue lost."""
     payload = item.load()
     if item.kind == "telemetry":
-        if dropped and any(dropped.values()):
-            payload["dropped"] = dict(dropped)
+        if spool is not None:
+            for name, counts in (("dropped", spool.dropped), ("set_aside", spool.set_aside)):
+                if any(counts.values()):
+                    payload[name] = dict(counts)
         client.post_telemetry(**payload)
     else:
         client.upload_image(item.blob_path().read_bytes(), **payload)
@@ -79,10 +81,7 @@ class Reporter:
 
     def upload_if_allowed(self, jpeg: bytes, fields: dict) -> bool:
         """Queue an uncertain frame unless the hourly upload budget is spent."""
-        if not self.uploads.take(time.time()):
-            return False
-        self.spool.put_upload(jpeg, fields)
-        return True
+        return self.uploads.take(time.time()) and self.spool.put_upload(jpeg, fields)
 
     def flush_if_due(self, now: float, *, force: bool = False) -> None:
         if force or now >= self.next_flush or self.pending_records() >= MAX_TELEMETRY_RECORDS:
@@ -108,4 +107,4 @@ class Reporter:
                     body["agent_events"], events = events, []
                 self.spool.put_telemetry(body)
         self.events.extend(events)  # none sent (no records yet): keep them for the next batch
-        return self.spool.drain(lambda item: send_item(self.client, item, dropped=self.spool.dropped))
+        return self.spool.drain(lambda item: send_item(self.client, item, spool=self.spool))

@@ -4,11 +4,17 @@ The fake keeps to API.md (paths, status codes, ETag/304, Range/206, error envelo
 against the agent in tests/e2e.
 """
 
+import builtins
 import email.parser
 import email.policy
+import errno
 import hashlib
+import io
 import json
+import os
+import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,6 +80,9 @@ class FakeServer:
     down: bool = False  # close connections without answering (a restart, a network cut)
     cut_artifact_after: int | None = None  # cut the next artifact body after N bytes (once)
     flip_artifact_byte: bool = False  # corrupt artifact bodies in transit
+    model_body: tuple[str, bytes] | None = None  # answer polls 200 with this (content type, body) instead
+    image_status: Callable[[dict], int | None] | None = None  # answer an upload with this status (by its fields)
+    status_for_all: int | None = None  # answer every POST with this status (the whole server failing)
     telemetry: list[dict] = field(default_factory=list)
     images: list[dict] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
@@ -153,6 +162,14 @@ def _handler(server: FakeServer):
             self._error(404, "not_found")
 
         def _model(self, query) -> None:
+            if server.model_body is not None:
+                content_type, data = server.model_body
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             model = server.models.get(server.deployed) if server.deployed else None
             if model is None:
                 return self._error(404, "no_deployment", "nothing deployed")
@@ -215,6 +232,8 @@ def _handler(server: FakeServer):
                 return
             path = urlparse(self.path).path
             body = self._body()
+            if server.status_for_all is not None:
+                return self._error(server.status_for_all, "failing", "the whole server fails")
             if path == "/api/v1/robots/enroll":
                 payload = json.loads(body)
                 if payload.get("enrollment_key") != server.enrollment_key:
@@ -241,6 +260,9 @@ def _handler(server: FakeServer):
                     else:
                         fields[name] = part.get_payload(decode=True).decode()
                 fields["meta"] = json.loads(fields.get("meta") or "{}")
+                status = server.image_status(fields) if server.image_status else None
+                if status is not None:
+                    return self._error(status, "failing", "this upload always fails")
                 sha = hashlib.sha256(file).hexdigest()
                 with server.lock:
                     duplicate = any(i["sha256"] == sha for i in server.images)
@@ -252,6 +274,79 @@ def _handler(server: FakeServer):
             self._error(404, "not_found")
 
     return Handler
+
+
+class SmallDisk:
+    """A folder with little room: a real tmpfs of ``size`` bytes where mounting is permitted (root, as in CI), else
+    a write quota on the folder (``open`` wrapped: writes past ``size`` under it fail with ENOSPC). ``real`` says which.
+    """
+
+    def __init__(self, root: Path, size: int, *, mount: bool = True):
+        self.root, self.size = root, size
+        root.mkdir(parents=True, exist_ok=True)
+        self.real, self.why_not = False, "quota asked for"
+        if mount:
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True
+            )
+            self.real, self.why_not = done.returncode == 0, done.stderr.decode().strip()
+        self._patches: list[tuple[object, str, object]] = []
+        if not self.real:
+            for module in (builtins, io):
+                self._patches.append((module, "open", module.open))
+                module.open = self._open
+
+    def close(self) -> None:
+        if self.real:
+            subprocess.run(["umount", "-l", str(self.root)], check=True)
+        for module, name, original in self._patches:
+            setattr(module, name, original)
+
+    def free(self) -> int:
+        if self.real:
+            stat = os.statvfs(self.root)
+            return stat.f_bavail * stat.f_frsize
+        return self.size - sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def fill(self, leave: int) -> Path:
+        """Fill the disk but ``leave`` bytes; delete the returned file to free the room again."""
+        filler = self.root / "filler"
+        with _REAL_OPEN(filler, "wb") as handle:
+            handle.write(b"\0" * max(0, self.free() - leave))
+        return filler
+
+    def _open(self, file, mode="r", *args, **kwargs):
+        handle = _REAL_OPEN(file, mode, *args, **kwargs)
+        inside = isinstance(file, str | os.PathLike) and Path(file).resolve().is_relative_to(self.root.resolve())
+        return _Quota(handle, self) if inside and any(c in mode for c in "wax+") else handle
+
+
+_REAL_OPEN = builtins.open
+
+
+class _Quota:
+    """A file whose writes stop, with ENOSPC, where the disk's quota ends (what fits is written, as a disk would)."""
+
+    def __init__(self, handle, disk: SmallDisk):
+        self._handle, self._disk = handle, disk
+
+    def write(self, data):
+        self._handle.flush()
+        room = self._disk.free()
+        if len(data) > room:
+            self._handle.write(data[: max(0, room)])
+            self._handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self._handle.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
 
 
 def write_model(path: Path, data: bytes) -> Path:
