@@ -13,4 +13,5 @@ urlpatterns = [
     path("datasets/<slug:slug>/versions/<int:number>/export.<str:fmt>", views.version_export, name="version_export"),
     path("datasets/<slug:slug>/import", views.dataset_import, name="import"),
     path("datasets/<slug:slug>/imports/<int:job_id>/", views.import_job, name="import_job"),
+    path("datasets/<slug:slug>/imports/<int:job_id>/rollback", views.import_rollback, name="import_rollback"),
 ]

@@ -1,6 +1,8 @@
 """Pages of the datasets app (annotator and up): dataset list, the dataset page (grid, upload, import, versions),
 import progress, version export downloads, and the permission-checked image/thumbnail files every page uses."""
 
+from collections import Counter
+
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseNotModified
@@ -9,6 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.datasets import selectors, services
+from apps.datasets.formats.writers import EXPORT_FORMATS
 from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, has_role, role_required
@@ -89,6 +92,7 @@ def dataset_detail(request, slug):
         "versions": versions,
         "is_engineer": is_engineer,
         "import_jobs": list(dataset.import_jobs.all()[:5]) if is_engineer else [],
+        "export_formats": EXPORT_FORMATS,
         "training_url": _url_or_none("training:run_new"),
         "label_base": f"/label/{dataset.slug}/",
     }
@@ -153,7 +157,35 @@ def dataset_import(request, slug):
 @require_GET
 def import_job(request, slug, job_id):
     job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=job_id, dataset__slug=slug)
-    return render(request, "datasets/import_job.html", {"job": job, "dataset": job.dataset})
+    files = (job.report or {}).get("files") or []
+    results = Counter(f["result"] for f in files)
+    shown = request.GET.get("result", "")
+    context = {
+        "job": job,
+        "dataset": job.dataset,
+        "files": [f for f in files if f["result"] == shown] if shown else files,
+        "results": sorted(results.items()),
+        "shown": shown,
+    }
+    return render(request, "datasets/import_job.html", context)
+
+
+@role_required(ML_ENGINEER)
+@require_POST
+def import_rollback(request, slug, job_id):
+    job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=job_id, dataset__slug=slug)
+    try:
+        job = services.import_rollback(job=job, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        done = job.report["rollback"]
+        messages.success(
+            request,
+            f"Rolled back: {done['images_removed']} images removed, {done['labels_cleared']} cleared, "
+            f"{len(done['kept'])} kept.",
+        )
+    return redirect("datasets:import_job", slug=slug, job_id=job_id)
 
 
 def _serve(request, image: Image, name: str, content_type: str):

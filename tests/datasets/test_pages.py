@@ -66,7 +66,7 @@ def test_engineers_freeze_export_and_import_from_the_page(client, ml_engineer, d
     client.force_login(ml_engineer)
     make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 20, 20]}], status="approved")
     page = client.get("/datasets/robots/").content.decode()
-    assert "Import (YOLO, Roboflow, COCO)" in page and "Freeze version" in page
+    assert "Import a zip" in page and "Freeze version" in page
     assert 'href="/training/runs/new/?dataset=robots">Train a model' in page
     assert client.post("/datasets/robots/versions/freeze", {"note": "page"}).status_code == 302
     version = DatasetVersion.objects.get()
@@ -77,7 +77,7 @@ def test_engineers_freeze_export_and_import_from_the_page(client, ml_engineer, d
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
     names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
     assert any(n.endswith("_annotations.coco.json") for n in names)
-    assert client.get("/datasets/robots/versions/1/export.voc").status_code == 404
+    assert client.get("/datasets/robots/versions/1/export.tiff").status_code == 404
 
 
 def test_annotators_cannot_export_or_import(logged_in, dataset):
