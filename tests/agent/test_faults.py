@@ -296,3 +296,21 @@ def test_an_error_writing_the_download_is_not_fatal(agent, fake_server, monkeypa
     monkeypatch.undo()
     agent.sync_once(force=True)
     assert agent.model.model_id == 2
+
+
+def test_an_unforeseen_error_in_the_sync_thread_is_logged_and_the_agent_goes_on(agent, fake_server, caplog):
+    calls = []
+
+    def flaky(now, *, force=False):
+        calls.append(now)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+
+    agent.models.poll_if_due = flaky
+    agent.options.frame_interval_s = 0.5
+    agent.options.max_frames = 8
+    agent.link = FakeLink()
+    assert agent.run() == 0
+    assert agent.frames == 8 and agent.fatal is None
+    assert "sync failed unexpectedly" in caplog.text
+    assert len(calls) >= 2  # synced again after the wait
