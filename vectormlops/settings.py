@@ -203,6 +203,7 @@ STORAGES = {
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
 MAX_IMPORT_UNCOMPRESSED_BYTES = env.int("MAX_IMPORT_UNCOMPRESSED_BYTES", default=2 * 1024**3)
+IMPORT_TIME_LIMIT_S = env.int("IMPORT_TIME_LIMIT_S", default=1800)  # one import, unpacking included
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # bigger uploads spool to a temp file, not RAM
 

@@ -28,7 +28,6 @@ from vectormlops.events import broadcast
 log = logging.getLogger(__name__)
 
 
-IMPORT_TIME_LIMIT_S = 1800  # default of settings.IMPORT_TIME_LIMIT_S: one import, extraction included
 REPORT_MAX_FILES = 10_000
 MERGE_TOLERANCE_PX = 1.0
 DUPLICATE_RULE = (
@@ -55,7 +54,7 @@ def dataset_import(
     path = Path(path)
     if not path.exists():
         raise ValidationFailed(f"{path} does not exist.", code="import_not_found")
-    deadline = formats.Deadline(getattr(settings, "IMPORT_TIME_LIMIT_S", IMPORT_TIME_LIMIT_S))
+    deadline = formats.Deadline(settings.IMPORT_TIME_LIMIT_S)
     with tempfile.TemporaryDirectory(prefix="vm-import-") as scratch:
         if path.is_dir():
             root = path
