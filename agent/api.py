@@ -108,7 +108,7 @@ class ModelAnswer:
                 ("classes", isinstance(answer.classes, list) and all(isinstance(c, str) for c in answer.classes)),
                 ("imgsz", answer.imgsz > 0),
                 ("conf_threshold", 0 <= answer.conf_threshold <= 1),
-                ("poll_after_s", answer.poll_after_s >= 1),
+                ("poll_after_s", 1 <= answer.poll_after_s <= 86400),
                 ("dataset", isinstance(answer.dataset, str)),
             )
             if not ok
@@ -169,6 +169,9 @@ class ApiClient:
             raise ServerError(f"server answered {response.status_code}")
         if response.status_code == 429:
             raise ServerUnavailable("server answered 429 (too many requests)")
+        if 300 <= response.status_code < 400 and response.status_code != 304:  # e.g. a captive portal's login page
+            where = response.headers.get("Location", "nowhere")
+            raise BadAnswer(f"server answered {response.status_code}, a redirect to {where[:100]}")
         if response.status_code >= 400:
             code, message = _error_of(response)
             if response.status_code == 404 and code == "no_deployment":
@@ -223,6 +226,8 @@ class ApiClient:
                     if response.status_code >= 400:
                         response.read()  # the error envelope, for _check
                     self._check(response)
+                    if response.status_code not in (200, 206):  # never let an odd answer overwrite the partial file
+                        raise BadAnswer(f"artifact answered {response.status_code}")
                     resumed = response.status_code == 206
                     with open(dest, "ab" if resumed else "wb") as handle:
                         for chunk in response.iter_bytes():  # as received: a cut keeps what arrived

@@ -91,7 +91,7 @@ class Agent:
         self._saw_before = False
         self._disk_full = False
 
-    # --- what tests and the CLI look at -------------------------------------------------------------------------
+    # --- shortcuts into the two parts --------------------------------------------------------------------------
     @property
     def model(self) -> ModelInfo | None:
         return self.models.live.info

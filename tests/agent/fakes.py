@@ -80,7 +80,8 @@ class FakeServer:
     down: bool = False  # close connections without answering (a restart, a network cut)
     cut_artifact_after: int | None = None  # cut the next artifact body after N bytes (once)
     flip_artifact_byte: bool = False  # corrupt artifact bodies in transit
-    model_body: tuple[str, bytes] | None = None  # answer polls 200 with this (content type, body) instead
+    model_body: tuple[str, bytes] | None = None  # answer polls with this (content type, body) instead
+    model_status: int = 200  # ... and this status (a captive portal's 302, say)
     image_status: Callable[[dict], int | None] | None = None  # answer an upload with this status (by its fields)
     status_for_all: int | None = None  # answer every POST with this status (the whole server failing)
     telemetry: list[dict] = field(default_factory=list)
@@ -164,8 +165,10 @@ def _handler(server: FakeServer):
         def _model(self, query) -> None:
             if server.model_body is not None:
                 content_type, data = server.model_body
-                self.send_response(200)
+                self.send_response(server.model_status)
                 self.send_header("Content-Type", content_type)
+                if server.model_status in (301, 302, 303, 307):
+                    self.send_header("Location", "http://portal.example/login")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

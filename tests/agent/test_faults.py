@@ -56,10 +56,14 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("answer", MALFORMED.values(), ids=MALFORMED.keys())
-def test_a_malformed_model_answer_is_logged_and_retried_with_backoff(agent, fake_server, answer, caplog):
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [(answer, 200) for answer in MALFORMED.values()] + [(MALFORMED["captive portal html"], 302)],
+    ids=[*MALFORMED.keys(), "captive portal redirect"],
+)
+def test_a_malformed_model_answer_is_logged_and_retried_with_backoff(agent, fake_server, answer, status, caplog):
     deploy_second(fake_server)
-    fake_server.model_body = answer
+    fake_server.model_body, fake_server.model_status = answer, status
     delays = []
     for _ in range(3):
         agent.sync_once(force=True)
