@@ -106,9 +106,9 @@ class _LocalCopy:
         self.checked_at = -math.inf
         self.slugs: dict[str, int] = {}  # slug -> dataset id
         self.generations: dict[str, int] = {}
-        self.states: dict[str, tuple[int, dict]] = {}  # slug -> (generation, state)
+        self.states: dict[str, tuple[tuple, dict]] = {}  # slug -> ((dataset id, generation), state)
         self.tokens: dict[str, tuple[int, RobotPrincipal]] = {}  # token digest -> (robots generation, principal)
-        self.pinned: dict[int, tuple[int, dict]] = {}  # model id -> (its dataset's generation, payload entry)
+        self.pinned: dict[int, tuple[tuple, dict]] = {}  # model id -> ((dataset id, generation), payload entry)
 
     def expire(self) -> None:
         self.checked_at = -math.inf
@@ -202,14 +202,15 @@ def dataset_state(slug: str) -> dict | None:
     dataset_id = _local.slugs.get(slug)
     if dataset_id is None:
         return None
-    generation = _local.generation(dataset_scope(dataset_id))
+    # The stamp names the dataset too: a dataset deleted and created again under the same slug starts over.
+    stamp = (dataset_id, _local.generation(dataset_scope(dataset_id)))
     entry = _local.states.get(slug)
-    if entry is not None and entry[0] == generation:
+    if entry is not None and entry[0] == stamp:
         return entry[1]
     state = _build_state(dataset_id, slug)
     if after_state_read is not None:
         after_state_read(slug)
-    _local.states[slug] = (generation, state)
+    _local.states[slug] = (stamp, state)
     return state
 
 
@@ -225,12 +226,12 @@ def _pinned_payload(model_id: int, slug: str) -> dict | None:
     from apps.training.models import ModelVersion
 
     dataset_id = _local.slugs.get(slug)
-    generation = _local.generation(dataset_scope(dataset_id)) if dataset_id else 0
+    stamp = (dataset_id, _local.generation(dataset_scope(dataset_id)))
     entry = _local.pinned.get(model_id)
-    if entry is None or entry[0] != generation:
+    if entry is None or entry[0] != stamp:
         model = ModelVersion.objects.select_related("dataset").prefetch_related("artifacts").filter(pk=model_id).first()
         payload = model_payload(model) if model else None
-        entry = (generation, {"payload": payload, "digest": payload_digest(payload)} if payload else None)
+        entry = (stamp, {"payload": payload, "digest": payload_digest(payload)} if payload else None)
         _local.pinned[model_id] = entry
     found = entry[1]
     return found if found and found["payload"]["dataset"] == slug else None
