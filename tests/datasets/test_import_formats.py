@@ -151,7 +151,7 @@ def test_byte_identical_images_follow_the_duplicate_rule_and_the_report_says_so(
     dataset = make_dataset("dups", classes=["vector", "cube"])
     same = jpeg(1)
     entries = {
-        "data.yaml": b"names: [vector, cube]\n",
+        "data.yaml": b"names: [vector, cube, dock]\n",
         "images/a.jpg": same,
         "labels/a.txt": b"0 0.5 0.5 0.25 0.25\n",
         "images/a_copy.jpg": same,
@@ -159,7 +159,7 @@ def test_byte_identical_images_follow_the_duplicate_rule_and_the_report_says_so(
         "images/a_more.jpg": same,
         "labels/a_more.txt": b"0 0.5 0.5 0.25 0.25\n1 0.2 0.2 0.1 0.1\n",
         "images/a_other.jpg": same,
-        "labels/a_other.txt": b"1 0.8 0.8 0.1 0.1\n",
+        "labels/a_other.txt": b"2 0.8 0.8 0.1 0.1\n",
         "images/b.jpg": jpeg(2),
     }
     report = dataset_import(dataset=dataset, path=write_zip(tmp_path, entries))
@@ -172,7 +172,8 @@ def test_byte_identical_images_follow_the_duplicate_rule_and_the_report_says_so(
     assert files["images/a_more.jpg"]["result"] == "merged"
     other = files["images/a_other.jpg"]
     assert (other["result"], other["duplicate_of"]) == ("conflict", "images/a_more.jpg")
-    assert other["boxes_not_used"] == [{"label": "cube", "box": [72.0, 48.0, 9.6, 6.4]}]
+    assert other["boxes_not_used"] == [{"label": "dock", "box": [72.0, 48.0, 9.6, 6.4]}]
+    assert Dataset.objects.get(pk=dataset.pk).classes == ["vector", "cube"]  # only the conflicting file used "dock"
     assert (report["imported"], report["merged"], report["conflicts"], report["duplicates"]) == (2, 1, 1, 3)
     assert "first file" in report["duplicate_rule"]
     kept = Annotation.objects.get(image__sha256=sha256(same).hexdigest()).boxes
@@ -182,10 +183,15 @@ def test_byte_identical_images_follow_the_duplicate_rule_and_the_report_says_so(
 def test_an_import_never_overwrites_boxes_saved_in_the_dataset(tmp_path):
     dataset = make_dataset("kept", classes=["vector", "cube"])
     image = make_image(dataset, 1, boxes=[{"class_id": 0, "box": [1, 1, 10, 10]}])
-    entries = {"data.yaml": b"names: [vector, cube]\n", "images/a.jpg": jpeg(1), "labels/a.txt": b"1 .5 .5 .2 .2\n"}
+    entries = {
+        "data.yaml": b"names: [vector, cube, dock]\n",
+        "images/a.jpg": jpeg(1),
+        "labels/a.txt": b"2 .5 .5 .2 .2\n",
+    }
     report = dataset_import(dataset=dataset, path=write_zip(tmp_path, entries))
     assert report["files"][0]["result"] == "already_in_dataset" and "kept" in report["files"][0]["message"]
     assert Annotation.objects.get(image=image).boxes == [{"class_id": 0, "box": [1.0, 1.0, 10.0, 10.0]}]
+    assert Dataset.objects.get(pk=dataset.pk).classes == ["vector", "cube"]  # "dock" was used by no saved box
 
 
 def test_an_import_rolls_back_as_a_whole(tmp_path, capsys, django_capture_on_commit_callbacks):

@@ -101,7 +101,7 @@ def dataset_import(
 
 
 def _same_box(a: dict, b: dict) -> bool:
-    return a["class_id"] == b["class_id"] and all(
+    return a["label"] == b["label"] and all(
         abs(u - v) <= MERGE_TOLERANCE_PX for u, v in zip(a["box"], b["box"], strict=True)
     )
 
@@ -129,27 +129,23 @@ class _ImportRun:
     def error(self, entry, code: str, message: str) -> None:
         self.report["label_errors"].append({"file": entry.file, "line": entry.line, "code": code, "message": message})
 
-    def class_id(self, entry) -> int | None:
-        """The dataset's id for a box's class; a class the dataset lacks is added now, when a box uses it."""
-        name = entry.label
-        if isinstance(name, int):
-            if self.source.classes is None:  # YOLO ids without names: the dataset's own ids
-                if name < len(self.classes):
-                    return name
-                self.error(entry, "unknown_class", f"class {name} is not one of the dataset's {len(self.classes)}")
-                return None
-            name = self.source.classes[name]
+    def class_id(self, box: dict) -> int | None:
+        """The dataset's id for a box's class; a class the dataset lacks is added now, when a box is saved with it."""
+        name = box["label"]
+        if isinstance(name, int):  # YOLO ids without class names: the dataset's own ids, checked already
+            return name
         if name not in self.classes:
             try:
                 dataset_class_add(dataset=self.dataset, name=name)
             except ValidationFailed as exc:
-                self.error(entry, "unknown_class", f"class {name!r} cannot be added: {exc.message}")
+                self.error(box["entry"], "unknown_class", f"class {name!r} cannot be added: {exc.message}")
                 return None
             self.classes.append(name)
             self.report["classes_added"].append(name)
         return self.classes.index(name)
 
     def boxes(self, item, image) -> list[dict]:
+        """A file's boxes in pixels, each with its class name (or, for YOLO ids without names, the dataset's id)."""
         boxes = []
         for entry in item.boxes:
             if entry.mode == "yolo":
@@ -161,19 +157,26 @@ class _ImportRun:
                 x, y, w, h = x * image.width, y * image.height, w * image.width, h * image.height
             else:
                 x, y, w, h = entry.values
-            try:  # the geometry first: a class is added only for a box that is kept
+            try:
                 (checked,) = boxes_validate(
                     boxes=[{"class_id": 0, "box": [x, y, w, h]}], class_count=1, width=image.width, height=image.height
                 )
             except ValidationFailed as exc:
                 self.error(entry, "box_outside_image", exc.message)
                 continue
-            class_id = self.class_id(entry)
-            if class_id is not None:
-                boxes.append({"class_id": class_id, "box": checked["box"]})
+            label = entry.label
+            if isinstance(label, int) and self.source.classes is not None:
+                label = self.source.classes[label]
+            elif isinstance(label, int) and label >= len(self.classes):
+                self.error(entry, "unknown_class", f"class {label} is not one of the dataset's {len(self.classes)}")
+                continue
+            boxes.append({"label": label, "box": checked["box"], "entry": entry})
         if len(boxes) > MAX_BOXES:
             self.report["notes"].append({"file": item.name, "note": f"only the first {MAX_BOXES} boxes kept"})
         return boxes[:MAX_BOXES]
+
+    def label_name(self, box: dict) -> str:
+        return box["label"] if isinstance(box["label"], str) else self.classes[box["label"]]
 
     def file(self, item, result: str, **fields) -> None:
         self.report["files"].append({"file": item.name, "result": result, **fields})
@@ -221,7 +224,9 @@ class _ImportRun:
 
     def label(self, item, image, boxes) -> None:
         before = {"image": image.pk, "created": False, "status_before": image.status}
-        annotation = annotation_set(image=image, boxes=boxes, user=self.user, status=self.status)
+        ids = [self.class_id(box) for box in boxes]
+        saved = [{"class_id": cid, "box": box["box"]} for cid, box in zip(ids, boxes, strict=True) if cid is not None]
+        annotation = annotation_set(image=image, boxes=saved, user=self.user, status=self.status)
         self.undo.setdefault(image.pk, before).update(version=annotation.version, status=self.status)
         self.met[image.pk][:2] = [item.name, boxes]
         if image.pk not in self.annotated:
@@ -255,7 +260,7 @@ class _ImportRun:
             duplicate_of=first,
             boxes=len(boxes),
             message=f"{same} with other boxes: {kept_text}, these {len(boxes)} are not",
-            boxes_not_used=[{"label": self.classes[b["class_id"]], "box": b["box"]} for b in boxes[:50]],
+            boxes_not_used=[{"label": self.label_name(b), "box": b["box"]} for b in boxes[:50]],
         )
 
 
