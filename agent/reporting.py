@@ -9,8 +9,10 @@ import threading
 import time
 from collections import deque
 
-from .api import MAX_TELEMETRY_RECORDS, ApiClient
-from .spool import Spool, SpoolItem
+from agent.api import MAX_TELEMETRY_RECORDS, ApiClient
+from agent.spool import Spool, SpoolItem
+
+MAX_SEND_WAIT_S = 300.0
 
 
 def iso(ts: float) -> str:
@@ -64,6 +66,8 @@ class Reporter:
         self.telemetry_interval_s = telemetry_interval_s
         self.uploads = UploadBudget(max_uploads_per_hour)
         self.next_flush = time.monotonic() + telemetry_interval_s
+        self.next_send = 0.0  # scheduled passes wait until then after passes that delivered nothing
+        self.send_failures = 0
         self.events: list[dict] = []  # reported with the next telemetry batch (e.g. a model that failed to load)
         self._records: list[tuple[int, dict]] = []
         self._records_lock = threading.Lock()
@@ -84,12 +88,17 @@ class Reporter:
         return self.uploads.take(time.time()) and self.spool.put_upload(jpeg, fields)
 
     def flush_if_due(self, now: float, *, force: bool = False) -> None:
+        """Queue telemetry every interval; send the queue too, unless passes that got nothing through wait longer."""
         if force or now >= self.next_flush or self.pending_records() >= MAX_TELEMETRY_RECORDS:
             self.next_flush = now + self.telemetry_interval_s
-            self.flush()
+            self.flush(send=force or now >= self.next_send, now=now)
 
-    def flush(self) -> int:
-        """Move pending telemetry into the disk queue (≤ 500 records per batch), then send the queue."""
+    def flush(self, *, send: bool = True, now: float | None = None) -> int:
+        """Move pending telemetry into the disk queue (≤ 500 records per batch), then send the queue.
+
+        A pass that delivers nothing while items wait (server down, a captive portal) doubles the wait before the
+        next scheduled pass, up to 5 minutes; a pass that delivers resets it.
+        """
         with self._records_lock:
             pending, self._records = self._records, []
         by_model: dict[int, list[dict]] = {}
@@ -107,4 +116,13 @@ class Reporter:
                     body["agent_events"], events = events, []
                 self.spool.put_telemetry(body)
         self.events.extend(events)  # none sent (no records yet): keep them for the next batch
-        return self.spool.drain(lambda item: send_item(self.client, item, spool=self.spool))
+        if not send:
+            return 0
+        sent = self.spool.drain(lambda item: send_item(self.client, item, spool=self.spool))
+        if sent == 0 and len(self.spool):
+            self.send_failures += 1
+            wait = min(MAX_SEND_WAIT_S, self.telemetry_interval_s * 2**self.send_failures)
+            self.next_send = (time.monotonic() if now is None else now) + wait
+        else:
+            self.send_failures, self.next_send = 0, 0.0
+        return sent

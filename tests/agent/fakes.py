@@ -82,6 +82,7 @@ class FakeServer:
     flip_artifact_byte: bool = False  # corrupt artifact bodies in transit
     model_body: tuple[str, bytes] | None = None  # answer polls with this (content type, body) instead
     model_status: int = 200  # ... and this status (a captive portal's 302, say)
+    portal: bool = False  # answer every request with model_body / model_status (a captive portal)
     image_status: Callable[[dict], int | None] | None = None  # answer an upload with this status (by its fields)
     status_for_all: int | None = None  # answer every POST with this status (the whole server failing)
     telemetry: list[dict] = field(default_factory=list)
@@ -141,6 +142,11 @@ def _handler(server: FakeServer):
                 self.close_connection = True
                 self.connection.close()
                 return False
+            if server.portal:
+                if self.command == "POST":
+                    self._body()
+                self._page()
+                return False
             if url.path == "/api/v1/robots/enroll":
                 return True
             if self.headers.get("Authorization") not in {f"Bearer {t}" for t in server.tokens}:
@@ -162,17 +168,19 @@ def _handler(server: FakeServer):
                 return self._artifact(int(parts[3]))
             self._error(404, "not_found")
 
+        def _page(self) -> None:
+            content_type, data = server.model_body
+            self.send_response(server.model_status)
+            self.send_header("Content-Type", content_type)
+            if server.model_status in (301, 302, 303, 307):
+                self.send_header("Location", "http://portal.example/login")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _model(self, query) -> None:
             if server.model_body is not None:
-                content_type, data = server.model_body
-                self.send_response(server.model_status)
-                self.send_header("Content-Type", content_type)
-                if server.model_status in (301, 302, 303, 307):
-                    self.send_header("Location", "http://portal.example/login")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
+                return self._page()
             model = server.models.get(server.deployed) if server.deployed else None
             if model is None:
                 return self._error(404, "no_deployment", "nothing deployed")

@@ -14,9 +14,8 @@ import pytest
 from agent import api as agent_api
 from agent.api import BadAnswer, ModelAnswer
 from agent.spool import MAX_FAILURES, Spool
-
-from .fakes import SmallDisk, constant_detector
-from .helpers import OTHER, SEEN, FakeLink, frame, make_agent
+from tests.agent.fakes import SmallDisk, constant_detector
+from tests.agent.helpers import OTHER, SEEN, FakeLink, frame, make_agent
 
 # Big enough not to fit in what the full disk has left (10 000 boxes: about 200 kB).
 BIG = constant_detector([(32, 32, 16, 16, 0.9)], n=10_000)
@@ -318,3 +317,21 @@ def test_an_unforeseen_error_in_the_sync_thread_is_logged_and_the_agent_goes_on(
     assert agent.frames == 8 and agent.fatal is None
     assert "sync failed unexpectedly" in caplog.text
     assert len(calls) >= 2  # synced again after the wait
+
+
+def test_a_captive_portal_makes_the_queue_wait_longer_and_loses_nothing(agent, fake_server):
+    fake_server.model_body, fake_server.portal = MALFORMED["captive portal html"], True
+    agent.reporter.next_flush = 0
+    passes = []
+    for n in range(12):  # a flush every telemetry interval (10 s)
+        agent.process_frame(frame(n))
+        before = len(fake_server.requests)
+        agent.reporter.flush_if_due(10_000.0 + n * 10)
+        passes.append(len(fake_server.requests) > before)
+        assert agent.model.model_id == 1
+    # Passes at 0 s, then after waits of 20 and 40 s: not every 10 s.
+    assert [n for n, sent in enumerate(passes) if sent] == [0, 2, 6]
+    assert agent.spool.set_aside == {"corrupt": 0, "failed": 0}
+    fake_server.portal = False
+    agent.flush()
+    assert len(fake_server.telemetry_records()) == 12
