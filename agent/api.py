@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from . import __version__
+from agent import __version__
 
 logger = logging.getLogger("agent.api")
 

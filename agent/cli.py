@@ -7,11 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
-from .api import ApiClient, ApiError, RequestRejected, ServerUnavailable, TokenRevoked
-from .config import ConfigError, RobotConfig, config_path, data_dir, load_robot, save_robot
-from .loops import EXIT_REVOKED, REVOKED_MESSAGE, Agent, RunOptions, collect, feedback
-from .spool import Spool
-from .vector import RobotNotConfigured, VectorLink
+from agent.api import ApiClient, ApiError, RequestRejected, ServerUnavailable, TokenRevoked
+from agent.config import ConfigError, RobotConfig, config_path, data_dir, load_robot, save_robot
+from agent.loops import EXIT_REVOKED, REVOKED_MESSAGE, Agent, RunOptions, collect, feedback
+from agent.spool import Spool
+from agent.vector import RobotNotConfigured, VectorLink
 
 logger = logging.getLogger("agent")
 

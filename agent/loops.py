@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .api import ApiClient, ServerUnavailable, TokenRevoked
-from .detector import Detection
-from .imaging import image_stats, render_face, to_jpeg, to_screen_data
-from .modelstore import ModelInfo, ModelStore
-from .modelsync import ModelSync
-from .reporting import Reporter, iso, send_item
-from .spool import Spool
-from .vector import Frame, RobotLost, VectorLink
+from agent.api import ApiClient, ServerUnavailable, TokenRevoked
+from agent.detector import Detection
+from agent.imaging import image_stats, render_face, to_jpeg, to_screen_data
+from agent.modelstore import ModelInfo, ModelStore
+from agent.modelsync import ModelSync
+from agent.reporting import Reporter, iso, send_item
+from agent.spool import Spool
+from agent.vector import Frame, RobotLost, VectorLink
 
 logger = logging.getLogger("agent")
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import sha256_file
+from agent.api import sha256_file
 
 logger = logging.getLogger("agent.models")
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import ApiClient, CorruptDownload, ModelAnswer, NoDeployment, RequestRejected, ServerUnavailable
-from .detector import Detector, ModelLoadFailed
-from .modelstore import ModelInfo, ModelStore
+from agent.api import ApiClient, CorruptDownload, ModelAnswer, NoDeployment, RequestRejected, ServerUnavailable
+from agent.detector import Detector, ModelLoadFailed
+from agent.modelstore import ModelInfo, ModelStore
 
 logger = logging.getLogger("agent")
 

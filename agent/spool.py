@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .api import BadAnswer, RequestRejected, ServerError, ServerUnavailable
+from agent.api import BadAnswer, RequestRejected, ServerError, ServerUnavailable
 
 logger = logging.getLogger("agent.spool")
 

@@ -4,7 +4,7 @@
 def __getattr__(name):
     # Lazy, so `vectorsim.scenes` stays importable without grpc and the SDK.
     if name == "VirtualVector":
-        from .server import VirtualVector
+        from vectorsim.server import VirtualVector
 
         return VirtualVector
     raise AttributeError(name)

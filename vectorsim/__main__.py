@@ -11,8 +11,8 @@ import signal
 import sys
 import threading
 
-from .control import serve_control_in_thread
-from .server import VirtualVector
+from vectorsim.control import serve_control_in_thread
+from vectorsim.server import VirtualVector
 
 
 def main(argv: list[str] | None = None) -> int:

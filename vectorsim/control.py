@@ -10,7 +10,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .server import VirtualVector
+from vectorsim.server import VirtualVector
 
 
 def make_control_server(vector: VirtualVector, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -26,9 +26,9 @@ from anki_vector.messaging import external_interface_pb2, external_interface_pb2
 from google.protobuf import message_factory
 from PIL import Image
 
-from .certs import make_certificate
-from .scenes import render_scene
-from .sdkconfig import write_sdk_section
+from vectorsim.certs import make_certificate
+from vectorsim.scenes import render_scene
+from vectorsim.sdkconfig import write_sdk_section
 
 logger = logging.getLogger("vectorsim")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from .fakes import FakeServer
+from tests.agent.fakes import FakeServer
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from PIL import Image
 from agent.api import ApiClient
 from agent.loops import Agent, RunOptions
 from agent.vector import Frame, RobotLost
-
-from .fakes import TOKEN, constant_detector
+from tests.agent.fakes import TOKEN, constant_detector
 
 SEEN = constant_detector([(32, 32, 16, 16, 0.9)])  # sure of one robot
 UNSURE = constant_detector([(32, 32, 16, 16, 0.4)])  # in the uncertainty band

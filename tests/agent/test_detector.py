@@ -5,8 +5,7 @@ import pytest
 from PIL import Image
 
 from agent.detector import Detector, ModelLoadFailed, decode, letterbox, nms
-
-from .fakes import constant_detector
+from tests.agent.fakes import constant_detector
 
 
 def test_letterbox_pads_grey_and_centres():

@@ -3,8 +3,7 @@
 import pytest
 
 from agent.api import CorruptDownload
-
-from .helpers import OTHER, SEEN, frame, make_agent
+from tests.agent.helpers import OTHER, SEEN, frame, make_agent
 
 
 @pytest.fixture

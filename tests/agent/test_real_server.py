@@ -10,10 +10,9 @@ from agent.api import ApiClient, CorruptDownload
 from agent.loops import EXIT_REVOKED, Agent, RunOptions
 from apps.deployments import services
 from apps.deployments.models import Robot, TelemetryRecord
+from tests.agent.fakes import constant_detector
+from tests.agent.helpers import FakeLink, frame
 from tests.builders import dataset_row, make_model
-
-from .fakes import constant_detector
-from .helpers import FakeLink, frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +57,7 @@ class FaultyProxy:
                     return
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = _forward
+            do_GET = do_POST = do_PUT = _forward  # noqa: N815 - BaseHTTPRequestHandler's names
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -10,9 +10,8 @@ import pytest
 from agent.cli import main
 from agent.config import load_robot
 from agent.vector import VectorLink
-
-from .fakes import TOKEN
-from .helpers import SEEN, make_agent
+from tests.agent.fakes import TOKEN
+from tests.agent.helpers import SEEN, make_agent
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ import json
 
 from agent.loops import EXIT_REVOKED
 from agent.spool import Spool
-
-from .helpers import SEEN, UNSURE, FakeLink, frame, make_agent
+from tests.agent.helpers import SEEN, UNSURE, FakeLink, frame, make_agent
 
 
 def test_spool_is_bounded_oldest_first_with_a_count(tmp_path):

@@ -4,7 +4,6 @@ import pytest
 
 from apps.deployments import services
 from apps.deployments.models import Deployment, GateDecision
-
 from tests.builders import make_model
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,8 @@ from apps.deployments import evaluation as ev
 from apps.deployments import services
 from apps.deployments.models import Evaluation, PromotionPolicy
 from apps.training.models import TrainingRun
-from vectorsim.scenes import render_scene
-
 from tests.builders import make_model, stored_image_row
+from vectorsim.scenes import render_scene
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

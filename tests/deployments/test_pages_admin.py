@@ -12,7 +12,6 @@ from apps.deployments.models import Deployment, GateDecision, PromotionPolicy, R
 from apps.training import hooks
 from apps.training.models import ModelVersion
 from apps.training.signals import model_trained
-
 from tests.builders import dataset_row, make_model, stored_image_row
 
 pytestmark = pytest.mark.django_db

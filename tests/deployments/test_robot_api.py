@@ -7,7 +7,6 @@ import pytest
 from apps.deployments import services
 from apps.deployments.models import Robot
 from apps.deployments.robotstate import in_canary
-
 from tests.builders import dataset_row, make_model, make_robot
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from apps.deployments import services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
-from vectormlops.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
-
 from tests.builders import dataset_row, make_model
+from vectormlops.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

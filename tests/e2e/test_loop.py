@@ -23,8 +23,8 @@ from django.conf import settings
 from PIL import Image
 
 from agent.imaging import to_jpeg
-from apps.deployments import services as deployment_services
 from apps.deployments import robotstate
+from apps.deployments import services as deployment_services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from tests.conftest import free_port, test_database_url
 from vectormlops.services import api_token_create

@@ -17,12 +17,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         for name in ROLES:
             Group.objects.get_or_create(name=name)
-        User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
+        user_model = get_user_model()
+        if user_model.objects.filter(is_superuser=True).exists():
             return
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
-        user = User.objects.create_superuser(username=username, email="", password=password)
+        user = user_model.objects.create_superuser(username=username, email="", password=password)
         user.groups.set(Group.objects.filter(name__in=ROLES))
         bar = "=" * 64
         self.stdout.write(
