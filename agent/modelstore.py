@@ -40,15 +40,24 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._state_path = self.root / "state.json"
         state = self._read_state()
-        self.current: ModelInfo | None = ModelInfo(**state["current"]) if state.get("current") else None
-        self.previous: ModelInfo | None = ModelInfo(**state["previous"]) if state.get("previous") else None
-        self.rejected: dict[str, str] = state.get("rejected", {})
+        try:
+            self.current: ModelInfo | None = ModelInfo(**state["current"]) if state.get("current") else None
+            self.previous: ModelInfo | None = ModelInfo(**state["previous"]) if state.get("previous") else None
+            self.rejected: dict[str, str] = dict(state.get("rejected") or {})
+        except (TypeError, ValueError, AttributeError) as exc:  # damaged: start empty, the next poll installs again
+            logger.error("model state %s is damaged (%s); starting without an installed model", self._state_path, exc)
+            self.current = self.previous = None
+            self.rejected = {}
 
     def _read_state(self) -> dict:
         try:
-            return json.loads(self._state_path.read_text())
-        except (FileNotFoundError, ValueError):
+            state = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
             return {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            logger.error("model state %s is not JSON (%s); starting without an installed model", self._state_path, exc)
+            return {}
+        return state if isinstance(state, dict) else {}
 
     def _write_state(self) -> None:
         state = {

@@ -335,3 +335,13 @@ def test_a_captive_portal_makes_the_queue_wait_longer_and_loses_nothing(agent, f
     fake_server.portal = False
     agent.flush()
     assert len(fake_server.telemetry_records()) == 12
+
+
+@pytest.mark.parametrize("state", [b"\x00\xffnot json", b'{"current": {"model_id": "x", "bogus": 1}}', b"[]"])
+def test_a_damaged_model_state_starts_empty_and_the_next_poll_installs_again(agent, fake_server, tmp_path, state):
+    (agent.store.root / "state.json").write_bytes(state)
+    again = make_agent(fake_server, tmp_path / "data")
+    assert again.model is None
+    again.sync_once(force=True)
+    assert again.model.model_id == 1
+    assert fake_server.count("GET", "/api/v1/models/1/artifacts") == 1  # the file on disk was verified and reused
