@@ -206,6 +206,35 @@ def live_deployment(*, dataset: Dataset, channel: str) -> Deployment | None:
     )
 
 
+def datasets_overview(*, since: datetime) -> list[dict]:
+    """Every dataset with its live models, open alerts and frames since ``since`` (the monitoring home page)."""
+    frames = dict(
+        HourlyMetric.objects.filter(robot__isnull=True, hour__gte=since)
+        .values_list("dataset_id")
+        .annotate(n=Sum("frames"))
+        .values_list("dataset_id", "n")
+    )
+    open_alerts = dict(
+        Alert.objects.filter(acknowledged=False)
+        .values_list("dataset_id")
+        .annotate(n=Count("id"))
+        .values_list("dataset_id", "n")
+    )
+    live: dict[int, dict[str, Deployment]] = {}
+    for deployment in Deployment.objects.filter(is_live=True).select_related("model"):
+        live.setdefault(deployment.dataset_id, {})[deployment.channel] = deployment
+    return [
+        {
+            "dataset": d,
+            "production": live.get(d.id, {}).get("production"),
+            "canary": live.get(d.id, {}).get("canary"),
+            "frames_24h": frames.get(d.id, 0),
+            "open_alerts": open_alerts.get(d.id, 0),
+        }
+        for d in Dataset.objects.order_by("slug")
+    ]
+
+
 def canary_policy_for(dataset: Dataset) -> CanaryPolicy:
     """The dataset's policy, or the defaults (unsaved) when none was set in the admin."""
     return CanaryPolicy.objects.filter(dataset=dataset).first() or CanaryPolicy(dataset=dataset)

@@ -4,48 +4,21 @@ the fleet and the version skew."""
 from datetime import timedelta
 
 from django.contrib import messages
-from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.datasets.models import Dataset
-from apps.deployments.models import Deployment
+from apps.deployments.selectors import live_deployments
 from apps.monitoring import selectors, services
-from apps.monitoring.models import Alert, HourlyMetric
+from apps.monitoring.models import Alert
 from vectormlops.permissions import ML_ENGINEER, role_required
 
 
 @role_required(ML_ENGINEER)
 def home(request):
     """Datasets with their live models, open alerts and the last day's frames."""
-    since = timezone.now() - timedelta(hours=24)
-    datasets = Dataset.objects.order_by("slug")
-    frames = dict(
-        HourlyMetric.objects.filter(robot__isnull=True, hour__gte=since)
-        .values_list("dataset_id")
-        .annotate(n=Sum("frames"))
-        .values_list("dataset_id", "n")
-    )
-    open_alerts = dict(
-        Alert.objects.filter(acknowledged=False)
-        .values_list("dataset_id")
-        .annotate(n=Count("id"))
-        .values_list("dataset_id", "n")
-    )
-    live = {}
-    for deployment in Deployment.objects.filter(is_live=True).select_related("model"):
-        live.setdefault(deployment.dataset_id, {})[deployment.channel] = deployment
-    rows = [
-        {
-            "dataset": d,
-            "production": live.get(d.id, {}).get("production"),
-            "canary": live.get(d.id, {}).get("canary"),
-            "frames_24h": frames.get(d.id, 0),
-            "open_alerts": open_alerts.get(d.id, 0),
-        }
-        for d in datasets
-    ]
+    rows = selectors.datasets_overview(since=timezone.now() - timedelta(hours=24))
     return render(request, "monitoring/home.html", {"rows": rows})
 
 
@@ -58,7 +31,7 @@ def dataset_detail(request, slug: str):
         hours = 7 * 24
     now = timezone.now()
     since = now - timedelta(hours=hours)
-    live = {d.channel: d for d in Deployment.objects.filter(dataset=dataset, is_live=True).select_related("model")}
+    live = live_deployments(dataset)
     context = {
         "dataset": dataset,
         "hours": hours,
