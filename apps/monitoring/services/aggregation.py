@@ -144,21 +144,21 @@ def _cursor_locked(name: str) -> AggregationCursor:
     return AggregationCursor.objects.select_for_update().get(name=name)
 
 
-def _old_enough_upper(queryset, cursor_id: int, time_field: str, cutoff: datetime) -> int | None:
-    """The first id after the cursor that is too recent: aggregation stops before it, so a row whose insert has
-    not committed yet (ids are handed out before commit) is never skipped by a cursor that moved past it."""
-    return queryset.filter(id__gt=cursor_id, **{f"{time_field}__gt": cutoff}).aggregate(m=Min("id"))["m"]
+def _pending(queryset, cursor: AggregationCursor, time_field: str, cutoff: datetime):
+    """Rows after the cursor, up to the first one that is too recent: aggregation stops before it, so a row whose
+    insert has not committed yet (ids are handed out before commit) is never skipped by a cursor that moved past it."""
+    after = queryset.filter(id__gt=cursor.last_id)
+    upper = after.filter(**{f"{time_field}__gt": cutoff}).aggregate(m=Min("id"))["m"]
+    return after if upper is None else after.filter(id__lt=upper)
 
 
 def _aggregate_telemetry_chunk(cutoff: datetime) -> tuple[int, int]:
     with transaction.atomic():
         cursor = _cursor_locked(TELEMETRY_CURSOR)
-        upper = _old_enough_upper(TelemetryRecord.objects, cursor.last_id, "received_at", cutoff)
-        rows = TelemetryRecord.objects.filter(id__gt=cursor.last_id)
-        if upper is not None:
-            rows = rows.filter(id__lt=upper)
         rows = list(
-            rows.order_by("id").values_list(
+            _pending(TelemetryRecord.objects, cursor, "received_at", cutoff)
+            .order_by("id")
+            .values_list(
                 "id",
                 "dataset_id",
                 "model_id",
@@ -186,10 +186,7 @@ def _aggregate_feedback_chunk(cutoff: datetime) -> tuple[int, int, bool]:
     """Feedback uploads are images; the cursor walks all image ids and counts the feedback ones."""
     with transaction.atomic():
         cursor = _cursor_locked(FEEDBACK_CURSOR)
-        upper = _old_enough_upper(Image.objects, cursor.last_id, "uploaded_at", cutoff)
-        scanned = Image.objects.filter(id__gt=cursor.last_id)
-        if upper is not None:
-            scanned = scanned.filter(id__lt=upper)
+        scanned = _pending(Image.objects, cursor, "uploaded_at", cutoff)
         window = list(scanned.order_by("id").values_list("id", flat=True)[:AGGREGATE_CHUNK])
         if not window:
             return 0, 0, False
