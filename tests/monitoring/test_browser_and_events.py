@@ -2,6 +2,7 @@
 follower of alerts.<slug> through the real channel layer."""
 
 import asyncio
+import os
 import random
 from datetime import timedelta
 
@@ -69,6 +70,8 @@ def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(open_browse
     alert.refresh_from_db()
     assert alert.acknowledged and alert.acknowledged_by.username == "eng"
     assert errors == []
+    os.makedirs("var/screenshots", exist_ok=True)
+    page.screenshot(path="var/screenshots/monitoring-dataset.png", full_page=True)
 
 
 def test_a_raised_alert_reaches_followers_of_the_alerts_topic(transactional_db, make_user):
