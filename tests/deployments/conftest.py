@@ -1,4 +1,4 @@
-"""Deployments test data: datasets, images with stored files, models with real artifact files, robots."""
+"""Deployments fixtures: a dataset row, robot clients, an empty process-local copy, fast passwords, tiny weights."""
 
 import random
 
