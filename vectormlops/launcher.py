@@ -43,6 +43,7 @@ def main() -> int:
     # The Procfile's daphne and celery live next to this interpreter (the venv), whatever the caller's PATH.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", _secret_key())
+    env.setdefault("SECURE_COOKIES", "0")  # plain HTTP on loopback; behind nginx's TLS (production) they are Secure
     try:
         with redis_url_or_embedded(VAR_DIR / "valkey", persist=True) as redis_url:
             env["REDIS_URL"] = redis_url
