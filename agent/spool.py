@@ -61,7 +61,11 @@ class SpoolItem:
 
 
 class Spool:
-    """Disk queue with a bound on items and bytes; ``dropped`` counts what the bound cost, by kind."""
+    """Disk queue with a bound on items and bytes.
+
+    ``dropped`` counts what the bound and a full disk cost, by kind; ``set_aside`` counts items moved out of the way
+    (``corrupt``: unreadable, ``failed``: refused by the server too often). Both persist across restarts.
+    """
 
     def __init__(self, root: Path, *, max_items: int = 2000, max_bytes: int = 200 * 1024 * 1024):
         self.root = Path(root)
