@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.datasets import selectors, services
-from apps.datasets.models import Dataset, Image, ImportJob
+from apps.datasets.models import Dataset, ImportJob
 from apps.datasets.serializers import (
     DatasetCreateInput,
     DatasetOutput,
@@ -24,10 +24,6 @@ from apps.datasets.serializers import (
 from vectormlops.errors import NotFound, ValidationFailed
 from vectormlops.permissions import IsAnnotator, IsMLEngineer, IsRobotOrAnnotator, is_robot
 
-ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
-PERSON_SOURCES = ROBOT_SOURCES | {Image.Source.UPLOAD}
-
-
 UPLOAD_OUTPUT = inline_serializer(
     "ImageUploadOutput",
     {
@@ -37,13 +33,6 @@ UPLOAD_OUTPUT = inline_serializer(
         "duplicate": serializers.BooleanField(),
     },
 )
-
-
-def _dataset_field(slug: str) -> Dataset:
-    dataset = Dataset.objects.filter(slug=slug).first() if slug else None
-    if dataset is None:
-        raise ValidationFailed(f"No dataset {slug!r}.", code="unknown_dataset", details={"dataset": slug})
-    return dataset
 
 
 class ImagePagination(CursorPagination):
@@ -65,7 +54,7 @@ class ImagesApi(generics.GenericAPIView):
 
     def get_queryset(self):
         slug = self.request.query_params.get("dataset")
-        dataset = _dataset_field(slug) if slug else None
+        dataset = selectors.dataset_by_slug(slug) if slug else None
         return selectors.images_filter(dataset=dataset, params=self.request.query_params).select_related("dataset")
 
     @extend_schema(
@@ -86,14 +75,12 @@ class ImagesApi(generics.GenericAPIView):
             if "file" in data.errors:
                 raise ValidationFailed("Send the image as the multipart field 'file'.", code="file_required")
             if "dataset" in data.errors:
-                raise ValidationFailed("Name the dataset (its slug).", code="unknown_dataset")
+                raise ValidationFailed("Name the dataset (its slug).", code="dataset_required")
             data.is_valid(raise_exception=True)
         fields = data.validated_data
-        dataset = _dataset_field(fields["dataset"])
+        dataset = selectors.dataset_by_slug(fields["dataset"])
         robot = is_robot(request.user)
-        source = fields.get("source") or (Image.Source.CAMERA if robot else Image.Source.UPLOAD)
-        if source not in (ROBOT_SOURCES if robot else PERSON_SOURCES):
-            raise ValidationFailed(f"Unknown source {source!r}.", code="invalid_source", details={"source": source})
+        source = services.image_upload_source(requested=fields.get("source"), by_robot=robot)
         meta = {}
         if fields.get("meta"):
             try:

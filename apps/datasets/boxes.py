@@ -49,14 +49,51 @@ def boxes_validate(*, boxes, class_count: int, width: int, height: int) -> list[
         t = BOX_TOLERANCE_PX
         if x < -t or y < -t or x + w > width + t or y + h > height + t:
             bad(f"box lies outside the {width}x{height} image.")
-        x0, y0 = max(0.0, x), max(0.0, y)
-        x1, y1 = min(float(width), x + w), min(float(height), y + h)
-        if x1 - x0 <= 0 or y1 - y0 <= 0:
+        clipped = box_clip(x, y, w, h, width=width, height=height)
+        if clipped[2] <= 0 or clipped[3] <= 0:
             bad("box has no area inside the image.")
-        cleaned.append(
-            {"class_id": class_id, "box": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]}
-        )
+        cleaned.append({"class_id": class_id, "box": [round(v, 3) for v in clipped]})
     return cleaned
+
+
+def box_clip(x: float, y: float, w: float, h: float, *, width: int, height: int) -> tuple[float, float, float, float]:
+    """The part of a box inside a width x height image, as (x, y, w, h); w or h is <= 0 when nothing is inside."""
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(width), x + w), min(float(height), y + h)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def predicted_boxes_clean(boxes, *, classes: list[str], width: int, height: int) -> list[dict]:
+    """A model's boxes (``{"class_id"|"label", "box", "confidence"}``, from the server or a robot) cleaned leniently:
+    predictions are suggestions, not labels, so a box with an unknown class, bad numbers or less than a pixel inside
+    the image is dropped rather than refused. Boxes are clipped to the image (a robot's detector may run on a resized
+    frame and overshoot by a pixel); confidences are clamped to [0, 1]."""
+    clean = []
+    for item in boxes or []:
+        if not isinstance(item, dict):
+            continue
+        class_id = item.get("class_id")
+        if class_id is None and item.get("label") in classes:
+            class_id = classes.index(item["label"])
+        box, conf = item.get("box"), item.get("confidence", 1.0)
+        if not isinstance(class_id, int) or not 0 <= class_id < len(classes):
+            continue
+        try:
+            x, y, w, h = (float(v) for v in box)
+            conf = float(conf)
+        except (TypeError, ValueError):
+            continue
+        clipped = box_clip(x, y, w, h, width=width, height=height)
+        if clipped[2] < 1 or clipped[3] < 1:
+            continue
+        clean.append(
+            {
+                "class_id": class_id,
+                "box": [round(v, 2) for v in clipped],
+                "confidence": round(min(1.0, max(0.0, conf)), 4),
+            }
+        )
+    return clean
 
 
 def boxes_from_api(dataset, boxes) -> list[dict]:

@@ -1,6 +1,5 @@
 """Reads of the datasets app: counts and the filtered image listing used by the API and the grid page."""
 
-from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.cache import cache
@@ -93,15 +92,6 @@ def robots_of(dataset: Dataset) -> list[str]:
         )
         cache.set(key, serials, ROBOTS_CACHE_S)
     return serials
-
-
-def counts_by_dataset_slug() -> dict[str, dict]:
-    result = defaultdict(dict)
-    datasets = list(Dataset.objects.values_list("pk", "slug"))
-    counts = dataset_counts([pk for pk, _ in datasets])
-    for pk, slug in datasets:
-        result[slug] = counts[pk]
-    return dict(result)
 
 
 def dataset_by_slug(slug: str) -> Dataset:

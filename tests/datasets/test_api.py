@@ -60,7 +60,7 @@ def test_a_robot_uploads_with_its_bearer_token_and_its_serial_is_recorded(client
         (png_header_bomb(), "bomb.png", {}, 413, "image_too_large"),
         (b"", "empty.jpg", {}, 400, "empty_file"),
         (b"\xff\xd8\xff" + b"\0" * (25 * 1024 * 1024), "big.jpg", {}, 413, "file_too_large"),
-        (jpeg(4), "x.jpg", {"dataset": "no-such-dataset"}, 400, "unknown_dataset"),
+        (jpeg(4), "x.jpg", {"dataset": "no-such-dataset"}, 404, "unknown_dataset"),
         (jpeg(4), "x.jpg", {"meta": "[1, 2, 3]"}, 400, "invalid_meta"),
         (jpeg(4), "x.jpg", {"meta": "{not json"}, 400, "invalid_meta"),
         (jpeg(4), "x.jpg", {"captured_at": "last tuesday"}, 400, "invalid_captured_at"),

@@ -1,8 +1,8 @@
 """Every write of the datasets app, by sub-domain: datasets and classes, splits, ingestion, the one annotation
 writer, frozen versions, their YOLO/COCO layout and exports, and imports. The public services are listed here."""
 
-from apps.datasets.boxes import MAX_BOXES, boxes_from_api, boxes_to_api, boxes_validate
-from apps.datasets.services.annotations import annotation_set
+from apps.datasets.boxes import MAX_BOXES, boxes_from_api, boxes_to_api, boxes_validate, predicted_boxes_clean
+from apps.datasets.services.annotations import annotation_set, image_status_set
 from apps.datasets.services.datasets import dataset_class_add, dataset_class_rename, dataset_create
 from apps.datasets.services.imports import (
     dataset_import,
@@ -11,7 +11,7 @@ from apps.datasets.services.imports import (
     import_job_run_path,
     import_rollback,
 )
-from apps.datasets.services.ingest import image_ingest
+from apps.datasets.services.ingest import image_ingest, image_upload_source
 from apps.datasets.services.layout import (
     version_export_name,
     version_export_prepare,
@@ -35,9 +35,12 @@ __all__ = [
     "dataset_import",
     "image_ingest",
     "image_split_pin",
+    "image_status_set",
+    "image_upload_source",
     "images_prioritize",
     "import_job_create",
     "import_job_run",
+    "predicted_boxes_clean",
     "import_job_run_path",
     "import_rollback",
     "split_for",

@@ -36,3 +36,12 @@ def annotation_set(*, image: Image, boxes, user=None, expected_version: int | No
         locked.save(update_fields=["status"])
     image.status = locked.status
     return annotation
+
+
+def image_status_set(*, image: Image, status: str) -> Image:
+    """Move an image through the labeling workflow (a reviewer's decision); boxes change only via annotation_set."""
+    if status not in Image.Status.values:
+        raise ValidationFailed(f"Unknown status {status!r}.", code="invalid_status", details={"status": status})
+    Image.objects.filter(pk=image.pk).update(status=status)
+    image.status = status
+    return image

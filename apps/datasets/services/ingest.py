@@ -80,6 +80,19 @@ def _parse_captured_at(value) -> datetime | None:
     return parsed
 
 
+ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
+PERSON_SOURCES = ROBOT_SOURCES | {Image.Source.UPLOAD}
+
+
+def image_upload_source(*, requested: str | None, by_robot: bool) -> str:
+    """The source an API upload is recorded with: the one named, else camera (robots) or upload (people).
+    A robot cannot call its frames a person's upload; imports are never uploads."""
+    source = requested or (Image.Source.CAMERA if by_robot else Image.Source.UPLOAD)
+    if source not in (ROBOT_SOURCES if by_robot else PERSON_SOURCES):
+        raise ValidationFailed(f"Unknown source {source!r}.", code="invalid_source", details={"source": source})
+    return source
+
+
 def image_ingest(
     *,
     dataset: Dataset,

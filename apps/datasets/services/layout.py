@@ -1,5 +1,6 @@
 """A frozen version on disk (the YOLO layout ultralytics trains on) or in a zip in any export format."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -31,13 +32,41 @@ def version_materialize(*, version: DatasetVersion, dest_dir, link: bool = True)
     present = set()
     for sha, name, width, height, split, boxes, _ in version_rows(version):
         present.add(split)
-        ext = name.rsplit(".", 1)[-1]
-        place_stored_file(name, dest / "images" / split / f"{sha}.{ext}", link)
-        lines = [yolo_line(b["class_id"], b["box"], width, height) for b in boxes]
-        (dest / "labels" / split / f"{sha}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        yolo_image_write(
+            root=dest, split=split, storage_name=name, sha256=sha, width=width, height=height, boxes=boxes, link=link
+        )
     yaml_path = dest / "data.yaml"
     yaml_path.write_text(data_yaml(list(version.classes), present, str(dest)))
     return yaml_path
+
+
+def yolo_image_write(
+    *, root: Path, split: str, storage_name: str, sha256: str, width: int, height: int, boxes, link: bool = True
+) -> Path:
+    """One image of a YOLO layout: the stored file at ``images/<split>/<sha256>.<ext>`` (linked when storage is a
+    local disk) and its boxes, normalised, at ``labels/<split>/<sha256>.txt``. Returns the image's path."""
+    for sub in ("images", "labels"):
+        (root / sub / split).mkdir(parents=True, exist_ok=True)
+    target = root / "images" / split / f"{sha256}.{storage_name.rsplit('.', 1)[-1]}"
+    place_stored_file(storage_name, target, link)
+    lines = [yolo_line(b["class_id"], b["box"], width, height) for b in boxes]
+    (root / "labels" / split / f"{sha256}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return target
+
+
+def yolo_data_yaml_write(
+    root: Path, *, classes: list[str], train: str, val: str, test: str | None = None, name: str = "data.yaml"
+) -> Path:
+    """A data.yaml whose splits are any folders or image lists under ``root``; returns its path."""
+    lines = [f"path: {json.dumps(str(root))}", f"train: {json.dumps(train)}", f"val: {json.dumps(val)}"]
+    if test is not None:
+        lines.append(f"test: {json.dumps(test)}")
+    lines.append(f"nc: {len(classes)}")
+    lines.append("names:")
+    lines.extend(f"  {i}: {json.dumps(class_name)}" for i, class_name in enumerate(classes))
+    path = root / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _check_format(fmt: str) -> None:
