@@ -8,8 +8,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.datasets.boxes import boxes_to_api
 from apps.datasets.models import Annotation, Dataset, Image
-from apps.datasets.services import boxes_to_api
 from apps.labeling import selectors, services
 from apps.labeling.serializers import (
     AnnotationOutput,
@@ -99,7 +99,7 @@ class ClaimNextApi(APIView):
             dataset=dataset, user=request.user, exclude_ids=serializer.validated_data["exclude"]
         )
         bundle = selectors.image_bundle(image=image, user=request.user) if image else None
-        return Response({"image": bundle, "counts": services.queue_counts(dataset)})
+        return Response({"image": bundle, "counts": selectors.queue_counts(dataset)})
 
 
 class QueueStateApi(APIView):
@@ -110,7 +110,7 @@ class QueueStateApi(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
-        return Response({"counts": services.queue_counts(dataset), "claims": services.active_claims(dataset)})
+        return Response({"counts": selectors.queue_counts(dataset), "claims": selectors.active_claims(dataset)})
 
 
 class ImageBundleApi(APIView):

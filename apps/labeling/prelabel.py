@@ -1,18 +1,16 @@
 """Server-side pre-labels: run the dataset's production model (ultralytics, a local copy of its .pt) on images and
 store the boxes as predictions. The only module of labeling that touches ultralytics."""
 
-import hashlib
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.datasets.models import Dataset, Image
+from apps.datasets.storage import local_path, place_stored_file, sha256_of_file
 from apps.labeling import services
 from apps.labeling.models import Prediction, PrelabelModel
 
@@ -29,19 +27,16 @@ def _cache_dir() -> Path:
 
 
 def _local_copy(storage_path: str) -> tuple[Path, str]:
-    """Copy the artifact from storage (disk or S3) to a local file named by its sha256 (hashed while copying)."""
-    digest = hashlib.sha256()
+    """Copy the artifact from storage (disk or S3) to a local file named by its sha256."""
     with tempfile.NamedTemporaryFile(dir=_cache_dir(), suffix=".part", delete=False) as tmp:
-        with default_storage.open(storage_path, "rb") as source:
-            for chunk in iter(lambda: source.read(1024 * 1024), b""):
-                digest.update(chunk)
-                tmp.write(chunk)
-    sha256 = digest.hexdigest()
+        part = Path(tmp.name)
+    place_stored_file(storage_path, part, link=False)
+    sha256, _ = sha256_of_file(part)
     target = _cache_dir() / f"{sha256}{_suffix(storage_path)}"
     if target.exists():
-        os.unlink(tmp.name)
+        part.unlink()
     else:
-        os.replace(tmp.name, target)
+        os.replace(part, target)
     return target, sha256
 
 
@@ -72,14 +67,13 @@ def _load(prelabel: PrelabelModel):
 
 
 def _local_image(image: Image, workdir: Path) -> str:
-    """A file path for ultralytics; files on local disk are used in place."""
-    try:
-        return default_storage.path(image.storage_path)
-    except NotImplementedError:  # remote storage (S3)
+    """A file path for ultralytics; files on local disk are used in place, remote ones (S3) downloaded."""
+    path = local_path(image.storage_path)
+    if path is None:
         target = workdir / Path(image.storage_path).name
-        with default_storage.open(image.storage_path, "rb") as source, open(target, "wb") as out:
-            shutil.copyfileobj(source, out)
-        return str(target)
+        place_stored_file(image.storage_path, target, link=False)
+        path = str(target)
+    return path
 
 
 def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:

@@ -6,10 +6,9 @@ from django.db.models import Count, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.datasets.boxes import boxes_to_api
 from apps.datasets.models import Annotation, Dataset, Image
-from apps.datasets.services import boxes_to_api
 from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
-from apps.labeling.services import latest_rejection
 
 # Suggestions shown on the page; lower-confidence boxes are stored only to measure the model's certainty.
 SUGGESTION_MIN_CONFIDENCE = 0.25
@@ -135,3 +134,46 @@ def annotator_stats(*, dataset: Dataset | None = None, since=None) -> list[dict]
             }
         )
     return result
+
+
+def latest_rejection(image: Image) -> ReviewEvent | None:
+    """The rejection whose comment the annotator should see (only while the image is still rejected)."""
+    if image.status != Image.Status.REJECTED:
+        return None
+    return image.review_events.filter(decision=ReviewEvent.Decision.REJECT).select_related("reviewer").first()
+
+
+def queue_counts(dataset: Dataset) -> dict:
+    """Counts per labeling status plus live claims: what the labeling and dataset pages show."""
+    now = timezone.now()
+    rows = Image.objects.filter(dataset=dataset).values("status").annotate(n=Count("id"))
+    by_status = {status: 0 for status in Image.Status.values}
+    for row in rows:
+        by_status[row["status"]] = row["n"]
+    claimed = ImageClaim.objects.filter(image__dataset=dataset, expires_at__gt=now).count()
+    to_label = by_status[Image.Status.UNLABELED] + by_status[Image.Status.IN_PROGRESS] + by_status["rejected"]
+    return {
+        "statuses": by_status,
+        "to_label": to_label,
+        "to_review": by_status[Image.Status.SUBMITTED],
+        "claimed": claimed,
+        "total": sum(by_status.values()),
+    }
+
+
+def active_claims(dataset: Dataset) -> list[dict]:
+    """Who is working on what right now."""
+    now = timezone.now()
+    claims = (
+        ImageClaim.objects.filter(image__dataset=dataset, expires_at__gt=now)
+        .select_related("user")
+        .order_by("claimed_at")
+    )
+    return [
+        {"image_id": c.image_id, "user": c.user.get_username(), "expires_at": c.expires_at.isoformat()} for c in claims
+    ]
+
+
+def datasets_with_queue_counts() -> list[dict]:
+    """Every dataset with its queue counts: the labeling and review home pages."""
+    return [{"dataset": dataset, "counts": queue_counts(dataset)} for dataset in Dataset.objects.all()]

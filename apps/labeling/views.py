@@ -3,17 +3,16 @@
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from apps.datasets.boxes import boxes_to_api
 from apps.datasets.models import Dataset, Image
-from apps.datasets.services import boxes_to_api
-from apps.labeling import selectors, services
+from apps.labeling import selectors
 from vectormlops.permissions import ANNOTATOR, REVIEWER, role_required
 
 
 @role_required(ANNOTATOR)
 def home(request):
     """Datasets with what is left to label, to review, and who is labeling now."""
-    rows = [{"dataset": d, "counts": services.queue_counts(d)} for d in Dataset.objects.all()]
-    return render(request, "labeling/home.html", {"rows": rows})
+    return render(request, "labeling/home.html", {"rows": selectors.datasets_with_queue_counts()})
 
 
 @role_required(ANNOTATOR)
@@ -47,8 +46,7 @@ def label(request, slug: str):
 @role_required(REVIEWER)
 def review_home(request):
     """Datasets with submitted images waiting for review."""
-    rows = [{"dataset": d, "counts": services.queue_counts(d)} for d in Dataset.objects.all()]
-    return render(request, "labeling/review_home.html", {"rows": rows})
+    return render(request, "labeling/review_home.html", {"rows": selectors.datasets_with_queue_counts()})
 
 
 @role_required(REVIEWER)

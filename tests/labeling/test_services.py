@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.datasets.models import Annotation, Image
-from apps.labeling import services
+from apps.labeling import selectors, services
 from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
 from vectormlops.errors import Conflict, ValidationFailed
 
@@ -158,7 +158,7 @@ def test_review_approve_and_reject_transitions(dataset, make_image, annotator, r
     services.image_review(image=image, reviewer=reviewer, decision="reject", comment="The cube is missing.")
     image.refresh_from_db()
     assert image.status == Image.Status.REJECTED
-    assert services.latest_rejection(image).comment == "The cube is missing."
+    assert selectors.latest_rejection(image).comment == "The cube is missing."
 
     # Back in the annotator's queue, first, with the comment on the page.
     make_image(dataset, seed=2)
@@ -170,7 +170,7 @@ def test_review_approve_and_reject_transitions(dataset, make_image, annotator, r
     services.image_review(image=image, reviewer=reviewer, decision="approve")
     image.refresh_from_db()
     assert image.status == Image.Status.APPROVED
-    assert services.latest_rejection(image) is None
+    assert selectors.latest_rejection(image) is None
     assert list(ReviewEvent.objects.filter(image=image).values_list("decision", "annotator__username")) == [
         ("approve", "annotator1"),
         ("reject", "annotator1"),
@@ -209,7 +209,7 @@ def test_queue_counts(dataset, make_image, annotator):
     make_image(dataset, seed=1), make_image(dataset, seed=2)
     image = services.image_claim_next(dataset=dataset, user=annotator)
     services.annotation_submit(image=image, user=annotator, boxes_api=[], version=0)
-    counts = services.queue_counts(dataset)
+    counts = selectors.queue_counts(dataset)
     assert counts["to_label"] == 1 and counts["to_review"] == 1 and counts["total"] == 2
 
 
