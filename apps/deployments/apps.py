@@ -1,8 +1,4 @@
-import logging
-
 from django.apps import AppConfig
-
-log = logging.getLogger(__name__)
 
 
 class DeploymentsConfig(AppConfig):
@@ -13,7 +9,9 @@ class DeploymentsConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
-        from apps.deployments import receivers
+        from apps.deployments import receivers, selectors
+        from apps.training.hooks import install_production_model_provider
+        from apps.training.signals import model_trained
 
         # Buffered last-seen refreshes are written when a worker exits cleanly, not lost.
         atexit.register(receivers.flush_seen_quietly)
@@ -24,16 +22,6 @@ class DeploymentsConfig(AppConfig):
         post_delete.connect(receivers.artifact_changed, sender="training.ModelArtifact", dispatch_uid="deploy-art-gone")
         post_save.connect(receivers.robot_changed, sender="deployments.Robot", dispatch_uid="deploy-robot-saved")
         post_delete.connect(receivers.robot_changed, sender="deployments.Robot", dispatch_uid="deploy-robot-gone")
-        # Training may not have its signal or hooks yet (built in parallel): connect when they exist.
-        try:
-            from apps.training.signals import model_trained
-        except ImportError:
-            log.info("apps.training.signals.model_trained not found: no automatic evaluation after training")
-        else:
-            model_trained.connect(receivers.model_trained, dispatch_uid="deployments-evaluate-and-gate")
-        try:
-            from apps.training.hooks import install_production_model_provider
-        except ImportError:
-            log.info("apps.training.hooks not found: training cannot ask for the production model")
-        else:
-            install_production_model_provider(receivers.production_model)
+        model_trained.connect(receivers.model_trained, dispatch_uid="deployments-evaluate-and-gate")
+        # Training asks which model is live in production (to fine-tune it): deployments answers.
+        install_production_model_provider(selectors.production_model)

@@ -16,16 +16,16 @@ import hashlib
 import io
 import json
 import logging
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+
+from apps.datasets.services.layout import yolo_data_yaml_write, yolo_image_write
+from apps.datasets.storage import place_stored_file
 
 log = logging.getLogger(__name__)
 
@@ -145,49 +145,24 @@ def slices_of(items: list[TestItem]) -> dict[str, dict[str, list[int]]]:
     return result
 
 
-def _local_copy(storage_path: str, target: Path) -> None:
-    """Link the stored file when storage is a local disk (no copy); download it otherwise (S3)."""
-    try:
-        source = default_storage.path(storage_path)
-    except NotImplementedError:
-        source = None
-    if source:
-        try:
-            os.link(source, target)
-            return
-        except OSError:
-            try:
-                os.symlink(source, target)
-                return
-            except OSError:
-                pass
-    with default_storage.open(storage_path, "rb") as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-
-
 def materialise_test_set(items: list[TestItem], classes: list[str], root: Path) -> Path:
     """Write the test set in YOLO layout (images/test, labels/test, data.yaml); returns the data.yaml path."""
-    images_dir, labels_dir = root / "images" / "test", root / "labels" / "test"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    labels_dir.mkdir(parents=True, exist_ok=True)
     for item in items:
-        ext = Path(item.storage_path).suffix or ".jpg"
-        _local_copy(item.storage_path, images_dir / f"{item.sha256}{ext}")
-        lines = []
-        for b in item.boxes:
-            x, y, w, h = (float(v) for v in b["box"])
-            cx, cy = (x + w / 2) / item.width, (y + h / 2) / item.height
-            lines.append(f"{int(b['class_id'])} {cx:.6f} {cy:.6f} {w / item.width:.6f} {h / item.height:.6f}")
-        (labels_dir / f"{item.sha256}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        yolo_image_write(
+            root=root,
+            split="test",
+            storage_name=item.storage_path,
+            sha256=item.sha256,
+            width=item.width,
+            height=item.height,
+            boxes=item.boxes,
+        )
     return write_data_yaml(root, "images/test", classes)
 
 
 def write_data_yaml(root: Path, test: str, classes: list[str], name: str = "data.yaml") -> Path:
     # ultralytics insists on train and val keys even for a test-only evaluation; they point at the test images.
-    data = {"path": str(root), "train": test, "val": test, "test": test, "names": dict(enumerate(classes))}
-    path = root / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return yolo_data_yaml_write(root, classes=classes, train=test, val=test, test=test, name=name)
 
 
 def write_subset_list(root: Path, items: list[TestItem], indices: list[int], name: str) -> str:
@@ -213,7 +188,7 @@ def local_weights(model, workdir: Path) -> Path:
         raise ValidationFailed("The model has no .pt artifact to evaluate.", code="no_pt_artifact")
     target = workdir / f"model-{model.pk}.pt"
     if not target.exists():
-        _local_copy(artifact.storage_path, target)
+        place_stored_file(artifact.storage_path, target, link=True)
     return target
 
 

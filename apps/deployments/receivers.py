@@ -15,18 +15,6 @@ def model_trained(sender, model_version=None, run=None, **kwargs):
     transaction.on_commit(lambda: evaluate_and_gate_task.delay(model_id))
 
 
-def production_model(dataset):
-    """Which model is live in production for ``dataset`` (training fine-tunes it); None if none."""
-    from apps.deployments.models import Deployment
-
-    live = (
-        Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.PRODUCTION, is_live=True)
-        .select_related("model")
-        .first()
-    )
-    return live.model if live else None
-
-
 def dataset_changed(sender, instance, **kwargs):
     """A dataset was created, renamed or deleted: robots' answers about it are rebuilt."""
     robotstate.dataset_changed(instance.pk)

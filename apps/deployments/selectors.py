@@ -3,7 +3,7 @@
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from apps.deployments import gate
-from apps.deployments.models import Deployment, Evaluation, GateDecision
+from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy
 from apps.training.models import ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "retired", "rejected")
@@ -48,6 +48,23 @@ def lifecycle_status(model: ModelVersion) -> str:
     if decisions and not decisions[0].passed:
         return "rejected"
     return "candidate"
+
+
+def live_deployment(*, dataset, channel: str = Deployment.Channel.PRODUCTION) -> Deployment | None:
+    """The deployment live on ``channel`` (production unless named) for ``dataset``, with its model; None if none."""
+    return Deployment.objects.filter(dataset=dataset, channel=channel, is_live=True).select_related("model").first()
+
+
+def production_model(dataset) -> ModelVersion | None:
+    """Which model is live in production for ``dataset`` (training fine-tunes it, the gate compares with it)."""
+    deployment = live_deployment(dataset=dataset)
+    return deployment.model if deployment else None
+
+
+def promotion_policy_of(dataset) -> PromotionPolicy:
+    """The dataset's promotion policy as the gate will apply it: the saved row, or the defaults (unsaved) when none
+    exists yet. A read: the row is created by the first gate decision, never by a page view."""
+    return PromotionPolicy.objects.filter(dataset=dataset).first() or PromotionPolicy(dataset=dataset)
 
 
 def live_deployments(dataset) -> dict:

@@ -41,7 +41,7 @@ def dataset_page(request, slug):
             "live": selectors.live_deployments(dataset),
             "history": selectors.deployment_history(dataset)[:100],
             "decisions": decisions,
-            "policy": services.policy_for(dataset),
+            "policy": selectors.promotion_policy_of(dataset),
         },
     )
 

@@ -4,7 +4,7 @@ Training declares each question as a small function with a safe default; the app
 it from its ``AppConfig.ready()``, e.g. deployments::
 
     from apps.training import hooks
-    hooks.install_production_model_provider(lambda dataset: current_production_model(dataset))
+    hooks.install_production_model_provider(selectors.production_model)
 """
 
 from collections.abc import Callable
