@@ -9,6 +9,7 @@ from apps.datasets.models import Dataset
 from apps.training import services
 from apps.training.forms import TrainingRunForm
 from apps.training.models import EpochMetric, ModelArtifact, ModelVersion, RetrainPolicy, TrainingRun
+from apps.training.views import start_run_from_form
 from vectormlops.errors import DomainError
 
 
@@ -62,7 +63,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         dataset = Dataset.objects.filter(slug=request.GET.get("dataset", "")).first()
         form = TrainingRunForm(request.POST or None, initial={"dataset": dataset}, dataset=dataset)
         if request.method == "POST" and form.is_valid():
-            run = form.start_run(user=request.user, trigger=TrainingRun.Trigger.ADMIN)
+            run = start_run_from_form(form, user=request.user, trigger=TrainingRun.Trigger.ADMIN)
             if run is not None:
                 self.message_user(request, f"Run {run.pk} queued.", messages.SUCCESS)
                 return redirect("admin:training_trainingrun_change", run.pk)

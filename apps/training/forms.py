@@ -1,10 +1,8 @@
-"""The start-a-run form (hyperparameters); the service does the real checks."""
+"""The start-a-run form (hyperparameters); the view passes it to the service, which does the real checks."""
 
 from django import forms
 
 from apps.datasets.models import Dataset, DatasetVersion
-from apps.training import services
-from vectormlops.errors import DomainError
 
 
 class TrainingRunForm(forms.Form):
@@ -34,18 +32,8 @@ class TrainingRunForm(forms.Form):
                 "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
             )
 
-    def start_run(self, *, user, trigger):
-        """Start the run through the service; on a domain error, show it on the form and return None."""
+    def run_arguments(self) -> dict:
+        """The cleaned fields as ``services.training_run_start`` takes them (blank base: the service chooses)."""
         values = dict(self.cleaned_data)
-        try:
-            return services.training_run_start(
-                dataset=values.pop("dataset"),
-                version=values.pop("version"),
-                base=values.pop("base") or None,
-                user=user,
-                trigger=trigger,
-                **values,
-            )
-        except DomainError as exc:
-            self.add_error(None, exc.message)
-            return None
+        values["base"] = values["base"] or None
+        return values

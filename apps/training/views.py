@@ -65,13 +65,22 @@ def run_detail(request, run_id: int):
     )
 
 
+def start_run_from_form(form: TrainingRunForm, *, user, trigger: str) -> TrainingRun | None:
+    """Start the form's run through the service; a domain error is shown on the form (None is returned)."""
+    try:
+        return services.training_run_start(**form.run_arguments(), user=user, trigger=trigger)
+    except DomainError as exc:
+        form.add_error(None, exc.message)
+        return None
+
+
 @role_required(ML_ENGINEER)
 @require_http_methods(["GET", "POST"])
 def run_new(request):
     dataset = Dataset.objects.filter(slug=request.GET.get("dataset", "")).first()
     if request.method == "POST":
         form = TrainingRunForm(request.POST)
-        run = form.start_run(user=request.user, trigger=TrainingRun.Trigger.WEB) if form.is_valid() else None
+        run = start_run_from_form(form, user=request.user, trigger=TrainingRun.Trigger.WEB) if form.is_valid() else None
         if run is not None:
             messages.success(request, f"Run {run.pk} queued.")
             return redirect("training:run_detail", run_id=run.pk)
