@@ -7,24 +7,17 @@ from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.datasets import selectors, services
 from apps.datasets.formats.writers import EXPORT_FORMATS
 from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
+from apps.datasets.panels import dataset_panels, image_page_for
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, has_role, role_required
 
 PAGE_SIZE = 60
 GRID_FIELDS = ("id", "dataset_id", "status", "split", "source", "width", "height", "robot_serial", "uploaded_at")
-
-
-def _url_or_none(name: str, *args) -> str | None:
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return None
 
 
 @role_required(ANNOTATOR)
@@ -93,8 +86,8 @@ def dataset_detail(request, slug):
         "is_engineer": is_engineer,
         "import_jobs": list(dataset.import_jobs.all()[:5]) if is_engineer else [],
         "export_formats": EXPORT_FORMATS,
-        "training_url": _url_or_none("training:run_new"),
-        "label_base": f"/label/{dataset.slug}/",
+        "panels": dataset_panels(),
+        "image_page": image_page_for(dataset),
     }
     return render(request, "datasets/detail.html", context)
 

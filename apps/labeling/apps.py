@@ -5,8 +5,17 @@ class LabelingConfig(AppConfig):
     name = "apps.labeling"
 
     def ready(self):
+        from django.urls import reverse
+
         from apps.datasets.models import Image
+        from apps.datasets.panels import DatasetPanel, install_dataset_panel, install_image_page
         from apps.datasets.signals import image_ingested
         from apps.labeling.prelabel import on_image_ingested
 
         image_ingested.connect(on_image_ingested, sender=Image, dispatch_uid="labeling.on_image_ingested")
+        # The dataset page shows the labeling queue and who works on what, live.
+        install_dataset_panel(
+            "labeling", DatasetPanel(template="labeling/dataset_panel.html", script="labeling/dataset-queue.js")
+        )
+        # An image of the dataset grid opens in the labeling tool.
+        install_image_page(lambda dataset: reverse("labeling:label", args=[dataset.slug]))

@@ -154,3 +154,17 @@ def test_admin_start_and_cancel(client, make_user, training_dataset):
     assert run.status == "cancelled"
     assert client.get(reverse("admin:training_retrainpolicy_add")).status_code == 200
     assert client.get(reverse("admin:training_modelversion_changelist")).status_code == 200
+
+
+def test_the_dataset_page_shows_the_training_panel_to_engineers_only(client, ml_engineer, annotator, training_dataset):
+    """Training installs its panel on the dataset page; datasets itself names no training URL."""
+    from apps.datasets.services import version_freeze
+
+    version = version_freeze(dataset=training_dataset)
+    client.force_login(ml_engineer)
+    page = client.get("/datasets/vec/").content.decode()
+    assert 'id="train-link" href="/training/runs/new/?dataset=vec"' in page
+    assert f'href="/training/runs/new/?dataset=vec&version={version.pk}">v1</a>' in page
+    client.force_login(annotator)
+    page = client.get("/datasets/vec/").content.decode()
+    assert "train-link" not in page and "/training/runs/new/" not in page

@@ -1,5 +1,5 @@
-// The dataset page's "Labeling now" card: queue counts and who works on which image, first from the labeling
-// app's queue endpoint, then live from the dataset's event topic ("queue" and "claim" events).
+// The dataset page's "Labeling now" card (installed by the labeling app): queue counts and who works on which
+// image, first from the queue endpoint, then live from the dataset's event topic ("queue" and "claim" events).
 (function () {
   "use strict";
   const card = document.getElementById("labeling-live");
