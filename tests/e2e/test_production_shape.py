@@ -235,25 +235,18 @@ def test_robot_loop_through_nginx_tls_against_the_production_processes(stack, ma
     origin = f"https://localhost:{ports['https']}"
     https = httpx.Client(base_url=origin, verify=str(cert), timeout=30)
 
-    # nginx redirects plain HTTP; Django behind it sees HTTPS (SECURE_SSL_REDIRECT is on and does not loop).
-    plain = httpx.get(f"http://127.0.0.1:{ports['http']}/healthz", headers={"Host": "localhost"}, timeout=10)
-    assert plain.status_code == 301 and plain.headers["location"] == f"{origin}/healthz"
     health = wait_for("gunicorn behind nginx", lambda: https.get("/healthz"), processes)
     assert health.status_code == 200, health.text
     assert health.json()["checks"] == {"database": "ok", "redis": "ok"}
     assert health.headers["strict-transport-security"] == "max-age=60"
+    # nginx redirects plain HTTP; Django behind it sees HTTPS (SECURE_SSL_REDIRECT is on and does not loop).
+    plain = httpx.get(f"http://127.0.0.1:{ports['http']}/healthz", headers={"Host": "localhost"}, timeout=10)
+    assert plain.status_code == 301 and plain.headers["location"] == f"{origin}/healthz"
 
     admin = make_user("shape-admin", "admin")
     engineer = make_user("shape-engineer", "ml_engineer")
     admin_key = api_token_create(user=admin, expires_in=None)[1]
     engineer_key = api_token_create(user=engineer, expires_in=None)[1]
-    workers = wait_for(
-        "both Celery workers answering the staff health ping",
-        lambda: (answer := https.get("/healthz", headers={"Authorization": f"Token {admin_key}"})).json()["checks"]
-        .get("celery") == "ok (2 workers)" and answer,
-        processes,
-    )  # fmt: skip
-    assert workers.status_code == 200
 
     dataset = dataset_row("vector")
     first = make_model(dataset, 1, onnx=bytes(range(256)) * 40)
@@ -312,5 +305,14 @@ def test_robot_loop_through_nginx_tls_against_the_production_processes(stack, ma
     wait_for("the robot to see model 1 again", lambda: poll()["model_id"] == first.pk, processes, timeout=15)
     sock.close()
 
+    # Both Celery workers (started with the rest, given the loop's time to boot) answer the staff health ping.
+    workers = wait_for(
+        "both Celery workers answering the staff health ping",
+        lambda: (answer := https.get("/healthz", headers={"Authorization": f"Token {admin_key}"})).json()["checks"]
+        .get("celery") == "ok (2 workers)" and answer,
+        processes,
+        timeout=90,
+    )  # fmt: skip
+    assert workers.status_code == 200
     processes.check_alive()
     assert "beat: Starting..." in processes.log("beat")
