@@ -42,6 +42,16 @@ def place_stored_file(name: str, target: Path, link: bool) -> str:
     return "download"
 
 
+def stored_file_on_disk(name: str, folder) -> str:
+    """A local path to read a stored file from: the file itself on local disk, else a download into ``folder``."""
+    path = local_path(name)
+    if path is None:
+        target = Path(folder) / Path(name).name
+        place_stored_file(name, target, link=False)
+        path = str(target)
+    return path
+
+
 def store_once(name: str, content) -> bool:
     """Save under a content-addressed name unless it is already there; True when this call wrote it."""
     if default_storage.exists(name):

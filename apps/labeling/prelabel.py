@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.datasets.models import Dataset, Image
-from apps.datasets.storage import local_path, place_stored_file, sha256_of_file
+from apps.datasets.storage import place_stored_file, sha256_of_file, stored_file_on_disk
 from apps.labeling import services
 from apps.labeling.models import Prediction, PrelabelModel
 
@@ -66,16 +66,6 @@ def _load(prelabel: PrelabelModel):
     return model
 
 
-def _local_image(image: Image, workdir: Path) -> str:
-    """A file path for ultralytics; files on local disk are used in place, remote ones (S3) downloaded."""
-    path = local_path(image.storage_path)
-    if path is None:
-        target = workdir / Path(image.storage_path).name
-        place_stored_file(image.storage_path, target, link=False)
-        path = str(target)
-    return path
-
-
 def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
     """Predict and store boxes for ``images`` with the pre-label model; returns how many were stored."""
     if not images:
@@ -85,7 +75,7 @@ def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
     with tempfile.TemporaryDirectory(dir=_cache_dir()) as workdir:
         for start in range(0, len(images), BATCH):
             batch = images[start : start + BATCH]
-            paths = [_local_image(image, Path(workdir)) for image in batch]
+            paths = [stored_file_on_disk(image.storage_path, workdir) for image in batch]
             results = model.predict(paths, conf=STORE_MIN_CONFIDENCE, verbose=False)
             for image, result in zip(batch, results, strict=True):
                 boxes = []
