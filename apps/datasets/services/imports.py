@@ -18,7 +18,7 @@ from apps.datasets.boxes import MAX_BOXES, boxes_validate
 from apps.datasets.models import Annotation, Dataset, Image, ImportJob, VersionItem
 from apps.datasets.services.annotations import annotation_set
 from apps.datasets.services.datasets import dataset_class_add
-from apps.datasets.services.ingest import _forget_files as forget_files
+from apps.datasets.services.ingest import image_files_forget as forget_files
 from apps.datasets.services.ingest import image_ingest
 from apps.datasets.services.splits import image_split_pin
 from apps.datasets.storage import CHUNK, local_path

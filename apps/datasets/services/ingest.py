@@ -155,13 +155,13 @@ def image_ingest(
             raise
         return existing, False
     except BaseException:
-        _forget_files(sha256, storage_path if wrote_image else None, thumbnail_path if wrote_thumb else None)
+        image_files_forget(sha256, storage_path if wrote_image else None, thumbnail_path if wrote_thumb else None)
         raise
     return image, True
 
 
-def _forget_files(sha256: str, *names) -> None:
-    """Remove files this call stored when its row was not written, unless another dataset's row uses them."""
+def image_files_forget(sha256: str, *names) -> None:
+    """Remove stored files of an image whose row was not written (or was rolled back), unless another row uses them."""
     if Image.objects.filter(sha256=sha256).exists():
         return
     for name in names:
