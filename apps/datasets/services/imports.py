@@ -3,7 +3,6 @@
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from apps.datasets.services.datasets import dataset_class_add
 from apps.datasets.services.ingest import image_files_forget as forget_files
 from apps.datasets.services.ingest import image_ingest
 from apps.datasets.services.splits import image_split_pin
-from apps.datasets.storage import CHUNK, local_path
+from apps.datasets.storage import stored_file_on_disk
 from vectormlops.errors import Conflict, DomainError, ValidationFailed
 from vectormlops.events import broadcast
 
@@ -299,12 +298,7 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
     """Run a queued import: fetch the archive, import it, record progress and the report."""
     with tempfile.TemporaryDirectory(prefix="vm-importjob-") as scratch:
         try:
-            local = local_path(job.upload_name)
-            if local is None:
-                local = os.path.join(scratch, "upload.zip")
-                with default_storage.open(job.upload_name, "rb") as src, open(local, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-            return _import_job_execute(job, local)
+            return _import_job_execute(job, stored_file_on_disk(job.upload_name, scratch))
         finally:
             try:
                 default_storage.delete(job.upload_name)
