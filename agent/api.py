@@ -75,10 +75,29 @@ class ModelAnswer:
     conf_threshold: float = 0.25
     poll_after_s: float = 60.0
     etag: str | None = None
+    shadow: "ModelAnswer | None" = None  # the model to run beside this one, never acted on
+    shadow_problem: str = ""  # why the answer's ``shadow`` part was unusable (the live part still counts)
 
     @classmethod
     def from_json(cls, body: Any, etag: str | None) -> "ModelAnswer":
-        """Parse the poll answer; anything missing or of the wrong type is a ``BadAnswer`` naming the field."""
+        """Parse the poll answer; anything missing or of the wrong type is a ``BadAnswer`` naming the field.
+
+        A malformed ``shadow`` part never refuses the live model: it is left out and ``shadow_problem`` says why.
+        """
+        answer = cls._parse(body, etag)
+        shadow = body.get("shadow")
+        if shadow is not None:
+            try:
+                if not isinstance(shadow, dict):
+                    raise BadAnswer("shadow is not an object")
+                context = {"dataset": answer.dataset, "poll_after_s": answer.poll_after_s}
+                answer.shadow = cls._parse({**shadow, **context, "channel": "shadow"}, None)
+            except BadAnswer as exc:
+                answer.shadow_problem = str(exc).replace("model answer", "shadow part")
+        return answer
+
+    @classmethod
+    def _parse(cls, body: Any, etag: str | None) -> "ModelAnswer":
         try:
             onnx = body["artifacts"]["onnx"]
             answer = cls(

@@ -27,6 +27,16 @@ def _band(text: str) -> tuple[float, float]:
     return band
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of milliseconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("expected more than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent", description="VectorMLOps agent for an Anki Vector.")
     parser.add_argument("--config", type=Path, help=f"config file (default {config_path()})")
@@ -62,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-screen", action="store_true", help="don't draw the boxes on the face screen")
     run.add_argument("--max-frames", type=int, help="stop after N frames")
     run.add_argument("--spool-max-items", type=int, default=2000, help="disk queue bound (oldest dropped first)")
+    run.add_argument(
+        "--shadow-budget-ms",
+        type=_positive,
+        help="latency budget of a shadow model per frame; frames over it are skipped (default 1.5x the live median)",
+    )
 
     fb = sub.add_parser("feedback", help="upload the last (or a given) frame as feedback")
     robot_args(fb)
@@ -134,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             head_angle_deg=args.head_angle,
             screen=not args.no_screen,
             max_frames=args.max_frames,
+            shadow_budget_ms=args.shadow_budget_ms,
         )
         agent = Agent(client, folder, options, link=VectorLink(robot.serial), spool_max_items=args.spool_max_items)
         agent.stop = stop

@@ -1,7 +1,8 @@
 """What the agent does: the production loop (``run``), frame collection (``collect``) and ``feedback``.
 
 ``run`` has two threads. The main thread owns the robot: capture → detect → screen/voice → queue telemetry and
-uncertain frames. The sync thread owns the server: model sync (``modelsync``: poll, download, verify, swap) and
+uncertain frames; a shadow model, when the server announces one, runs on the same frames (``shadow``) and is never
+acted on. The sync thread owns the server: model sync (``modelsync``: poll, download, verify, swap) and
 reporting (``reporting``: telemetry batches and uploads through the disk queue). So inference never waits for the
 network, and an outage only grows the queue.
 """
@@ -20,6 +21,7 @@ from agent.imaging import image_stats, render_face, to_jpeg, to_screen_data
 from agent.modelstore import ModelInfo, ModelStore
 from agent.modelsync import ModelSync
 from agent.reporting import Reporter, iso, send_item
+from agent.shadow import ShadowRunner
 from agent.spool import Spool
 from agent.vector import Frame, RobotLost, VectorLink
 
@@ -47,6 +49,9 @@ class RunOptions:
     screen: bool = True
     poll_jitter: float = 0.2
     max_frames: int | None = None  # stop after this many frames (tests, demos)
+    shadow_budget_ms: float | None = None  # the shadow model's latency budget (None: 1.5x the live median)
+    disagreement_window_s: float | None = None  # one shadow_disagreement upload per window (None: hour / budget)
+    min_disagreement: float = 0.25  # frames scoring less are never uploaded as disagreements
 
 
 class Agent:
@@ -83,6 +88,19 @@ class Agent:
             report=self.reporter.event,
             poll_jitter=options.poll_jitter,
         )
+        window = options.disagreement_window_s
+        if window is None:
+            window = 3600 / max(1, options.max_uploads_per_hour)
+        self.shadow = ShadowRunner(
+            self.models,
+            self.reporter,
+            options.dataset,
+            budget_ms=options.shadow_budget_ms,
+            upload_window_s=window,
+            min_disagreement=options.min_disagreement,
+            clock=lambda: self.clock(),
+        )
+        self.clock = time.perf_counter  # times both models (tests slow a model down by moving a fake clock)
         self.link = link
         self.stop = threading.Event()
         self.fatal: str | None = None
@@ -133,15 +151,16 @@ class Agent:
     def process_frame(self, frame: Frame) -> list[Detection] | None:
         """Detect, record telemetry, queue an uncertain frame, remember the frame for feedback.
 
-        Returns the detections shown (above the model's threshold), or None when no model runs yet.
+        Returns the detections shown (above the model's threshold), or None when no model runs yet: the live
+        model's alone, whatever the shadow model saw (its detections go only into telemetry and uploads).
         """
         detector, info = self.models.live.active
         if detector is None:
             return None
         low, high = self.options.band
-        started = time.perf_counter()
+        started = self.clock()
         raw = detector.detect(frame.image, conf=min(low, info.conf_threshold))
-        latency_ms = (time.perf_counter() - started) * 1000
+        latency_ms = (self.clock() - started) * 1000
         shown = [d for d in raw if d.confidence >= info.conf_threshold]
         record = {
             "captured_at": iso(frame.captured_at),
@@ -149,6 +168,10 @@ class Agent:
             "detections": [d.as_json() for d in shown],
             "image_stats": image_stats(frame.image),
         }
+        shadow = self.shadow.run(frame.image, latency_ms)
+        if shadow is not None:
+            record["shadow"] = shadow.as_record()
+            self.shadow.consider_upload(frame, info, shown, shadow, time.monotonic())
         self.reporter.record(info.model_id, record)
         best = max((d.confidence for d in raw), default=0.0)
         jpeg = None

@@ -92,6 +92,11 @@ class ModelStore:
         self.path_of(info.sha256).unlink(missing_ok=True)
         self._write_state()
 
+    def reject(self, info: ModelInfo, reason: str) -> None:
+        """Never run ``info`` again (it failed while running): out of the state, file deleted, sha256 remembered."""
+        self.rejected[info.sha256] = reason[:500]
+        self.forget(info)
+
     def install(self, info: ModelInfo, loader: Callable[[Path, ModelInfo], Any], downloaded: Path | None = None) -> Any:
         """Make ``info`` the running model and return what ``loader`` built from it.
 

@@ -2,8 +2,10 @@
 
 A ``ModelSlot`` is one model the agent keeps running: its store on disk (current, previous, rejected) and the
 detector loaded from it. ``ModelSync`` polls the server (ETag, ``poll_after_s`` with jitter) and feeds the answer to
-its slot, ``live``. A second slot (a shadow model beside the live one) is another ``ModelSlot`` in its own folder,
-fed from its own part of the poll answer.
+its slot, ``live``. The answer's ``shadow`` part (a candidate the robot runs beside the live model and never acts
+on) feeds a second slot, ``shadow``, in its own folder: at most one shadow model at a time, downloaded and verified
+like the live one; a different shadow replaces it (the old files removed first), and a shadow that disappears from
+the answer, or fails to load or to run, is dropped without touching the live slot.
 
 Nothing the server or the disk does stops a slot while it has a working model: a download that is cut resumes with
 ``Range``; one that is corrupt or fails on the disk (full) is retried at the next poll and then with growing waits;
@@ -12,6 +14,7 @@ at start-up the installed file is checked against its sha256 and a damaged one i
 
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,13 +42,25 @@ def load_detector(path: Path, info: ModelInfo) -> Detector:
 
 
 class ModelSlot:
-    """One running model: what is installed on disk and the detector loaded from it."""
+    """One running model: what is installed on disk and the detector loaded from it.
 
-    def __init__(self, root: Path, *, report: Report, on_activate: Callable[[ModelInfo], None] | None = None):
+    ``role`` names the slot in the events it reports (``model_load_failed``, ``shadow_load_failed``, …).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        report: Report,
+        on_activate: Callable[[ModelInfo], None] | None = None,
+        role: str = "model",
+    ):
         self.store = ModelStore(root)
         self.report = report
         self.on_activate = on_activate
+        self.role = role
         self.active: tuple[Detector | None, ModelInfo | None] = (None, None)  # replaced whole: read without a lock
+        self.wanted: str | None = self.store.current.sha256 if self.store.current else None  # the sha256 asked for
         self._failed_downloads: dict[str, tuple[int, float]] = {}  # sha256 → (failures, clock time of next try)
         self.clock = time.monotonic
 
@@ -62,7 +77,7 @@ class ModelSlot:
                 logger.error(
                     "installed model %s fails its sha256 check; falling back to the one before it", info.model_id
                 )
-                self.report("installed_model_corrupt", model_id=info.model_id, sha256=info.sha256)
+                self.report(f"installed_{self.role}_corrupt", model_id=info.model_id, sha256=info.sha256)
                 self.store.forget(info)
                 continue
             try:
@@ -81,6 +96,7 @@ class ModelSlot:
 
         Raises CorruptDownload and DownloadFailed (both reported), ServerUnavailable and TokenRevoked to the caller.
         """
+        self.wanted = answer.sha256
         current = self.info
         if current is not None and answer.sha256 == current.sha256:
             if answer.conf_threshold != current.conf_threshold or answer.classes != current.classes:
@@ -104,11 +120,11 @@ class ModelSlot:
         try:
             detector = self.store.install(info, load_detector, downloaded)
         except OSError as exc:  # the disk refused the swap: the running model stays, the next poll tries again
-            self.report("model_install_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
+            self.report(f"{self.role}_install_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
             raise DownloadFailed(str(exc)) from exc
         except ModelLoadFailed as exc:
-            logger.error("model %s failed to load (%s); keeping the current model", info.model_id, exc)
-            self.report("model_load_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
+            logger.error("%s %s failed to load (%s); not running it", self.role, info.model_id, exc)
+            self.report(f"{self.role}_load_failed", model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
             return False
         self._activate(detector, info)
         return True
@@ -128,7 +144,9 @@ class ModelSlot:
             # The first retry comes with the next poll, then waits of 1, 3, 7, … poll intervals.
             wait = min(MAX_DOWNLOAD_WAIT_S, answer.poll_after_s * (2 ** (failures - 1) - 1))
             self._failed_downloads[info.sha256] = (failures, self.clock() + wait)
-            event = "model_download_corrupt" if isinstance(exc, CorruptDownload) else "model_download_failed"
+            event = (
+                f"{self.role}_download_corrupt" if isinstance(exc, CorruptDownload) else f"{self.role}_download_failed"
+            )
             logger.error(
                 "model %s download failed (%s); keeping the current model, retry in %.0fs", info.model_id, exc, wait
             )
@@ -139,13 +157,34 @@ class ModelSlot:
         self._failed_downloads.pop(info.sha256, None)
         return downloaded
 
+    def reject(self, info: ModelInfo, reason: str) -> None:
+        """Stop running ``info`` (it failed while running) and never load it again; called from the main thread."""
+        self.active = (None, None)
+        try:
+            self.store.reject(info, reason)
+        except (
+            OSError
+        ) as exc:  # the slot was dropped meanwhile (folder removed) or the disk refuses: not running anyway
+            logger.warning("could not record %s %s as rejected: %s", self.role, info.model_id, exc)
+
 
 class ModelSync:
-    """Polls the server for the model to run and keeps the ``live`` slot on it."""
+    """Polls the server for the model to run and keeps the ``live`` slot on it, and the ``shadow`` slot (None when
+    the server announces no shadow model) on the answer's ``shadow`` part."""
 
-    def __init__(self, client: ApiClient, root: Path, dataset: str, *, report: Report, poll_jitter: float = 0.2):
+    def __init__(
+        self,
+        client: ApiClient,
+        root: Path,
+        dataset: str,
+        *,
+        report: Report,
+        poll_jitter: float = 0.2,
+        shadow_root: Path | None = None,
+    ):
         self.client = client
         self.dataset = dataset
+        self.report = report
         self.poll_jitter = poll_jitter
         self.etag: str | None = None
         self.poll_after_s = 60.0
@@ -153,6 +192,11 @@ class ModelSync:
         self.unavailable_streak = 0
         self.live = ModelSlot(root, report=report, on_activate=self._announce)
         self.live.load_installed()
+        self.shadow_root = Path(shadow_root) if shadow_root is not None else Path(root) / "shadow"
+        self.shadow: ModelSlot | None = None  # replaced whole by this thread; the main thread reads it once a frame
+        if (self.shadow_root / "state.json").exists():  # what ran before a restart, until the first poll says
+            self.shadow = ModelSlot(self.shadow_root, report=report, role="shadow")
+            self.shadow.load_installed()
 
     def _announce(self, info: ModelInfo) -> None:
         self.client.running_model = (info.model_id, info.sha256)  # every request reports the model actually running
@@ -168,8 +212,32 @@ class ModelSync:
             return False
         self.poll_after_s = answer.poll_after_s
         changed = self.live.apply(answer, self.client, self.dataset)
+        self._follow_shadow(answer)  # raises like the live slot: the ETag is kept only once both are done
         self.etag = answer.etag
         return changed
+
+    def _follow_shadow(self, answer: ModelAnswer) -> None:
+        """Make the shadow slot run the answer's shadow model, replace it with a different one, or drop it."""
+        if answer.shadow_problem:
+            logger.error("the poll answer's shadow part is unusable: %s", answer.shadow_problem)
+            self.report("shadow_answer_invalid", error=answer.shadow_problem[:300])
+        wanted = answer.shadow
+        slot = self.shadow
+        if slot is not None and (wanted is None or slot.wanted not in (None, wanted.sha256)):
+            self.drop_shadow()
+            slot = None
+        if wanted is None:
+            return
+        if slot is None:
+            slot = self.shadow = ModelSlot(self.shadow_root, report=self.report, role="shadow")
+        slot.apply(wanted, self.client, self.dataset)
+
+    def drop_shadow(self) -> None:
+        """Stop running the shadow model and remove its files (downloads in progress included)."""
+        slot, self.shadow = self.shadow, None
+        if slot is not None and slot.info is not None:
+            logger.info("shadow model %s dropped", slot.info.model_id)
+        shutil.rmtree(self.shadow_root, ignore_errors=True)
 
     def poll_if_due(self, now: float, *, force: bool = False) -> None:
         """Poll when due; on failure keep the running model and schedule the next try (backoff when unreachable)."""

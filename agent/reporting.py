@@ -1,13 +1,15 @@
 """Telemetry and uploads: what the robot tells the server, buffered in memory, queued on disk, sent when it can.
 
-The main thread adds telemetry records and uncertain frames (within an hourly upload budget); the sync thread moves
-the records into the disk queue in batches of at most 500 and sends the queue, oldest first.
+The main thread adds telemetry records, uncertain and shadow-disagreement frames (within one hourly upload budget)
+and counts the frames the shadow model skipped; the sync thread moves the records into the disk queue in batches of
+at most 500 (the first batch of a flush carries the agent events and ``shadow_skipped``) and sends the queue, oldest
+first.
 """
 
 import datetime
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 
 from agent.api import MAX_TELEMETRY_RECORDS, ApiClient
 from agent.spool import Spool, SpoolItem
@@ -70,21 +72,31 @@ class Reporter:
         self.send_failures = 0
         self.events: list[dict] = []  # reported with the next telemetry batch (e.g. a model that failed to load)
         self._records: list[tuple[int, dict]] = []
+        self._shadow_skipped: Counter[int] = (
+            Counter()
+        )  # shadow model id → frames skipped (over budget) since last flush
         self._records_lock = threading.Lock()
 
     def event(self, event: str, **details) -> None:
-        self.events.append({"event": event, "at": iso(time.time()), **details})
+        """Report an event with the next batch (from either thread: a shadow model fails on the main one)."""
+        with self._records_lock:
+            self.events.append({"event": event, "at": iso(time.time()), **details})
 
     def record(self, model_id: int, record: dict) -> None:
         with self._records_lock:
             self._records.append((model_id, record))
+
+    def shadow_skipped(self, shadow_model_id: int) -> None:
+        """Count one frame the shadow model did not run on (over its latency budget)."""
+        with self._records_lock:
+            self._shadow_skipped[shadow_model_id] += 1
 
     def pending_records(self) -> int:
         with self._records_lock:
             return len(self._records)
 
     def upload_if_allowed(self, jpeg: bytes, fields: dict) -> bool:
-        """Queue an uncertain frame unless the hourly upload budget is spent."""
+        """Queue a frame (uncertain, or one the shadow model disagrees on) unless the hourly upload budget is spent."""
         return self.uploads.take(time.time()) and self.spool.put_upload(jpeg, fields)
 
     def flush_if_due(self, now: float, *, force: bool = False) -> None:
@@ -101,10 +113,16 @@ class Reporter:
         """
         with self._records_lock:
             pending, self._records = self._records, []
+            skipped, self._shadow_skipped = self._shadow_skipped, Counter()
+            events, self.events = self.events, []
         by_model: dict[int, list[dict]] = {}
         for model_id, record in pending:
             by_model.setdefault(model_id, []).append(record)
-        events, self.events = self.events, []
+        extra: dict = {}
+        if events:
+            extra["agent_events"] = events
+        if skipped:
+            extra["shadow_skipped"] = [{"model_id": m, "frames": n} for m, n in skipped.items()]
         for model_id, records in by_model.items():
             for start in range(0, len(records), MAX_TELEMETRY_RECORDS):
                 body = {
@@ -112,10 +130,13 @@ class Reporter:
                     "model_id": model_id,
                     "records": records[start : start + MAX_TELEMETRY_RECORDS],
                 }
-                if events:
-                    body["agent_events"], events = events, []
+                body.update(extra)
+                extra = {}
                 self.spool.put_telemetry(body)
-        self.events.extend(events)  # none sent (no records yet): keep them for the next batch
+        if extra:  # no records carried them (none yet): keep them for the next batch
+            with self._records_lock:
+                self.events[:0] = extra.get("agent_events", [])
+                self._shadow_skipped.update(skipped)
         if not send:
             return 0
         sent = self.spool.drain(lambda item: send_item(self.client, item, spool=self.spool))

@@ -74,6 +74,7 @@ class FakeServer:
     dataset: str = "vector"
     models: dict[int, FakeModel] = field(default_factory=dict)
     deployed: int | None = None
+    shadow: int | None = None  # the model announced as the answer's ``shadow`` part
     poll_after_s: int = 60
     enrollment_key: str = "enrol-me"
     tokens: set = field(default_factory=lambda: {TOKEN})
@@ -110,6 +111,11 @@ class FakeServer:
 
     def telemetry_records(self) -> list[dict]:
         return [record for body in self.telemetry for record in body["records"]]
+
+
+def _artifacts(model: FakeModel) -> dict:
+    url = f"/api/v1/models/{model.model_id}/artifacts/onnx"
+    return {"onnx": {"url": url, "sha256": model.sha256, "size": len(model.data)}}
 
 
 def _handler(server: FakeServer):
@@ -184,7 +190,8 @@ def _handler(server: FakeServer):
             model = server.models.get(server.deployed) if server.deployed else None
             if model is None:
                 return self._error(404, "no_deployment", "nothing deployed")
-            etag = f'"{model.model_id}-{model.sha256[:16]}"'
+            shadow = server.models.get(server.shadow) if server.shadow else None
+            etag = f'"{model.model_id}-{model.sha256[:16]}-{shadow.sha256[:16] if shadow else ""}"'
             if self.headers.get("If-None-Match") == etag:
                 return self._reply(304, headers={"ETag": etag})
             body = {
@@ -196,16 +203,20 @@ def _handler(server: FakeServer):
                 "classes": ["vector"],
                 "imgsz": 64,
                 "conf_threshold": 0.5,
-                "artifacts": {
-                    "onnx": {
-                        "url": f"/api/v1/models/{model.model_id}/artifacts/onnx",
-                        "sha256": model.sha256,
-                        "size": len(model.data),
-                    }
-                },
+                "artifacts": _artifacts(model),
                 "deployed_at": "2026-11-27T10:00:00Z",
                 "poll_after_s": server.poll_after_s,
             }
+            if shadow is not None:
+                body["shadow"] = {
+                    "model_id": shadow.model_id,
+                    "version": shadow.version,
+                    "sha256": shadow.sha256,
+                    "classes": ["vector"],
+                    "imgsz": 64,
+                    "conf_threshold": 0.5,
+                    "artifacts": _artifacts(shadow),
+                }
             self._reply(200, body, {"ETag": etag})
 
         def _artifact(self, model_id: int) -> None:
