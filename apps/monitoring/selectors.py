@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset, Image, VersionItem
 from apps.deployments.models import Deployment, Robot, TelemetryRecord
+from apps.deployments.selectors import production_model
 from apps.monitoring import histograms, statistics
 from apps.monitoring.models import (
     CONFIDENCE_BINS,
@@ -200,12 +201,6 @@ def alert_to_dict(alert: Alert) -> dict:
     }
 
 
-def live_deployment(*, dataset: Dataset, channel: str) -> Deployment | None:
-    return (
-        Deployment.objects.filter(dataset=dataset, channel=channel, is_live=True).select_related("model__run").first()
-    )
-
-
 def datasets_overview(*, since: datetime) -> list[dict]:
     """Every dataset with its live models, open alerts and frames since ``since`` (the monitoring home page)."""
     frames = dict(
@@ -246,8 +241,7 @@ def canary_policy_for(dataset: Dataset) -> CanaryPolicy:
 def drift_reference(*, dataset: Dataset) -> tuple[ModelVersion | None, dict[str, list[float]], int, int | None]:
     """Features of the images (and label boxes) of the production model's training version; also the number of
     its images and the version's id."""
-    deployment = live_deployment(dataset=dataset, channel=Deployment.Channel.PRODUCTION)
-    model = deployment.model if deployment else None
+    model = production_model(dataset)
     version_id = model.run.dataset_version_id if model and model.run_id and model.run else None
     if version_id is None:
         return model, {}, 0, None

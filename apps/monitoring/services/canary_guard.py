@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment
+from apps.deployments.selectors import live_deployment
 from apps.deployments.services import canary_end
 from apps.monitoring.models import Alert
-from apps.monitoring.selectors import canary_policy_for, feedback_by_model, live_deployment, model_field_metrics
+from apps.monitoring.selectors import canary_policy_for, feedback_by_model, model_field_metrics
 from apps.monitoring.services.alerts import alert_raise
 from vectormlops.errors import DomainError
 
@@ -26,7 +27,7 @@ def canary_guard_check(*, dataset: Dataset, now: datetime | None = None) -> dict
     canary = live_deployment(dataset=dataset, channel=Deployment.Channel.CANARY)
     if canary is None or canary.model_id is None:
         return {"status": "no_canary"}
-    production = live_deployment(dataset=dataset, channel=Deployment.Channel.PRODUCTION)
+    production = live_deployment(dataset=dataset)
     if production is None or production.model_id is None:
         return {"status": "no_production"}
     policy = canary_policy_for(dataset)
