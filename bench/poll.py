@@ -97,6 +97,9 @@ def prepare(tokens_file: Path) -> None:
     services.model_promote(model=model, channel="production", reason="benchmark")
     tokens = [services.robot_register(serial=f"bench{i:05d}")[1] for i in range(ROBOTS)]
     tokens_file.write_text("\n".join(tokens) + "\n")
+    from django.conf import settings
+
+    tokens_file.with_suffix(".bound").write_text(str(settings.ROBOT_STATE_MAX_STALENESS_S))
 
 
 def _wait_for(url: str, timeout: float = 60) -> None:
@@ -216,6 +219,7 @@ def main():
     parser.add_argument("--duration", type=int, default=30, help="seconds of load per kind (split into rounds)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of baseline and poll")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warm-up", type=int, default=20, help="seconds of polling before the rounds")
     parser.add_argument("--sqlite", action="store_true", help="SQLite even if PostgreSQL is up")
     parser.add_argument("--redis-url", help="use this Redis instead of a private embedded Valkey")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
@@ -243,8 +247,7 @@ def main():
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
     else:
-        # A Redis of its own, as production has: a shared development Redis where other test suites FLUSHDB all the
-        # time makes Redis invalidate every tracked key of the poll's local copy (FLUSHDB invalidates all databases).
+        # A Redis of its own, as production has (the throttle counters live there).
         from vectormlops.embedded_redis import embedded_valkey
 
         valkey = embedded_valkey()
@@ -282,7 +285,9 @@ def main():
         options = {"tokens_file": tokens_file, "duration": args.duration, "connections": args.connections}
         poll_path = "/api/v1/robot/model?dataset=vector"
         runner(base, "/api/v1/robot/ping", etag="", expect=200, **{**options, "duration": 2})  # warm-up
-        runner(base, poll_path, etag=etag, expect=304, **{**options, "duration": 2})
+        # Each worker reads each robot's token from the database once (then again only after a robot changes): warm
+        # up until every worker has seen every token, so that the rounds measure the steady state.
+        warm_up = runner(base, poll_path, etag=etag, expect=304, **{**options, "duration": args.warm_up})
         # Alternate short rounds of the two, so that a change in the machine's load (other processes on the same
         # cores) affects both alike instead of whichever ran second.
         rounds = {"baseline": [], "poll": []}
@@ -295,13 +300,18 @@ def main():
         baseline, poll = (_combine(rounds[kind]) for kind in ("baseline", "poll"))
         ratio = poll["rps"] / baseline["rps"]
         errors = poll["unexpected_status"] + baseline["unexpected_status"]
+        bound = float(tokens_file.with_suffix(".bound").read_text())
         report = {
+            "nproc": os.cpu_count(),
+            "load_average": [round(x, 1) for x in os.getloadavg()],
+            "staleness_bound_s": bound,
             "server": "gunicorn, 2 sync workers, 127.0.0.1",
             "database": "PostgreSQL" if use_pg else "SQLite",
             "cache": args.redis_url or "private embedded Valkey",
             "load_generator": f"{runner.__name__.removeprefix('run_')} -t2 -c{args.connections}, "
             f"{args.rounds} alternating rounds of {per_round}s each",
             "robots": len(tokens),
+            "poll_warm_up": {"seconds": args.warm_up, "rps": round(warm_up["rps"])},
             "trivial_view": baseline,
             "poll_304": poll,
             "ratio": round(ratio, 3),
@@ -313,7 +323,8 @@ def main():
             f"p99 {baseline['p99_ms']:.2f} ms\n"
             f"robot poll (304):        {poll['rps']:.0f} req/s, p50 {poll['p50_ms']:.2f} ms, "
             f"p99 {poll['p99_ms']:.2f} ms\n"
-            f"ratio {ratio:.1%} (target >= 70%), unexpected statuses: {errors}"
+            f"ratio {ratio:.1%} (target >= 70%), unexpected statuses: {errors}; nproc {os.cpu_count()}, "
+            f"staleness bound {bound} s"
         )
     finally:
         if server is not None:

@@ -9,8 +9,9 @@ Each web process keeps a local copy of what polls need:
 
 - the table of generations and dataset slugs, re-read from the database (two tiny indexed queries) whenever it is
   older than half the bound; that is the only database work of a poll that finds nothing new;
-- each dataset's deployment state, each robot token's principal and each pinned model's payload, every entry
-  stamped with the generation that was current *before* the database read that built it. An entry is used only
+- each dataset's deployment state, the active robot tokens (all read in one query per robots' generation; a token
+  enrolled since is read on its own) and each pinned model's payload, every entry stamped with the generation that
+  was current *before* the database read that built it. An entry is used only
   while its stamp equals the current generation, so it is never older than the generation table, which is never
   older than half the bound. A reader that was slow (it read the database before a promotion committed and stores
   its result after) stores it under the old stamp, which is already out of date: an older state can never pass
@@ -108,6 +109,7 @@ class _LocalCopy:
         self.generations: dict[str, int] = {}
         self.states: dict[str, tuple[tuple, dict]] = {}  # slug -> ((dataset id, generation), state)
         self.tokens: dict[str, tuple[int, RobotPrincipal]] = {}  # token digest -> (robots generation, principal)
+        self.tokens_generation = None  # the robots' generation all active tokens were last read at
         self.pinned: dict[int, tuple[tuple, dict]] = {}  # model id -> ((dataset id, generation), payload entry)
 
     def expire(self) -> None:
@@ -125,8 +127,6 @@ class _LocalCopy:
                 return
             slugs = dict(Dataset.objects.values_list("slug", "pk"))
             generations = dict(StateGeneration.objects.values_list("scope", "value"))
-            if generations.get(ROBOTS) != self.generations.get(ROBOTS):
-                self.tokens = {}  # every entry is out of date: free the memory
             self.slugs, self.generations = slugs, generations
             self.checked_at = started
 
@@ -147,6 +147,7 @@ def reset() -> None:
     with _seen.lock:
         _seen.written.clear()
         _seen.pending.clear()
+        _seen.flushed_at = time.monotonic()
 
 
 # --- deployment state ------------------------------------------------------------------------------------------
@@ -329,28 +330,39 @@ class TokenRefused(Exception):
         self.throttled, self.wait = throttled, wait
 
 
+_TOKEN_FIELDS = ("token_hash", "id", "serial", "pinned_model_id", "running_model_id", "running_sha256", "last_seen_at")
+
+
+def _principal(row) -> RobotPrincipal:
+    digest, robot_id, serial, pinned, running_model, running_sha, last_seen = row
+    reported = (running_model, running_sha) if last_seen is not None else None  # None: never seen
+    return RobotPrincipal(id=robot_id, serial=serial, pinned_model_id=pinned, token_digest=digest, reported=reported)
+
+
 def robot_for_token(token: str, *, address: str) -> RobotPrincipal:
-    """The robot holding ``token``; raises TokenRefused. Only valid tokens are kept in the local copy."""
+    """The robot holding ``token``; raises TokenRefused. Only valid tokens are kept in the local copy.
+
+    Every active token is read in one query whenever the robots' generation changes (a fleet's worth of rows, so
+    that a revoke does not cost one query per robot and process); a token enrolled since is read on its own."""
     from apps.deployments.models import Robot
 
     digest = token_hash(token)
     _local.refresh()
     generation = _local.generation(ROBOTS)
+    if _local.tokens_generation != generation:
+        active = Robot.objects.filter(is_active=True).values_list(*_TOKEN_FIELDS)
+        _local.tokens = {row[0]: (generation, _principal(row)) for row in active}
+        _local.tokens_generation = generation
     entry = _local.tokens.get(digest)
     if entry is not None and entry[0] == generation:
         return entry[1]
     if failures_count("bad-token", address) >= BAD_TOKENS_PER_MIN:
         raise TokenRefused(throttled=True, wait=_window_left(60))
-    row = (
-        Robot.objects.filter(token_hash=digest, is_active=True)
-        .values_list("id", "serial", "pinned_model_id", "running_model_id", "running_sha256", "last_seen_at")
-        .first()
-    )
+    row = Robot.objects.filter(token_hash=digest, is_active=True).values_list(*_TOKEN_FIELDS).first()
     if row is None:
         failure_record("bad-token", address)
         raise TokenRefused(throttled=False)
-    reported = (row[3], row[4]) if row[5] is not None else None  # None: never seen, the first poll is written
-    principal = RobotPrincipal(id=row[0], serial=row[1], pinned_model_id=row[2], token_digest=digest, reported=reported)
+    principal = _principal(row)
     _local.tokens[digest] = (generation, principal)
     return principal
 
@@ -528,7 +540,7 @@ _seen = _SeenBuffer()
 def robot_touch(*, principal: RobotPrincipal, model_id: int | None = None, sha256: str = "") -> None:
     """Record that a robot was seen and the model it reports running, without a database query most of the time.
 
-    A new report (another model than the one on record when its token was read, or than this process last wrote)
+    A new report (another model than the one on record when the tokens were read, or than this process last wrote)
     is written at once: people and tests look at it. Otherwise last-seen is refreshed at most once a minute,
     buffered and written in bulk every ``SEEN_FLUSH_S`` seconds (one UPDATE per distinct report)."""
     report = (model_id, sha256)
@@ -537,7 +549,7 @@ def robot_touch(*, principal: RobotPrincipal, model_id: int | None = None, sha25
         last = _seen.written.get(principal.id)
         if last is not None and last == (minute, *report):
             return
-        on_record = last[1:] if last is not None else principal.reported
+        on_record = last[1:] if last is not None else (principal.reported or (None, ""))
         new_report = on_record != report
         _seen.written[principal.id] = (minute, *report)
         if not new_report:
