@@ -38,6 +38,7 @@ class Image(models.Model):
         CAMERA = "camera"
         FEEDBACK = "feedback"
         LOW_CONFIDENCE = "low_confidence"
+        SHADOW_DISAGREEMENT = "shadow_disagreement"  # a frame where a robot's shadow model disagreed with its model
         UPLOAD = "upload"
         IMPORT = "import"
 
@@ -63,7 +64,7 @@ class Image(models.Model):
     size_bytes = models.PositiveBigIntegerField()
     captured_at = models.DateTimeField(null=True, blank=True)
     uploaded_at = models.DateTimeField(auto_now_add=True)
-    source = models.CharField(max_length=16, choices=Source.choices, default=Source.UPLOAD)
+    source = models.CharField(max_length=24, choices=Source.choices, default=Source.UPLOAD)
     robot_serial = models.CharField(max_length=64, blank=True, default="", help_text="Uploading robot, if any.")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     meta = models.JSONField(default=dict, blank=True)

@@ -80,7 +80,12 @@ def _parse_captured_at(value) -> datetime | None:
     return parsed
 
 
-ROBOT_SOURCES = {Image.Source.CAMERA, Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE}
+ROBOT_SOURCES = {
+    Image.Source.CAMERA,
+    Image.Source.FEEDBACK,
+    Image.Source.LOW_CONFIDENCE,
+    Image.Source.SHADOW_DISAGREEMENT,
+}
 PERSON_SOURCES = ROBOT_SOURCES | {Image.Source.UPLOAD}
 
 
