@@ -1,13 +1,16 @@
 """The agent against the real robot API (Django's live server), with faults injected by a proxy in between."""
 
+import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from agent.api import ApiClient, CorruptDownload
+from agent.api import ApiClient, CorruptDownload, ModelAnswer
 from agent.loops import EXIT_REVOKED, Agent, RunOptions
+from agent.modelsync import ModelSlot
+from apps.datasets.models import Image
 from apps.deployments import services
 from apps.deployments.models import Robot, TelemetryRecord
 from tests.agent.fakes import constant_detector
@@ -139,3 +142,29 @@ def test_a_revoked_token_stops_the_agent_against_the_real_server(proxy, deployed
     assert agent.run() == EXIT_REVOKED
     polls = [s for s in proxy.seen if s[0].startswith("/api/v1/robot/model")]
     assert [status for _, _, status in polls] == [401]
+
+
+def test_shadow_telemetry_and_disagreement_frames_are_accepted_by_the_real_server(proxy, deployed, tmp_path):
+    client = ApiClient(proxy.url, deployed["token"], timeout=30)
+    options = RunOptions(dataset="vector", disagreement_window_s=0, shadow_budget_ms=60_000)
+    agent = Agent(client, tmp_path / "data", options)
+    agent.sync_model()
+    # The shadow slot filled as a poll answer's shadow part would (the file already verified: no download).
+    second, data = deployed["second"], constant_detector([(20, 20, 8, 8, 0.8)], n=16)
+    sha256 = hashlib.sha256(data).hexdigest()
+    slot = ModelSlot(agent.models.shadow_root, report=agent.reporter.event, role="shadow")
+    slot.store.path_of(sha256).write_bytes(data)
+    answer = ModelAnswer(model_id=second.pk, sha256=sha256, url="/unused", size=len(data), classes=["vector"], imgsz=64)
+    assert slot.apply(answer, client, "vector") is True
+    agent.models.shadow = slot
+    for n in range(3):
+        agent.process_frame(frame(n))
+    agent.flush()
+    assert len(agent.spool) == 0  # nothing refused
+    assert TelemetryRecord.objects.filter(robot=deployed["robot"], model_id=deployed["first"].pk).count() == 3
+    image = Image.objects.get(dataset=deployed["dataset"], source="shadow_disagreement")  # same frame bytes: one image
+    assert image.robot_serial == "00e2aa01"
+    assert image.meta["model_id"] == deployed["first"].pk
+    assert image.meta["shadow"]["model_id"] == second.pk
+    assert image.meta["shadow"]["predictions"][0]["confidence"] == pytest.approx(0.8)
+    assert image.meta["disagreement"] > 1
