@@ -3,7 +3,10 @@
 Existing keys keep working: each is hashed into a knox token without expiry, then the plain-text table is dropped.
 """
 
+import datetime
+
 from django.db import migrations
+from django.utils import timezone
 
 
 def hash_existing_drf_tokens(apps, schema_editor):
@@ -18,6 +21,8 @@ def hash_existing_drf_tokens(apps, schema_editor):
         cursor.execute("SELECT key, user_id, created FROM authtoken_token")
         rows = cursor.fetchall()
     for key, user_id, created in rows:
+        if timezone.is_naive(created):  # a raw cursor may hand back a naive value; it was stored in UTC
+            created = timezone.make_aware(created, datetime.UTC)
         token = AuthToken(digest=hash_token(key), token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], user_id=user_id)
         token.save()
         AuthToken.objects.filter(pk=token.pk).update(created=created)  # created is auto_now_add
