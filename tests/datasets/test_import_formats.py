@@ -17,7 +17,7 @@ from apps.datasets.models import Annotation, Dataset, Image, ImportJob
 from apps.datasets.services import dataset_import, import_job_run_path, import_rollback, version_freeze
 from tests.builders import jpeg, make_dataset, make_image, zip_bytes
 from tests.datasets import format_fixtures as fx
-from vectormlops.errors import DomainError
+from vectormlops.errors import DomainError, ValidationFailed
 
 pytestmark = pytest.mark.django_db
 
@@ -258,6 +258,24 @@ def test_an_import_past_its_time_limit_is_stopped(tmp_path, settings):
     assert job.status == "failed" and "time limit" in job.error
     assert Image.objects.count() == 0  # stopped while unpacking: nothing was imported
     assert job.report["error"]["code"] == "import_timeout"
+
+
+def test_an_import_stopped_part_way_keeps_its_report_and_rolls_back(tmp_path, monkeypatch):
+    """The limit passes after the first image (simulated: the clock is not worth waiting for in a test)."""
+    from apps.datasets.formats.common import Deadline
+
+    def check(self):
+        if Image.objects.exists():
+            raise ValidationFailed("The import ran past its time limit.", code="import_timeout")
+
+    monkeypatch.setattr(Deadline, "check", check)
+    dataset = make_dataset("partway", classes=["cube"])
+    job = import_job_run_path(dataset=dataset, path=write_zip(tmp_path, fx.pascal_voc()))
+    assert job.status == "failed" and job.report["error"]["code"] == "import_timeout"
+    assert job.report["imported"] == 1 and len(job.report["files"]) == 1 and Image.objects.count() == 1
+    job = import_rollback(job=job)
+    assert job.report["rollback"]["images_removed"] == 1 and Image.objects.count() == 0
+    assert Dataset.objects.get(pk=dataset.pk).classes == ["cube"]
 
 
 def test_xml_with_a_dtd_is_refused(tmp_path):
