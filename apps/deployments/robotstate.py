@@ -59,8 +59,9 @@ ENROLL_FAILURES_PER_MIN = 10  # wrong enrolment keys per client address
 REDIS_TIMEOUT_S = 0.5
 REDIS_BACKOFF_S = 1.0
 
-# A test hook (None in production): called between the database read that builds a dataset's state and storing it.
-after_state_read = None
+# A test hook (None in production): called with a dataset's slug or "tokens" between a database read and storing
+# what it read in the local copy (tests hold a poll there while a change commits).
+after_database_read = None
 
 
 def dataset_scope(dataset_id: int) -> str:
@@ -209,8 +210,8 @@ def dataset_state(slug: str) -> dict | None:
     if entry is not None and entry[0] == stamp:
         return entry[1]
     state = _build_state(dataset_id, slug)
-    if after_state_read is not None:
-        after_state_read(slug)
+    if after_database_read is not None:
+        after_database_read(slug)
     _local.states[slug] = (stamp, state)
     return state
 
@@ -350,7 +351,9 @@ def robot_for_token(token: str, *, address: str) -> RobotPrincipal:
     _local.refresh()
     generation = _local.generation(ROBOTS)
     if _local.tokens_generation != generation:
-        active = Robot.objects.filter(is_active=True).values_list(*_TOKEN_FIELDS)
+        active = list(Robot.objects.filter(is_active=True).values_list(*_TOKEN_FIELDS))
+        if after_database_read is not None:
+            after_database_read("tokens")
         _local.tokens = {row[0]: (generation, _principal(row)) for row in active}
         _local.tokens_generation = generation
     entry = _local.tokens.get(digest)

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from apps.deployments import services
-from apps.deployments.models import Robot
+from apps.deployments.models import EnrollmentKey, Robot
 from apps.deployments.robotstate import in_canary
 from tests.builders import dataset_row, make_model, make_robot
 
@@ -271,7 +271,7 @@ def test_enrolment_is_throttled_per_address_after_10_wrong_keys(client, db, sett
     assert other.status_code == 201
 
 
-def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(db):
+def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(client, make_user):
     import subprocess
     import sys
 
@@ -291,3 +291,8 @@ def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(db):
     with pytest.raises(ValidationFailed) as weak:
         services.enrollment_key_create(key="a" * 23)
     assert weak.value.code == "weak_enrollment_key"
+    client.force_login(make_user("root", "admin"))
+    page = client.post("/admin/deployments/enrollmentkey/add/", {"key": "b" * 23, "note": "field"})
+    assert page.status_code == 200 and "at least 24 characters" in page.content.decode()
+    client.post("/admin/deployments/enrollmentkey/add/", {"key": "c" * 24, "note": "field"})
+    assert [k.note for k in EnrollmentKey.objects.all()] == ["field"]

@@ -325,7 +325,7 @@ def test_a_slow_poll_cannot_write_back_the_state_it_read_before_a_promotion(worl
             promoted.wait(10)
 
     robotstate.reset()
-    monkeypatch.setattr(robotstate, "after_state_read", hold)
+    monkeypatch.setattr(robotstate, "after_database_read", hold)
     answers = []
 
     def slow_poll():
@@ -346,3 +346,37 @@ def test_a_slow_poll_cannot_write_back_the_state_it_read_before_a_promotion(worl
     for _ in range(5):  # ... and no later poll in this process or any other gets it back
         assert client.get(POLL, {"dataset": slug}, HTTP_AUTHORIZATION=f"Bearer {token}").json()["model_id"] == v2.pk
     converge(world, token, v2.pk)
+
+
+def test_a_slow_poll_cannot_write_back_a_token_read_before_its_revocation(world, monkeypatch):
+    """The same race on the robot-token cache: a poll reads the tokens, the robot is revoked, the poll stores them."""
+    token = world["token"]
+    read_done, revoked = threading.Event(), threading.Event()
+
+    def hold(what):
+        if what == "tokens" and not revoked.is_set():
+            read_done.set()
+            revoked.wait(10)
+
+    robotstate.reset()
+    monkeypatch.setattr(robotstate, "after_database_read", hold)
+    answers = []
+
+    def slow_poll():
+        try:
+            response = Client().get(POLL, {"dataset": world["slug"]}, HTTP_AUTHORIZATION=f"Bearer {token}")
+            answers.append(response.status_code)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_poll)
+    thread.start()
+    assert read_done.wait(30)
+    services.robot_revoke(robot=world["robot"])
+    revoked.set()
+    thread.join(30)
+    assert answers == [200]  # it answered what it read, before the revocation ...
+    client = Client()
+    for _ in range(5):  # ... and the revoked token works nowhere afterwards
+        assert client.get(POLL, {"dataset": world["slug"]}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    converge(world, token, 401)
