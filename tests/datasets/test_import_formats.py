@@ -278,6 +278,40 @@ def test_an_import_stopped_part_way_keeps_its_report_and_rolls_back(tmp_path, mo
     assert Dataset.objects.get(pk=dataset.pk).classes == ["cube"]
 
 
+def test_a_job_redelivered_after_its_worker_died_still_rolls_back_whole(tmp_path, monkeypatch):
+    """The worker dies after the first image (kill -9: the job stays 'running', the archive stays in storage);
+    Celery redelivers the task, which imports again; the images of the first run count as the job's own."""
+    from django.core.files.base import ContentFile
+
+    from apps.datasets.formats.common import Deadline
+    from apps.datasets.services import import_job_create
+    from apps.datasets.tasks import dataset_import_task
+
+    class Killed(BaseException):
+        pass
+
+    def die_after_the_first_image(self):
+        if Image.objects.exists():
+            raise Killed
+
+    dataset = make_dataset("redelivered", classes=["cube"])
+    archive = zip_bytes(fx.cvat_yolo11())
+    job = import_job_create(dataset=dataset, fileobj=ContentFile(archive), filename="set.zip")
+    monkeypatch.setattr(Deadline, "check", die_after_the_first_image)
+    with pytest.raises(Killed):
+        dataset_import_task(job.pk)
+    monkeypatch.undo()
+    ImportJob.objects.filter(pk=job.pk).update(status="running")  # what a killed worker leaves behind
+    if not default_storage.exists(job.upload_name):
+        default_storage.save(job.upload_name, ContentFile(archive))
+    assert Image.objects.count() == 1
+    assert dataset_import_task(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert job.report["imported"] == 3 and len(job.report["undo"]) == 3
+    job = import_rollback(job=job)
+    assert job.report["rollback"]["images_removed"] == 3 and Image.objects.count() == 0
+
+
 def test_xml_with_a_dtd_is_refused(tmp_path):
     dataset = make_dataset("xml", classes=["cube"])
     bomb = (

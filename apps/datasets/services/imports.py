@@ -45,6 +45,7 @@ def dataset_import(
     keep_split: bool = False,
     user=None,
     progress: Callable[[int, int], None] | None = None,
+    job_id: int | None = None,
 ) -> dict:
     """Import a zip or folder in any layout ``formats.detect`` reads. A hostile archive (zip slip, bomb, past the
     time limit while unpacking) is refused whole; a bad image or box inside is reported and skipped. Returns the
@@ -79,7 +80,7 @@ def dataset_import(
             "status": Image.Status.APPROVED if approve else Image.Status.SUBMITTED,
             "undo": [],
         }
-        run = _ImportRun(dataset, source, report, approve=approve, keep_split=keep_split, user=user)
+        run = _ImportRun(dataset, source, report, approve=approve, keep_split=keep_split, user=user, job_id=job_id)
         if progress:
             progress(0, len(source.items))
         for done, item in enumerate(source.items, start=1):
@@ -113,7 +114,8 @@ class _ImportRun:
     """The state of one import: the dataset's classes as they grow, and the images this import has labelled
     (byte-identical files under other names are compared against them)."""
 
-    def __init__(self, dataset, source, report, *, approve, keep_split, user):
+    def __init__(self, dataset, source, report, *, approve, keep_split, user, job_id):
+        self.job_id = job_id
         self.dataset = dataset
         self.source = source
         self.report = report
@@ -185,7 +187,11 @@ class _ImportRun:
         try:
             with open(item.image_path, "rb") as handle:
                 image, created = image_ingest(
-                    dataset=self.dataset, fileobj=handle, source=Image.Source.IMPORT, uploaded_by=self.user
+                    dataset=self.dataset,
+                    fileobj=handle,
+                    source=Image.Source.IMPORT,
+                    uploaded_by=self.user,
+                    meta={"import_job": self.job_id} if self.job_id else {},
                 )
         except DomainError as exc:
             report["skipped"].append({"file": item.name, "code": exc.code, "message": exc.message})
@@ -195,6 +201,8 @@ class _ImportRun:
             report["skipped"].append({"file": item.name, "code": "unreadable", "message": str(exc)})
             self.file(item, "skipped", code="unreadable", message=str(exc))
             return
+        # An image this job stored in an earlier, interrupted run (a killed worker's redelivery) is this job's own.
+        created = created or bool(self.job_id and (image.meta or {}).get("import_job") == self.job_id)
         boxes = None if item.boxes is None else self.boxes(item, image)
         if image.pk in self.met:
             report["duplicates"] += 1
@@ -338,6 +346,7 @@ def _import_job_execute(job: ImportJob, path) -> ImportJob:
             keep_split=job.keep_split,
             user=job.created_by,
             progress=progress,
+            job_id=job.pk,
         )
     except DomainError as exc:
         ImportJob.objects.filter(pk=job.pk).update(
