@@ -134,7 +134,7 @@ class ModelSlot:
         failures, next_try = self._failed_downloads.get(info.sha256, (0, 0.0))
         if self.clock() < next_try:
             raise DownloadPostponed(f"model {info.model_id} failed {failures} time(s); next try in a while")
-        logger.info("downloading model %s (%d bytes)", info.model_id, info.size)
+        logger.info("downloading %s %s (%d bytes)", self.role, info.model_id, info.size)
         try:
             downloaded = client.download(
                 answer.url, self.store.part_path(info.sha256), size=info.size, sha256=info.sha256
@@ -148,7 +148,11 @@ class ModelSlot:
                 f"{self.role}_download_corrupt" if isinstance(exc, CorruptDownload) else f"{self.role}_download_failed"
             )
             logger.error(
-                "model %s download failed (%s); keeping the current model, retry in %.0fs", info.model_id, exc, wait
+                "%s %s download failed (%s); keeping the current one, retry in %.0fs",
+                self.role,
+                info.model_id,
+                exc,
+                wait,
             )
             self.report(event, model_id=info.model_id, sha256=info.sha256, error=str(exc)[:300])
             if isinstance(exc, CorruptDownload):
@@ -162,9 +166,7 @@ class ModelSlot:
         self.active = (None, None)
         try:
             self.store.reject(info, reason)
-        except (
-            OSError
-        ) as exc:  # the slot was dropped meanwhile (folder removed) or the disk refuses: not running anyway
+        except OSError as exc:  # the slot was dropped meanwhile (its folder removed), or the disk refuses
             logger.warning("could not record %s %s as rejected: %s", self.role, info.model_id, exc)
 
 
