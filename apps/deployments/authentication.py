@@ -25,7 +25,7 @@ class RobotTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed Bearer token.") from exc
         try:
-            principal = robotstate.robot_for_token(token, address=robotstate.client_address(request))
+            principal = robotstate.robot_for_token(token, request=request)
         except robotstate.TokenRefused as refused:
             if refused.throttled:
                 raise exceptions.Throttled(

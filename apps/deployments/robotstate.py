@@ -33,6 +33,7 @@ Last-seen times are buffered per process and written in bulk every ``SEEN_FLUSH_
 another model than the one on record is written at once.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -340,7 +341,7 @@ def _principal(row) -> RobotPrincipal:
     return RobotPrincipal(id=robot_id, serial=serial, pinned_model_id=pinned, token_digest=digest, reported=reported)
 
 
-def robot_for_token(token: str, *, address: str) -> RobotPrincipal:
+def robot_for_token(token: str, *, request) -> RobotPrincipal:
     """The robot holding ``token``; raises TokenRefused. Only valid tokens are kept in the local copy.
 
     Every active token is read in one query whenever the robots' generation changes (a fleet's worth of rows, so
@@ -359,6 +360,7 @@ def robot_for_token(token: str, *, address: str) -> RobotPrincipal:
     entry = _local.tokens.get(digest)
     if entry is not None and entry[0] == generation:
         return entry[1]
+    address = client_address(request)
     if failures_count("bad-token", address) >= BAD_TOKENS_PER_MIN:
         raise TokenRefused(throttled=True, wait=_window_left(60))
     row = Robot.objects.filter(token_hash=digest, is_active=True).values_list(*_TOKEN_FIELDS).first()
@@ -511,9 +513,13 @@ class _Counters:
 _counters = _Counters()
 
 
-def robot_rate() -> tuple[int, int]:
-    rate = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get("robot", "600/min")
+@functools.lru_cache(maxsize=8)
+def _parse_rate(rate: str) -> tuple[int, int]:
     return SimpleRateThrottle.parse_rate(None, rate)
+
+
+def robot_rate() -> tuple[int, int]:
+    return _parse_rate(settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get("robot", "600/min"))
 
 
 def robot_throttle_hit(principal: RobotPrincipal) -> tuple[bool, float]:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import RequestFactory
 from django.utils import timezone
 
 from apps.deployments import services
@@ -185,7 +186,7 @@ def test_last_seen_is_cheap_reports_are_written_at_once_refreshes_in_bulk(
 
     robot, token = services.robot_register(serial="00e3")
     model = make_model(dataset, 1)
-    principal = robotstate.robot_for_token(token, address="127.0.0.1")
+    principal = robotstate.robot_for_token(token, request=RequestFactory().get("/"))
     with django_assert_num_queries(0):
         robotstate.robot_touch(principal=principal)  # first sight, no model reported: buffered ...
     assert robotstate.robot_seen_flush() == 1  # ... and written with the next flush
