@@ -7,15 +7,15 @@ generation in the same transaction as the change, so a committed change always c
 
 Each web process keeps a local copy of what polls need:
 
-- the table of generations and dataset slugs, re-read from the database (two tiny indexed queries) whenever it is
-  older than half the bound; that is the only database work of a poll that finds nothing new;
+- the table of generations and dataset slugs, re-read from the database (two small queries) whenever it is older
+  than half the bound; that is the only database work of a poll that finds nothing new;
 - each dataset's deployment state, the active robot tokens (all read in one query per robots' generation; a token
   enrolled since is read on its own) and each pinned model's payload, every entry stamped with the generation that
-  was current *before* the database read that built it. An entry is used only
-  while its stamp equals the current generation, so it is never older than the generation table, which is never
-  older than half the bound. A reader that was slow (it read the database before a promotion committed and stores
-  its result after) stores it under the old stamp, which is already out of date: an older state can never pass
-  for a newer one. The process that commits a change drops its generation table at once and again on commit.
+  was current *before* the database read that built it. An entry is used only while its stamp equals the current
+  generation, so it is never older than the generation table, which is never older than half the bound. A reader
+  that was slow (it read the database before a promotion committed and stores its result after) stores it under
+  the old stamp, which is already out of date: an older state can never pass for a newer one. The process that
+  commits a change drops its generation table at once and again on commit.
 
 So, after a change commits, every process answers it within half the bound plus one request, whatever happens to
 Redis: the state path does not use Redis at all. Killed or silently dropped connections, ``timeout``, a restart
@@ -27,7 +27,7 @@ address instead and refused with 429 past ``BAD_TOKENS_PER_MIN``.
 Redis holds only counters, where being late by a moment costs nothing: the per-robot request throttle (each process
 counts locally and adds its counts to Redis every half second, so a poll makes no round trip), and the failed
 token / enrolment-key attempts per client address. When Redis does not answer, counting goes on in the process and
-Redis is left alone for a second (short socket timeouts), so a dead Redis never fails or stalls a poll.
+Redis is left alone for a few seconds (short socket timeouts), so a dead Redis never fails a poll nor stalls many.
 
 Last-seen times are buffered per process and written in bulk every ``SEEN_FLUSH_S`` seconds; a robot that reports
 another model than the one on record is written at once.
@@ -57,8 +57,8 @@ SEEN_EVERY_S = 60  # a robot's last-seen is refreshed at most this often
 SEEN_FLUSH_S = 10.0
 BAD_TOKENS_PER_MIN = 30  # unknown Bearer tokens per client address
 ENROLL_FAILURES_PER_MIN = 10  # wrong enrolment keys per client address
-REDIS_TIMEOUT_S = 0.5
-REDIS_BACKOFF_S = 1.0
+REDIS_TIMEOUT_S = 0.25  # counters only: a late answer is not worth a stalled poll
+REDIS_BACKOFF_S = 5.0  # after an error, counting stays in the process this long
 
 # A test hook (None in production): called with a dataset's slug or "tokens" between a database read and storing
 # what it read in the local copy (tests hold a poll there while a change commits).
@@ -388,7 +388,7 @@ def client_address(request) -> str:
 
 
 class _Redis:
-    """A client with short timeouts that leaves Redis alone for a second after an error (counting stays local)."""
+    """A client with short timeouts that leaves Redis alone for a while after an error (counting stays local)."""
 
     def __init__(self):
         self.client, self.pid, self.url, self.down_until = None, None, None, 0.0
