@@ -146,7 +146,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}:asgi"},
+        # No socket timeout: redis-py's 5 s default meets channels_redis' 5 s blocking read and closes idle sockets
+        # (every WebSocket then ends with 1011). A dead connection is still found: the blocking read returns.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_keepalive": True}],
+            "prefix": f"{CACHE_KEY_PREFIX}:asgi",
+        },
     }
 }
 
