@@ -42,6 +42,28 @@ def redis_url_or_embedded(data_dir: Path | None = None, *, persist: bool = False
         yield url
 
 
+def redis_unreachable(exc: BaseException) -> BaseException | None:
+    """The Redis connection error behind ``exc`` (redis-py's, or kombu's when Celery could not queue), else None."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConnectionError | TimeoutError | OperationalError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def redis_unreachable_message(url: str, exc: BaseException) -> str:
+    return (
+        f"Redis at {url} is not reachable ({exc}).\n"
+        "On the embedded default this is the Valkey that `make run` starts (its address is in var/run.env): "
+        "start `make run` in another terminal and run the command again, or set REDIS_URL to a running Redis."
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=None, help="Valkey data directory (default: a temp dir)")

@@ -12,6 +12,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VECTORMLOPS_VAR_DIR", BASE_DIR / "var"))
 
 env = environ.Env()
+# `make run` records what it made up (the installation's secret, the embedded Valkey's URL) in var/run.env, so that
+# `python manage.py ...` from the checkout uses the same secret, database, Redis and media; the environment wins.
+RUN_ENV_FILE = VAR_DIR / "run.env"
+if RUN_ENV_FILE.is_file():
+    environ.Env.read_env(RUN_ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -19,7 +24,10 @@ SECRET_KEY_MIN_LENGTH = 50  # what `manage.py check --deploy` asks for
 if not DEBUG:
     # Fail at start-up, never run production with a missing or guessable key.
     if not SECRET_KEY:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (set SECRET_KEY in the environment).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (set SECRET_KEY in the environment, or start `make run` once: "
+            "it records the installation's key in var/run.env)."
+        )
     if len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH:
         raise ImproperlyConfigured(
             f"SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters when DEBUG is off "
@@ -264,7 +272,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["vectormlops.permissions.IsPerson"],
     "EXCEPTION_HANDLER": "vectormlops.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "vectormlops.schema.ApiAutoSchema",  # documents every error status
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"robot": env.str("ROBOT_THROTTLE_RATE", default="600/min")},

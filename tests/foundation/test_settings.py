@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +17,9 @@ LONG_KEY = "k" * 10 + "ey-long-enough-for-the-fifty-character-rule-0123456789"
 
 def run_setup(**env_overrides):
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "AWS_STORAGE_BUCKET_NAME")}
-    env.update({"DJANGO_SETTINGS_MODULE": "vectormlops.settings", **env_overrides})
+    # A var folder of its own: a checkout's var/run.env (written by `make run`) would supply a SECRET_KEY.
+    var_dir = tempfile.mkdtemp(prefix="vmo-settings-")
+    env.update({"DJANGO_SETTINGS_MODULE": "vectormlops.settings", "VECTORMLOPS_VAR_DIR": var_dir, **env_overrides})
     return subprocess.run([sys.executable, "-c", SETUP], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
