@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from static files: the docs work offline
     "django_celery_beat",
     "channels",
     "vectormlops",
@@ -68,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "vectormlops.inputs.ApiInputBoundsMiddleware",  # path ids and query values bounded before any view
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -252,6 +254,20 @@ MONITORING_DRIFT_PSI_THRESHOLD = env.float("MONITORING_DRIFT_PSI_THRESHOLD", def
 MONITORING_DRIFT_P_VALUE = env.float("MONITORING_DRIFT_P_VALUE", default=0.05)
 MONITORING_DRIFT_LABEL_SAMPLE = env.int("MONITORING_DRIFT_LABEL_SAMPLE", default=20)
 
+# Notifications (apps.monitoring): e-mail through Django's mail backend (the console by default; set EMAIL_BACKEND
+# and EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS for SMTP), webhooks retried with
+# exponential backoff. SITE_URL makes the links in them absolute.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="vectormlops@localhost")
+NOTIFICATION_ATTEMPTS = env.int("NOTIFICATION_ATTEMPTS", default=6)
+NOTIFICATION_RETRY_DELAY_S = env.float("NOTIFICATION_RETRY_DELAY_S", default=30.0)  # doubles after each failure
+
 # --- auth, API ------------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -272,6 +288,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["vectormlops.permissions.IsPerson"],
     "EXCEPTION_HANDLER": "vectormlops.errors.api_exception_handler",
+    # JSON and form bodies bounded (depth, numbers, text) before they reach a serializer or the database
+    "DEFAULT_PARSER_CLASSES": [
+        "vectormlops.inputs.BoundedJSONParser",
+        "vectormlops.inputs.BoundedFormParser",
+        "vectormlops.inputs.BoundedMultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "vectormlops.schema.ApiAutoSchema",  # documents every error status
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
@@ -282,6 +304,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Robot-facing and automation API (v1). See shared/API.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a `status`; the image's gets a stable name instead of a hash-suffixed one.
     "ENUM_NAME_OVERRIDES": {"ImageStatusEnum": "apps.datasets.models.Image.Status"},
 }
@@ -321,7 +346,8 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"plain_forbidden": {"()": "vectormlops.log_filters.PlainForbidden"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["plain_forbidden"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
