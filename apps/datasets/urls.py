@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.datasets import views
+from apps.datasets import views, views_classes
 
 app_name = "datasets"
 urlpatterns = [
@@ -9,6 +9,7 @@ urlpatterns = [
     path("datasets/images/<int:image_id>/file", views.image_file, name="image_file"),
     path("datasets/images/<int:image_id>/thumb", views.image_thumb, name="image_thumb"),
     path("datasets/<slug:slug>/", views.dataset_detail, name="detail"),
+    path("datasets/<slug:slug>/classes", views_classes.dataset_classes_edit, name="classes_edit"),
     path("datasets/<slug:slug>/versions/freeze", views.version_freeze, name="version_freeze"),
     path("datasets/<slug:slug>/versions/<int:number>/export.<str:fmt>", views.version_export, name="version_export"),
     path("datasets/<slug:slug>/import", views.dataset_import, name="import"),

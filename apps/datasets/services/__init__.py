@@ -3,6 +3,12 @@ writer, frozen versions, their YOLO/COCO layout and exports, and imports. The pu
 
 from apps.datasets.boxes import MAX_BOXES, boxes_from_api, boxes_to_api, boxes_validate, predicted_boxes_clean
 from apps.datasets.services.annotations import annotation_set, image_status_set
+from apps.datasets.services.classes import (
+    class_box_counts,
+    dataset_class_delete,
+    dataset_class_merge,
+    dataset_classes_reorder,
+)
 from apps.datasets.services.datasets import dataset_class_add, dataset_class_rename, dataset_create
 from apps.datasets.services.imports import (
     dataset_import,
@@ -29,8 +35,12 @@ __all__ = [
     "boxes_from_api",
     "boxes_to_api",
     "boxes_validate",
+    "class_box_counts",
     "dataset_class_add",
+    "dataset_class_delete",
+    "dataset_class_merge",
     "dataset_class_rename",
+    "dataset_classes_reorder",
     "dataset_create",
     "dataset_import",
     "image_ingest",
