@@ -6,7 +6,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class DomainError(Exception):
@@ -83,6 +82,9 @@ def _drf_code(exc: exceptions.APIException) -> str:
 
 def api_exception_handler(exc, context):
     """DRF EXCEPTION_HANDLER: every API error leaves in the same envelope."""
+    # Imported here: rest_framework.views loads the parser settings, and the parsers (vectormlops.inputs) import us.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):

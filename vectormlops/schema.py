@@ -41,7 +41,7 @@ REASONS = {
 }
 # The codes vectormlops.errors gives DRF's own errors, per status.
 GENERIC_CODES = {
-    400: ("invalid", "malformed_request"),
+    400: ("invalid", "malformed_request", "number_out_of_range", "too_deep", "invalid_characters", "text_too_long"),
     401: ("not_authenticated", "authentication_failed"),
     403: ("permission_denied",),
     404: ("not_found",),
@@ -106,10 +106,7 @@ class ApiAutoSchema(AutoSchema):
         return {status: tuple(codes) for status, codes in sorted(statuses.items())}
 
     def _permissions(self):
-        try:
-            return self.view.get_permissions()
-        except Exception:  # a view whose permissions need a real request: assume it checks who calls
-            return [None]
+        return self.view.get_permissions()
 
 
 def _is_empty(content: dict) -> bool:

@@ -1,11 +1,8 @@
 """The datasets API (shared/API.md): image upload and listing, datasets, freezing versions."""
 
-import json
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +19,7 @@ from apps.datasets.serializers import (
     VersionOutput,
 )
 from vectormlops.errors import NotFound, ValidationFailed
+from vectormlops.inputs import BoundedFormParser, BoundedMultiPartParser, json_loads_bounded
 from vectormlops.permissions import IsAnnotator, IsMLEngineer, IsRobotOrAnnotator, is_robot
 
 UPLOAD_OUTPUT = inline_serializer(
@@ -45,7 +43,7 @@ class ImagePagination(CursorPagination):
 class ImagesApi(generics.GenericAPIView):
     """POST: upload one image (robots and annotators). GET: images of a dataset, newest first (cursor pages)."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [BoundedMultiPartParser, BoundedFormParser]
     pagination_class = ImagePagination
     serializer_class = ImageOutput
 
@@ -83,10 +81,7 @@ class ImagesApi(generics.GenericAPIView):
         source = services.image_upload_source(requested=fields.get("source"), by_robot=robot)
         meta = {}
         if fields.get("meta"):
-            try:
-                meta = json.loads(fields["meta"])
-            except ValueError as exc:
-                raise ValidationFailed("meta must be a JSON object.", code="invalid_meta") from exc
+            meta = json_loads_bounded(fields["meta"])  # depth, numbers and text bounded, or a 400
             if not isinstance(meta, dict):
                 raise ValidationFailed("meta must be a JSON object.", code="invalid_meta")
         image, created = services.image_ingest(
@@ -147,7 +142,7 @@ class DatasetImportsApi(generics.GenericAPIView):
     """POST: import a zip (YOLO, Roboflow's YOLO export, COCO) in the background (ml_engineer) -> 202 and the job."""
 
     permission_classes = [IsMLEngineer]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [BoundedMultiPartParser, BoundedFormParser]
     serializer_class = ImportStartInput
 
     @extend_schema(request=ImportStartInput, responses={202: ImportJobOutput})

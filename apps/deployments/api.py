@@ -25,7 +25,7 @@ from apps.deployments.serializers import (
     TelemetryInput,
 )
 from apps.training.models import ModelArtifact, ModelVersion
-from vectormlops.errors import Forbidden, NotFound, error_body
+from vectormlops.errors import Forbidden, NotFound, ValidationFailed, error_body
 from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
 
 CHUNK = 256 * 1024
@@ -46,10 +46,12 @@ class NewestFirst(CursorPagination):
 def _touch(request) -> None:
     """Every robot request updates last-seen (and the model it reports), at most once a minute."""
     model_id = request.META.get("HTTP_X_MODEL_ID", "").strip()
+    if model_id and not re.fullmatch(r"[0-9]{1,18}", model_id):  # "²" is a digit to str.isdigit, not to int()
+        raise ValidationFailed("X-Model-Id must be a model's id (digits).", code="invalid_model_id")
     sha = request.META.get("HTTP_X_MODEL_SHA256", "").strip().lower()
     robotstate.robot_touch(
         principal=request.user,
-        model_id=int(model_id) if model_id.isdigit() and len(model_id) < 19 else None,
+        model_id=int(model_id) if model_id else None,
         sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else "",
     )
 

@@ -8,13 +8,12 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from apps.datasets.models import Dataset
 from apps.deployments import robotstate
@@ -31,6 +30,7 @@ from apps.deployments.robotstate import token_hash
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from vectormlops.events import broadcast
+from vectormlops.inputs import datetime_parse
 
 log = logging.getLogger(__name__)
 
@@ -396,12 +396,9 @@ def telemetry_ingest(*, robot_id: int, dataset: Dataset, model_id: int | None, r
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise ValidationFailed(f"records[{index}] must be an object.", code="bad_telemetry")
-        captured = record.get("captured_at")
-        captured_at = parse_datetime(captured) if isinstance(captured, str) else None
-        if captured_at is None:
-            raise ValidationFailed(f"records[{index}].captured_at must be an ISO 8601 time.", code="bad_telemetry")
-        if timezone.is_naive(captured_at):
-            captured_at = timezone.make_aware(captured_at, UTC)
+        captured_at = datetime_parse(
+            record.get("captured_at"), field=f"records[{index}].captured_at", code="bad_telemetry"
+        )
         detections = record.get("detections") or []
         if not isinstance(detections, list) or not all(isinstance(d, dict) for d in detections):
             raise ValidationFailed(f"records[{index}].detections must be a list of objects.", code="bad_telemetry")

@@ -3,13 +3,12 @@
 import hashlib
 import logging
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from apps.datasets.imaging import inspect_image
 from apps.datasets.models import Dataset, Image
@@ -18,6 +17,7 @@ from apps.datasets.signals import image_ingested
 from apps.datasets.storage import CHUNK, store_once
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
 from vectormlops.events import broadcast
+from vectormlops.inputs import datetime_parse
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,7 @@ def _spool(fileobj, limit: int) -> tuple[tempfile._TemporaryFileWrapper, str, in
 
 
 def _parse_captured_at(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValidationFailed(
-                "captured_at must be an ISO 8601 date and time.", code="invalid_captured_at", details={"value": value}
-            ) from exc
-    else:
-        raise ValidationFailed("captured_at must be an ISO 8601 date and time.", code="invalid_captured_at")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
-    return parsed
+    return None if value in (None, "") else datetime_parse(value)
 
 
 ROBOT_SOURCES = {
