@@ -106,12 +106,14 @@ def image_ingest(
     with spool:
         existing = Image.objects.filter(dataset=dataset, sha256=sha256).first()
         if existing is not None:
+            # Its stored file is checked too: one left truncated (a crash, a full disk) is replaced by these bytes.
+            store_once(existing.storage_path, File(spool, name=existing.storage_path), sha256=sha256, size=size)
             return existing, False
         facts = inspect_image(spool.name, max_pixels=settings.MAX_IMAGE_PIXELS)
         storage_path = f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{facts.ext}"
         thumbnail_path = f"thumbs/{sha256[:2]}/{sha256[2:4]}/{sha256}.jpg"
         spool.seek(0)
-        wrote_image = store_once(storage_path, File(spool, name=storage_path))
+        wrote_image = store_once(storage_path, File(spool, name=storage_path), sha256=sha256, size=size)
         wrote_thumb = store_once(thumbnail_path, ContentFile(facts.thumbnail, name=thumbnail_path))
     image = Image(
         dataset=dataset,
