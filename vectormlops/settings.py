@@ -233,6 +233,8 @@ TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "training")))
 TRAINING_HEARTBEAT_S = env.int("TRAINING_HEARTBEAT_S", default=10)  # a training worker beats its run row this often
 TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)  # silence: the sweeper takes over
 TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=2)  # first start + re-queues after a lost worker
+# A queued run whose message is in no queue after this long lost it (Redis flushed): the sweeper publishes it again.
+TRAINING_QUEUED_GRACE_S = env.int("TRAINING_QUEUED_GRACE_S", default=60)
 
 # --- robots ---------------------------------------------------------------------------------------
 
