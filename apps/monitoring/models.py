@@ -114,11 +114,13 @@ class DriftReport(models.Model):
 
 
 class Alert(models.Model):
-    """Something in the field needs a person: drift, a canary stopped by the guard. One open alert per scope."""
+    """Something in the field needs a person: drift, a canary stopped by the guard, a production model doing worse
+    than it used to. One open alert per scope; performance alerts resolve themselves when the figures recover."""
 
     class Kind(models.TextChoices):
         DRIFT = "drift"
         CANARY = "canary"
+        PERFORMANCE = "performance"
 
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -136,18 +138,27 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When the problem went away by itself")
+
+    OPEN = Q(acknowledged=False, resolved_at__isnull=True)
 
     class Meta:
         ordering = ["acknowledged", "-last_seen", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["dataset", "kind", "scope"], condition=Q(acknowledged=False), name="alert_one_open_per_scope"
+                fields=["dataset", "kind", "scope"],
+                condition=Q(acknowledged=False, resolved_at__isnull=True),
+                name="alert_one_open_per_scope",
             )
         ]
         indexes = [models.Index(fields=["dataset", "acknowledged", "last_seen"])]
 
     def __str__(self):
         return f"{self.kind} alert on {self.dataset_id} ({self.scope})"
+
+    @property
+    def is_open(self) -> bool:
+        return not self.acknowledged and self.resolved_at is None
 
 
 class CanaryPolicy(models.Model):
@@ -172,3 +183,90 @@ class CanaryPolicy(models.Model):
 
     def __str__(self):
         return f"canary policy of {self.dataset_id}"
+
+
+class PerformancePolicy(models.Model):
+    """When the live production model raises a performance alert: its recent field metrics (fleet-wide and per
+    robot) against its own first days in production, or the previous production model's last days."""
+
+    dataset = models.OneToOneField("datasets.Dataset", on_delete=models.CASCADE, related_name="performance_policy")
+    enabled = models.BooleanField(default=True)
+    baseline_days = models.PositiveIntegerField(default=3, help_text="The model's first days in production")
+    window_minutes = models.PositiveIntegerField(default=60, help_text="The recent period judged against it")
+    min_frames = models.PositiveIntegerField(default=100, help_text="Frames needed on both sides before judging")
+    max_detection_rate_drop = models.FloatField(
+        default=0.15, help_text="Largest tolerated drop of the share of frames with a detection (absolute, 0..1)"
+    )
+    max_confidence_drop = models.FloatField(
+        default=0.10, help_text="Largest tolerated drop of the mean top confidence (absolute, 0..1)"
+    )
+    max_feedback_rate_increase = models.FloatField(
+        default=0.02, help_text="Largest tolerated increase of feedback uploads per frame (absolute)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "performance policies"
+
+    def __str__(self):
+        return f"performance policy of {self.dataset_id}"
+
+
+class NotificationRule(models.Model):
+    """Who hears about what on one dataset: an e-mail address or a webhook URL, and the events it gets."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "e-mail"
+        WEBHOOK = "webhook"
+
+    class Event(models.TextChoices):
+        ALERT = "alert", "alerts (drift, canary, performance)"
+        GATE = "gate", "gate decisions"
+        PROMOTION = "promotion", "promotions and canaries"
+        ROLLBACK = "rollback", "rollbacks"
+        RUN_FAILED = "run_failed", "failed training runs"
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="notification_rules")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    target = models.CharField(max_length=500, help_text="An e-mail address, or the webhook's https:// URL")
+    secret = models.CharField(
+        max_length=128, blank=True, help_text="Webhooks: the key of the X-VectorMLOps-Signature HMAC-SHA256"
+    )
+    events = models.JSONField(default=list, help_text="Event names: " + ", ".join(Event.values))
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "channel", "target"]
+
+    def __str__(self):
+        return f"{self.get_channel_display()} {self.target} ({', '.join(self.events)})"
+
+
+class Notification(models.Model):
+    """One message to one rule's target, and how its delivery went (the delivery log)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    rule = models.ForeignKey(NotificationRule, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=16, choices=NotificationRule.Event.choices)
+    key = models.CharField(max_length=120, help_text="What it is about; one notification per rule and key")
+    subject = models.CharField(max_length=200)
+    text = models.TextField()
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["rule", "key"], name="notification_once_per_rule_and_key")]
+
+    def __str__(self):
+        return f"{self.event} → {self.rule.target}: {self.status}"

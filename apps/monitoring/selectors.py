@@ -2,8 +2,9 @@
 window, a model's raw field metrics for the canary guard."""
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from apps.monitoring.models import (
     CanaryPolicy,
     DriftReport,
     HourlyMetric,
+    PerformancePolicy,
 )
 from apps.training.models import ModelVersion
 
@@ -83,6 +85,7 @@ def field_metrics(
         _merge(bucket, row)
         _merge(totals[row.model_id], row)
     numbers = dict(ModelVersion.objects.filter(id__in=[m for m in series if m]).values_list("id", "number"))
+    channels = dict(Deployment.objects.filter(dataset=dataset, is_live=True).values_list("model_id", "channel"))
     models = []
     for model_id in sorted(series, key=lambda m: (m is None, numbers.get(m, 0))):
         models.append(
@@ -90,6 +93,7 @@ def field_metrics(
                 "model_id": model_id,
                 "version": numbers.get(model_id),
                 "label": f"v{numbers[model_id]}" if model_id in numbers else "unknown model",
+                "channel": channels.get(model_id, "") if model_id else "",
                 "totals": summarize(totals[model_id]),
                 "series": [{"hour": hour.isoformat(), **summarize(acc)} for hour, acc in series[model_id].items()],
             }
@@ -173,11 +177,19 @@ def latest_drift_reports(*, dataset: Dataset) -> list[DriftReport]:
 
 
 def dataset_alerts(*, dataset: Dataset, limit: int = 50) -> list[Alert]:
-    return list(
+    """Open alerts first, then the latest closed ones (acknowledged or resolved)."""
+    alerts = list(
         Alert.objects.filter(dataset=dataset)
         .select_related("robot", "acknowledged_by", "dataset")
-        .order_by("acknowledged", "-last_seen")[:limit]
+        .order_by("-last_seen", "-id")[:limit]
     )
+    return sorted(alerts, key=lambda a: not a.is_open)
+
+
+def alert_drift_report(alert: Alert) -> DriftReport | None:
+    """The drift report behind a drift alert (its statistics are folded under the alert's sentence)."""
+    report_id = (alert.details or {}).get("report_id")
+    return DriftReport.objects.filter(pk=report_id).first() if report_id else None
 
 
 def alert_to_dict(alert: Alert) -> dict:
@@ -198,6 +210,7 @@ def alert_to_dict(alert: Alert) -> dict:
         "acknowledged": alert.acknowledged,
         "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by_id else None,
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
     }
 
 
@@ -210,7 +223,7 @@ def datasets_overview(*, since: datetime) -> list[dict]:
         .values_list("dataset_id", "n")
     )
     open_alerts = dict(
-        Alert.objects.filter(acknowledged=False)
+        Alert.objects.filter(Alert.OPEN)
         .values_list("dataset_id")
         .annotate(n=Count("id"))
         .values_list("dataset_id", "n")
@@ -338,3 +351,113 @@ def model_field_metrics(*, dataset: Dataset, model_id: int, since: datetime, unt
         "feedback": 0,
         "feedback_rate": None,
     }
+
+
+# --- production performance -----------------------------------------------------------------------------------
+
+
+def performance_policy_for(dataset: Dataset) -> PerformancePolicy:
+    """The dataset's performance policy, or the defaults (unsaved) when none was set in the admin."""
+    return PerformancePolicy.objects.filter(dataset=dataset).first() or PerformancePolicy(dataset=dataset)
+
+
+def production_periods(*, dataset: Dataset, model_id: int) -> tuple[datetime | None, Deployment | None]:
+    """When the model first went live in production, and the production deployment of another model before it."""
+    history = Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.PRODUCTION, model__isnull=False)
+    first = history.filter(model_id=model_id).order_by("created_at", "id").first()
+    if first is None:
+        return None, None
+    previous = history.filter(created_at__lt=first.created_at).exclude(model_id=model_id).order_by("-created_at")
+    return first.created_at, previous.select_related("model").first()
+
+
+def _rates(frames: int, with_detection: int, confidence: float | None, feedback: int) -> dict:
+    return {
+        "frames": frames,
+        "detection_rate": with_detection / frames if frames else None,
+        "mean_confidence": confidence,
+        "feedback": feedback,
+        "feedback_rate": feedback / frames if frames else None,
+    }
+
+
+def feedback_by_robot(*, dataset: Dataset, model_id: int, since: datetime, until: datetime) -> dict[int | None, int]:
+    """Feedback uploads blaming one model in a period, per robot id and fleet-wide (key None)."""
+    rows = list(
+        Image.objects.filter(
+            dataset=dataset, source=Image.Source.FEEDBACK, uploaded_at__gte=since, uploaded_at__lt=until
+        ).values_list("robot_serial", "meta")
+    )
+    robots = {
+        serial: (rid, running)
+        for serial, rid, running in Robot.objects.filter(serial__in={s for s, _ in rows if s}).values_list(
+            "serial", "id", "running_model_id"
+        )
+    }
+    counts: dict[int | None, int] = defaultdict(int)
+    for serial, meta in rows:
+        robot_id, running = robots.get(serial, (None, None))
+        if feedback_model_id(meta, running, {model_id}) == model_id:
+            counts[None] += 1
+            if robot_id:
+                counts[robot_id] += 1
+    return counts
+
+
+def model_metrics_by_robot(*, dataset: Dataset, model_id: int, since: datetime, until: datetime) -> dict:
+    """Frames, detection rate, mean top confidence and feedback per frame of one model in a period, per robot id and
+    fleet-wide (key None): from raw telemetry while it is kept, else from the hourly buckets of whole hours."""
+    raw_kept_since = timezone.now() - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)
+    feedback = feedback_by_robot(dataset=dataset, model_id=model_id, since=since, until=until)
+    out = {}
+    if since >= raw_kept_since:
+        rows = (
+            TelemetryRecord.objects.filter(
+                dataset=dataset, model_id=model_id, captured_at__gte=since, captured_at__lt=until
+            )
+            .values("robot_id")
+            .annotate(
+                frames=Count("id"),
+                with_detection=Count("id", filter=Q(detection_count__gt=0)),
+                confidence_sum=Sum("top_confidence"),
+                confidence_count=Count("top_confidence"),
+            )
+        )
+    else:
+        rows = (
+            HourlyMetric.objects.filter(
+                dataset=dataset, model_id=model_id, robot__isnull=False, hour__gte=since, hour__lt=until
+            )
+            .values("robot_id")
+            .annotate(
+                frames=Sum("frames"),
+                with_detection=Sum("frames_with_detection"),
+                confidence_sum=Sum("confidence_sum"),
+                confidence_count=Sum("confidence_count"),
+            )
+        )
+    fleet = {"frames": 0, "with_detection": 0, "confidence_sum": 0.0, "confidence_count": 0}
+    for row in rows.order_by():
+        for name in fleet:
+            fleet[name] += row[name] or 0
+        out[row["robot_id"]] = row
+    out[None] = fleet
+    return {
+        robot_id: _rates(
+            row["frames"] or 0,
+            row["with_detection"] or 0,
+            row["confidence_sum"] / row["confidence_count"] if row["confidence_count"] else None,
+            feedback.get(robot_id, 0),
+        )
+        for robot_id, row in out.items()
+    }
+
+
+def open_alerts(*, dataset: Dataset | None = None, kind: str | None = None) -> list[Alert]:
+    """Alerts nobody has acknowledged and that have not resolved themselves, newest first."""
+    alerts = Alert.objects.filter(Alert.OPEN).select_related("dataset", "robot")
+    if dataset is not None:
+        alerts = alerts.filter(dataset=dataset)
+    if kind is not None:
+        alerts = alerts.filter(kind=kind)
+    return list(alerts.order_by("-last_seen", "-id"))

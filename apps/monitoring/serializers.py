@@ -28,6 +28,7 @@ class AlertOutput(serializers.ModelSerializer):
             "acknowledged",
             "acknowledged_by",
             "acknowledged_at",
+            "resolved_at",
         ]
         read_only_fields = fields
 

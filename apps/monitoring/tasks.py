@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment
 from apps.monitoring import services
+from apps.monitoring.services.notifications import DeliveryFailed
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,32 @@ def canary_guard_task(dataset_id: int | None = None) -> dict:
         except Exception:  # noqa: BLE001 - one broken dataset must not stop the others
             log.exception("canary guard failed for %s", dataset.slug)
     return done
+
+
+@shared_task(name="apps.monitoring.tasks.performance_check_task", ignore_result=True)
+def performance_check_task(dataset_id: int | None = None) -> dict:
+    """Every minute: judge each live production model against its own first days (performance alerts)."""
+    done = {}
+    for dataset in _datasets_with_live(Deployment.Channel.PRODUCTION, dataset_id):
+        try:
+            done[dataset.slug] = services.performance_check(dataset=dataset)
+        except Exception:  # noqa: BLE001 - one broken dataset must not stop the others
+            log.exception("performance check failed for %s", dataset.slug)
+    return done
+
+
+@shared_task(
+    bind=True,
+    name="apps.monitoring.tasks.notification_deliver_task",
+    ignore_result=True,
+    max_retries=None,  # counted against NOTIFICATION_ATTEMPTS below, so the last attempt can mark the row failed
+)
+def notification_deliver_task(self, notification_id: int) -> None:
+    """Deliver one notification; a failure is retried with exponential backoff, up to NOTIFICATION_ATTEMPTS."""
+    final = self.request.retries + 1 >= settings.NOTIFICATION_ATTEMPTS
+    try:
+        services.notification_deliver(notification_id=notification_id, final_attempt=final)
+    except DeliveryFailed as exc:
+        if final:
+            return
+        raise self.retry(exc=exc, countdown=settings.NOTIFICATION_RETRY_DELAY_S * 2**self.request.retries) from exc

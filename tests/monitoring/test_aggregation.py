@@ -194,6 +194,7 @@ def test_tasks_run_and_are_scheduled_in_beat(fleet, settings):
         "apps.monitoring.tasks.canary_guard_task",
         "apps.monitoring.tasks.drift_compute_task",
         "apps.monitoring.tasks.telemetry_prune_task",
+        "apps.monitoring.tasks.performance_check_task",
     }
     every = scheduled["apps.monitoring.tasks.telemetry_aggregate_task"].interval
     assert (every.every, every.period) == (1, "minutes")

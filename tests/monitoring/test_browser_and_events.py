@@ -63,10 +63,10 @@ def test_page_draws_charts_shows_pushed_alerts_and_acknowledges_them(open_browse
         dataset=dataset, kind="drift", message="Data drift on the fleet: brightness", value=0.9, threshold=0.2
     )
     page.evaluate("([e, d]) => window.monitoringAlertEvent(e, d)", ["alert.raised", selectors.alert_to_dict(alert)])
-    row = page.locator(f'#alerts tr[data-alert-id="{alert.id}"]')
+    row = page.locator(f'#alerts .alert-item[data-alert-id="{alert.id}"]')
     assert "brightness" in row.text_content()
     row.locator("button").click()
-    page.wait_for_selector(f'#alerts tr[data-alert-id="{alert.id}"] >> text=acknowledged by eng')
+    page.wait_for_selector(f'#alerts .alert-item[data-alert-id="{alert.id}"] >> text=acknowledged by eng')
     alert.refresh_from_db()
     assert alert.acknowledged and alert.acknowledged_by.username == "eng"
     assert errors == []

@@ -9,13 +9,14 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from apps.datasets.models import Image
+from apps.datasets.models import Dataset, Image
 from apps.deployments.models import Robot, TelemetryRecord
 from apps.monitoring import histograms
 from apps.monitoring.models import CONFIDENCE_BINS, HOURLY_COUNTERS, AggregationCursor, HourlyMetric
 from apps.monitoring.selectors import feedback_model_id, feedback_reason
 from apps.training.models import ModelVersion
 from vectormlops.errors import ValidationFailed
+from vectormlops.events import broadcast_now
 
 TELEMETRY_CURSOR = "telemetry"
 FEEDBACK_CURSOR = "feedback"
@@ -107,8 +108,9 @@ class _Accumulator:
         return found
 
 
-def _buckets_save(acc: dict) -> int:
+def _buckets_save(acc: dict, touched_datasets: set) -> int:
     """Add the chunk's buckets to the stored rows (read, add, bulk write); returns rows touched."""
+    touched_datasets.update(bucket.dataset_id for bucket in acc.values())
     keys = list(acc)
     stored_fields = ["key", *_Bucket.COUNTERS, "confidence_hist", "latency_hist", "feedback"]
     existing: dict[str, dict] = {}
@@ -152,7 +154,7 @@ def _pending(queryset, cursor: AggregationCursor, time_field: str, cutoff: datet
     return after if upper is None else after.filter(id__lt=upper)
 
 
-def _aggregate_telemetry_chunk(cutoff: datetime) -> tuple[int, int]:
+def _aggregate_telemetry_chunk(cutoff: datetime, touched_datasets: set) -> tuple[int, int]:
     with transaction.atomic():
         cursor = _cursor_locked(TELEMETRY_CURSOR)
         rows = list(
@@ -176,13 +178,13 @@ def _aggregate_telemetry_chunk(cutoff: datetime) -> tuple[int, int]:
         for _id, dataset_id, model_id, robot_id, captured_at, count, top, latency, brightness in rows:
             for bucket in acc.targets(dataset_id, model_id, robot_id, captured_at):
                 bucket.add_frame(count, top, latency, brightness)
-        touched = _buckets_save(acc.buckets)
+        touched = _buckets_save(acc.buckets, touched_datasets)
         cursor.last_id = rows[-1][0]
         cursor.save(update_fields=["last_id", "updated_at"])
         return len(rows), touched
 
 
-def _aggregate_feedback_chunk(cutoff: datetime) -> tuple[int, int, bool]:
+def _aggregate_feedback_chunk(cutoff: datetime, touched_datasets: set) -> tuple[int, int, bool]:
     """Feedback uploads are images; the cursor walks all image ids and counts the feedback ones."""
     with transaction.atomic():
         cursor = _cursor_locked(FEEDBACK_CURSOR)
@@ -214,7 +216,7 @@ def _aggregate_feedback_chunk(cutoff: datetime) -> tuple[int, int, bool]:
                 model_id = feedback_model_id(meta, running, models_by_dataset[dataset_id])
                 for bucket in acc.targets(dataset_id, model_id, robot_id, captured_at or uploaded_at):
                     bucket.add_feedback(feedback_reason(meta))
-            touched = _buckets_save(acc.buckets)
+            touched = _buckets_save(acc.buckets, touched_datasets)
         cursor.last_id = window[-1]
         cursor.save(update_fields=["last_id", "updated_at"])
         return len(rows), touched, len(window) == AGGREGATE_CHUNK
@@ -227,17 +229,21 @@ def telemetry_aggregate(*, until: datetime | None = None) -> dict:
     the first newer one, so inserts still in flight are picked up by the next run, never skipped."""
     cutoff = until or timezone.now() - timedelta(seconds=settings.MONITORING_AGGREGATION_LAG_S)
     result = {"records": 0, "feedback": 0, "buckets": 0}
+    touched_datasets: set[int] = set()
     while True:
-        count, touched = _aggregate_telemetry_chunk(cutoff)
+        count, touched = _aggregate_telemetry_chunk(cutoff, touched_datasets)
         result["records"] += count
         result["buckets"] += touched
         if count < AGGREGATE_CHUNK:
             break
     more = True
     while more:
-        count, touched, more = _aggregate_feedback_chunk(cutoff)
+        count, touched, more = _aggregate_feedback_chunk(cutoff, touched_datasets)
         result["feedback"] += count
         result["buckets"] += touched
+    # Open monitoring pages redraw their charts.
+    for slug in Dataset.objects.filter(id__in=touched_datasets).values_list("slug", flat=True):
+        broadcast_now(f"alerts.{slug}", "metrics.updated", {"dataset": slug})
     return result
 
 

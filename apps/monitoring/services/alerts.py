@@ -1,4 +1,5 @@
-"""Alerts: open or refresh one per problem, and acknowledge it; each change is broadcast on ``alerts.<slug>``."""
+"""Alerts: open or refresh one per problem, acknowledge or resolve it; each change is broadcast on ``alerts.<slug>``
+and a new alert is sent to the dataset's notification rules."""
 
 from datetime import datetime
 
@@ -9,6 +10,7 @@ from apps.datasets.models import Dataset
 from apps.deployments.models import Robot
 from apps.monitoring.models import Alert
 from apps.monitoring.selectors import alert_to_dict
+from apps.monitoring.services.notifications import alert_notify
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
 
@@ -38,7 +40,7 @@ def alert_raise(
             with transaction.atomic():
                 alert = (
                     Alert.objects.select_for_update()
-                    .filter(dataset=dataset, kind=kind, scope=scope, acknowledged=False)
+                    .filter(Alert.OPEN, dataset=dataset, kind=kind, scope=scope)
                     .first()
                 )
                 created = alert is None
@@ -55,6 +57,8 @@ def alert_raise(
                 broadcast(
                     f"alerts.{dataset.slug}", "alert.raised" if created else "alert.updated", alert_to_dict(alert)
                 )
+                if created:
+                    alert_notify(alert=alert)
                 return alert, created
         except IntegrityError:
             # Another worker opened the same alert between our read and insert: refresh that one instead.
@@ -73,4 +77,16 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
         alert.acknowledged_at = timezone.now()
         alert.save(update_fields=["acknowledged", "acknowledged_by", "acknowledged_at"])
         broadcast(f"alerts.{alert.dataset.slug}", "alert.acknowledged", alert_to_dict(alert))
+        return alert
+
+
+def alert_resolve(*, alert: Alert, now: datetime | None = None) -> Alert:
+    """The problem went away by itself (the figures recovered): close the alert without a person."""
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().select_related("dataset", "robot").get(pk=alert.pk)
+        if not alert.is_open:
+            return alert
+        alert.resolved_at = now or timezone.now()
+        alert.save(update_fields=["resolved_at"])
+        broadcast(f"alerts.{alert.dataset.slug}", "alert.resolved", alert_to_dict(alert))
         return alert

@@ -15,6 +15,7 @@ from apps.datasets.services import images_prioritize
 from apps.deployments.models import Robot
 from apps.monitoring import statistics
 from apps.monitoring.models import Alert, DriftReport
+from apps.monitoring.presentation import drift_sentence, scope_subject
 from apps.monitoring.selectors import drift_reference, drift_window
 from apps.monitoring.services.alerts import alert_raise
 
@@ -88,8 +89,8 @@ def drift_compute(*, dataset: Dataset, now: datetime | None = None) -> list[Drif
                 drifted_features=drifted,
             )
             if drifted:
-                label = f"robot {robot.serial}" if robot else "the fleet"
-                message, value = statistics.drift_message(label, results)
+                _, value = statistics.drift_message("", results)
+                message = drift_sentence(scope_subject(robot), results)
                 unlabeled = [i for i in scope_images if i[6] == Image.Status.UNLABELED]
                 queued = _queue_for_labeling(unlabeled, reference, drifted)
                 alert_raise(

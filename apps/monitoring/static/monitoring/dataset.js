@@ -1,129 +1,161 @@
-// Monitoring page: Chart.js charts per model version, live alerts over WebSocket, acknowledge through the API.
+// Monitoring page: Chart.js charts per model version on a real time axis (the chosen period, one point per UTC
+// hour, empty hours drawn as gaps), refreshed live; alerts swapped in over WebSocket; acknowledge through the API.
 (function () {
   const script = document.currentScript;
   const slug = script.dataset.slug;
   const ackBase = script.dataset.ackUrl;
-  const metrics = JSON.parse(document.getElementById("field-metrics").textContent);
+  const metricsUrl = script.dataset.metricsUrl;
+  const HOUR = 3600 * 1000;
+  const DAY = 24 * HOUR;
+  let metrics = JSON.parse(document.getElementById("field-metrics").textContent);
   const charts = (window.monitoringCharts = []);
-  const palette = ["#0d6efd", "#dc3545", "#198754", "#fd7e14", "#6f42c1", "#20c997", "#6c757d"];
+  // Production green, canary blue, retired models in muted colours.
+  const channelColours = { production: "#198754", canary: "#0d6efd" };
+  const palette = ["#6f42c1", "#fd7e14", "#dc3545", "#20c997", "#6c757d"];
 
-  function chart(id, title, field, options = {}) {
-    const canvas = document.getElementById(id);
-    if (!canvas || typeof Chart === "undefined") return;
+  function period() {
+    const until = Date.parse(metrics.until);
+    const since = Math.floor(Date.parse(metrics.since) / HOUR) * HOUR;
+    return { since, until, span: until - since };
+  }
+
+  // Ticks on whole UTC hours (24 h) or days (7 d, 30 d), so every label falls inside the period.
+  function timeTicks(scale) {
+    const { since, until, span } = period();
+    const step = span <= 2 * DAY ? 3 * HOUR : span <= 10 * DAY ? DAY : 5 * DAY;
+    const ticks = [];
+    for (let t = Math.ceil(since / step) * step; t <= until; t += step) ticks.push({ value: t });
+    scale.ticks = ticks;
+  }
+
+  function tickLabel(value) {
+    const iso = new Date(value).toISOString();
+    return period().span <= 2 * DAY ? iso.slice(11, 16) : iso.slice(5, 10);
+  }
+
+  // One value per hour of the period: hours without telemetry are null, which Chart.js draws as a gap.
+  function hourly(series, field) {
+    const byHour = new Map(series.map((p) => [Date.parse(p.hour), p[field]]));
+    const { since, until } = period();
+    const points = [];
+    for (let t = since; t <= until; t += HOUR) points.push({ x: t, y: byHour.has(t) ? byHour.get(t) : null });
+    return points;
+  }
+
+  function colourOf(model, i) {
+    return channelColours[model.channel] || palette[i % palette.length];
+  }
+
+  function datasetsFor(spec) {
     const datasets = [];
     metrics.models.forEach((model, i) => {
-      const colour = palette[i % palette.length];
-      (options.fields || [field]).forEach((f, j) => {
+      const colour = colourOf(model, i);
+      const name = model.channel ? `${model.label} · ${model.channel}` : model.label;
+      (spec.fields || [spec.field]).forEach((f, j) => {
         datasets.push({
-          label: options.fields ? `${model.label} ${options.names[j]}` : model.label,
-          data: model.series.filter((p) => p[f] !== null).map((p) => ({ x: Date.parse(p.hour), y: p[f] })),
+          label: spec.fields ? `${name} ${spec.names[j]}` : name,
+          data: hourly(model.series, f),
           borderColor: colour,
           backgroundColor: colour,
           borderDash: j ? [5, 4] : [],
           pointRadius: 2,
+          spanGaps: false,
           tension: 0.2,
         });
       });
     });
-    const drawn = new Chart(canvas, {
+    return datasets;
+  }
+
+  const specs = [
+    { id: "chart-frames", title: "Frames per hour", field: "frames" },
+    { id: "chart-detection-rate", title: "Detection rate (frames with a detection)", field: "detection_rate", y: { min: 0, max: 1 } },
+    { id: "chart-confidence", title: "Mean top confidence", field: "mean_confidence", y: { min: 0, max: 1 } },
+    { id: "chart-latency", title: "Latency p50 / p95 (ms)", fields: ["latency_p50_ms", "latency_p95_ms"], names: ["p50", "p95"] },
+  ];
+
+  function draw(spec) {
+    const canvas = document.getElementById(spec.id);
+    if (!canvas || typeof Chart === "undefined") return;
+    const chart = new Chart(canvas, {
       type: "line",
-      data: { datasets },
+      data: { datasets: datasetsFor(spec) },
       options: {
         animation: false,
         parsing: false,
-        plugins: { title: { display: true, text: title } },
+        plugins: { title: { display: true, text: spec.title } },
         scales: {
           x: {
             type: "linear",
-            ticks: { callback: (v) => new Date(v).toISOString().slice(5, 13).replace("T", " ") + "h" },
+            min: period().since,
+            max: period().until,
+            afterBuildTicks: timeTicks,
+            ticks: { callback: tickLabel, autoSkip: false, maxRotation: 0 },
           },
-          y: options.y || { beginAtZero: true },
+          y: spec.y || { beginAtZero: true },
         },
       },
     });
-    charts.push(drawn);
+    chart.spec = spec;
+    charts.push(chart);
   }
 
-  chart("chart-frames", "Frames per hour", "frames");
-  chart("chart-detection-rate", "Detection rate (frames with a detection)", "detection_rate", { y: { min: 0, max: 1 } });
-  chart("chart-confidence", "Mean top confidence", "mean_confidence", { y: { min: 0, max: 1 } });
-  chart("chart-latency", "Latency p50 / p95 (ms)", null, {
-    fields: ["latency_p50_ms", "latency_p95_ms"],
-    names: ["p50", "p95"],
-  });
+  specs.forEach(draw);
 
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    if (cls) td.className = cls;
-    td.textContent = text;
-    return td;
+  // Live refresh: fetch the figures again (the aggregation runs every minute) and redraw in place.
+  async function refresh() {
+    const result = await VectorApi.request("GET", metricsUrl);
+    if (!result.ok) return;
+    metrics = result.body;
+    charts.forEach((chart) => {
+      chart.data.datasets = datasetsFor(chart.spec);
+      chart.options.scales.x.min = period().since;
+      chart.options.scales.x.max = period().until;
+      chart.update();
+    });
+    const empty = document.getElementById("no-telemetry");
+    if (empty) empty.hidden = metrics.models.length > 0;
+    window.monitoringRefreshes = (window.monitoringRefreshes || 0) + 1;
   }
+  window.monitoringRefresh = refresh;
+  setInterval(refresh, 60 * 1000);
 
-  function fmt(value) {
-    return value === null || value === undefined ? "" : Number(value).toFixed(3);
-  }
-
-  function acknowledgedCell(alert) {
-    return cell(`acknowledged${alert.acknowledged_by ? " by " + alert.acknowledged_by : ""}`, "small text-muted text-end");
-  }
-
-  function renderAlert(alert) {
-    const tbody = document.querySelector("#alerts tbody");
-    const empty = tbody.querySelector(".no-alerts");
+  // An alert that changed: the server renders it (one template for the page and for live updates).
+  async function showAlert(id) {
+    const response = await fetch(`/monitoring/alerts/${id}/fragment`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const holder = document.createElement("div");
+    holder.innerHTML = (await response.text()).trim();
+    const fresh = holder.firstElementChild;
+    const list = document.getElementById("alerts");
+    const empty = list.querySelector(".no-alerts");
     if (empty) empty.remove();
-    let row = tbody.querySelector(`tr[data-alert-id="${alert.id}"]`);
-    const fresh = !row;
-    if (fresh) {
-      row = document.createElement("tr");
-      row.dataset.alertId = alert.id;
-    }
-    row.replaceChildren();
-    row.className = alert.acknowledged ? "" : "table-warning";
-    const kind = document.createElement("td");
-    const badge = document.createElement("span");
-    badge.className = `badge ${alert.kind === "canary" ? "text-bg-danger" : "text-bg-warning"}`;
-    badge.textContent = alert.kind;
-    kind.append(badge);
-    row.append(
-      kind,
-      cell(alert.scope),
-      cell(alert.message, "small"),
-      cell(`${fmt(alert.value)} / ${fmt(alert.threshold)}`, "small"),
-      cell(alert.first_seen.slice(0, 16).replace("T", " "), "small"),
-      cell(alert.last_seen.slice(0, 16).replace("T", " ") + (alert.occurrences > 1 ? ` (${alert.occurrences}×)` : ""), "small"),
-    );
-    if (alert.acknowledged) {
-      row.append(acknowledgedCell(alert));
-    } else {
-      const td = document.createElement("td");
-      td.className = "text-end";
-      const button = document.createElement("button");
-      button.className = "btn btn-sm btn-outline-secondary ack-button";
-      button.type = "button";
-      button.textContent = "Acknowledge";
-      button.addEventListener("click", () => acknowledge(alert.id));
-      td.append(button);
-      row.append(td);
-    }
-    if (fresh) tbody.prepend(row);
+    const old = list.querySelector(`[data-alert-id="${id}"].alert-item`);
+    if (old) old.replaceWith(fresh);
+    else list.prepend(fresh);
+    enhance(fresh);
   }
 
   async function acknowledge(id) {
     const result = await VectorApi.request("POST", `${ackBase}${id}/acknowledge`);
-    if (result.ok) renderAlert(result.body);
+    if (result.ok) await showAlert(id);
   }
 
   // Progressive enhancement: the forms work without JavaScript; with it they acknowledge in place.
-  document.querySelectorAll("form.ack-form").forEach((form) => {
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      acknowledge(form.dataset.alertId);
+  function enhance(root) {
+    root.querySelectorAll("form.ack-form").forEach((form) => {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        acknowledge(form.dataset.alertId);
+      });
     });
-  });
+  }
+  enhance(document);
 
   // Exposed so a test can hand the page an event the way the WebSocket would.
   window.monitoringAlertEvent = (event, data) => {
-    if (event.startsWith("alert.")) renderAlert(data);
+    if (event.startsWith("alert.")) showAlert(data.id);
+    if (event === "metrics.updated") refresh();
   };
   if (window.VectorEvents) VectorEvents.follow(`alerts.${slug}`, window.monitoringAlertEvent);
 })();
