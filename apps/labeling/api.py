@@ -15,11 +15,14 @@ from apps.labeling.serializers import (
     AnnotationOutput,
     AnnotationPutInput,
     AnnotationSavedOutput,
+    BatchApproveInput,
+    ClaimInput,
     DraftInput,
     NextInput,
     RenewInput,
     ReviewInput,
     ReviewOutput,
+    VerdictInput,
 )
 from vectormlops.errors import Conflict
 from vectormlops.permissions import IsAnnotator, IsReviewer
@@ -78,11 +81,55 @@ class ReviewApi(APIView):
         image = _image(image_id)
         serializer = ReviewInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        event = services.image_review(image=image, reviewer=request.user, **serializer.validated_data)
+        data = serializer.validated_data
+        event = services.image_review(
+            image=image,
+            reviewer=request.user,
+            decision=data["decision"],
+            comment=data["comment"],
+            boxes_api=_plain(data["boxes"]) if "boxes" in data else None,
+            version=data.get("version"),
+        )
         return Response(
-            {"id": event.pk, "image_id": image.pk, "decision": event.decision, "status": image.status},
+            {
+                "id": event.pk,
+                "image_id": image.pk,
+                "decision": event.decision,
+                "status": image.status,
+                "version": event.annotation_version,
+            },
             status=status.HTTP_200_OK,
         )
+
+
+class ReviewBatchApi(APIView):
+    """Approve a filtered set of submitted images at once (the review page's "approve all shown")."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=BatchApproveInput, responses=OpenApiTypes.OBJECT)
+    def post(self, request, slug: str):
+        dataset = get_object_or_404(Dataset, slug=slug)
+        serializer = BatchApproveInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        approved = services.images_approve_batch(
+            dataset=dataset, reviewer=request.user, image_ids=serializer.validated_data["image_ids"]
+        )
+        return Response({"approved": approved, "counts": selectors.queue_counts(dataset)})
+
+
+class SuspectVerdictApi(APIView):
+    """A reviewer's verdict on a suspect image: the labels are ``correct``, or were ``fixed``."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=VerdictInput, responses=OpenApiTypes.OBJECT)
+    def post(self, request, image_id: int):
+        image = _image(image_id)
+        serializer = VerdictInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        suspect = services.suspect_verdict(image=image, reviewer=request.user, **serializer.validated_data)
+        return Response({"image_id": image.pk, "verdict": suspect.verdict})
 
 
 class ClaimNextApi(APIView):
@@ -99,7 +146,8 @@ class ClaimNextApi(APIView):
             dataset=dataset, user=request.user, exclude_ids=serializer.validated_data["exclude"]
         )
         bundle = selectors.image_bundle(image=image, user=request.user) if image else None
-        return Response({"image": bundle, "counts": selectors.queue_counts(dataset)})
+        empty = None if image else selectors.queue_empty_reason(dataset=dataset, user=request.user)
+        return Response({"image": bundle, "counts": selectors.queue_counts(dataset), "empty": empty})
 
 
 class QueueStateApi(APIView):
@@ -123,10 +171,12 @@ class ImageBundleApi(APIView):
         image = _image(image_id)
         return Response(selectors.image_bundle(image=image, user=request.user))
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ClaimInput, responses=OpenApiTypes.OBJECT)
     def post(self, request, image_id: int):
         image = _image(image_id)
-        services.image_claim(image=image, user=request.user)
+        serializer = ClaimInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.image_claim(image=image, user=request.user, take_over=serializer.validated_data["take_over"])
         return Response(selectors.image_bundle(image=image, user=request.user))
 
 

@@ -126,3 +126,33 @@ class PrelabelModel(models.Model):
 
     def __str__(self):
         return f"{self.dataset_id}: model {self.model_id}"
+
+
+class SuspectLabel(models.Model):
+    """An approved image whose labels a trained model doubts (apps.labeling.suspects scores it), with the reason
+    per box; a reviewer's verdict is kept until the boxes change (a new annotation version)."""
+
+    class Verdict(models.TextChoices):
+        OPEN = ""
+        CORRECT = "correct"  # the labels were right; the model was wrong
+        FIXED = "fixed"  # the reviewer corrected the boxes
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, primary_key=True, related_name="suspect")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    model_id = models.IntegerField()
+    annotation_version = models.PositiveIntegerField(help_text="The labels scored; a verdict holds for them only.")
+    score = models.FloatField(help_text="0 (model agrees) .. 1: the chance at least one box is wrong.")
+    reasons = models.JSONField(default=list, help_text="[{kind, label, box, predicted, confidence, iou, score}]")
+    predictions = models.JSONField(default=list, help_text="The model's confident boxes (API form), shown beside.")
+    verdict = models.CharField(max_length=8, choices=Verdict.choices, default=Verdict.OPEN, blank=True)
+    verdict_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verdict_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "verdict", "-score"])]
+
+    def __str__(self):
+        return f"suspect image {self.image_id} ({self.score:.2f}, {self.verdict or 'open'})"

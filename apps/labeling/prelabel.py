@@ -1,5 +1,6 @@
-"""Server-side pre-labels: run the dataset's production model (ultralytics, a local copy of its .pt) on images and
-store the boxes as predictions. The only module of labeling that touches ultralytics."""
+"""Server-side model runs: pre-labels (the dataset's production model's boxes stored as predictions on images
+waiting for labels) and suspect labels (a freshly evaluated model's boxes compared with approved labels). Both run
+ultralytics on a local copy of the artifact; the only module of labeling that touches ultralytics."""
 
 import logging
 import os
@@ -55,23 +56,23 @@ def _model_path(prelabel: PrelabelModel) -> Path:
     return target
 
 
-def _load(prelabel: PrelabelModel):
-    model = _MODELS.get(prelabel.sha256)
+def _load_file(sha256: str, path: Path):
+    model = _MODELS.get(sha256)
     if model is None:
         from ultralytics import YOLO
 
-        model = YOLO(str(_model_path(prelabel)), task="detect")
+        model = YOLO(str(path), task="detect")
         _MODELS.clear()  # keep one model in memory per worker
-        _MODELS[prelabel.sha256] = model
+        _MODELS[sha256] = model
     return model
 
 
-def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
-    """Predict and store boxes for ``images`` with the pre-label model; returns how many were stored."""
-    if not images:
-        return 0
-    model = _load(prelabel)
-    stored = 0
+def _load(prelabel: PrelabelModel):
+    return _load_file(prelabel.sha256, _model_path(prelabel))
+
+
+def _predictions(model, images: list[Image]):
+    """Yield (image, [{class_id, box: [x, y, w, h], confidence}]) for ``images``, a batch at a time."""
     with tempfile.TemporaryDirectory(dir=_cache_dir()) as workdir:
         for start in range(0, len(images), BATCH):
             batch = images[start : start + BATCH]
@@ -85,15 +86,39 @@ def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
                     ):
                         x0, y0, x1, y1 = xyxy
                         boxes.append({"class_id": int(cls), "box": [x0, y0, x1 - x0, y1 - y0], "confidence": conf})
-                services.predictions_store(
-                    image=image,
-                    boxes=boxes,
-                    source=Prediction.Source.SERVER,
-                    model_id=prelabel.model_id,
-                    model_sha256=prelabel.sha256,
-                )
-                stored += 1
+                yield image, boxes
+
+
+def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
+    """Predict and store boxes for ``images`` with the pre-label model; returns how many were stored."""
+    if not images:
+        return 0
+    stored = 0
+    for image, boxes in _predictions(_load(prelabel), images):
+        services.predictions_store(
+            image=image,
+            boxes=boxes,
+            source=Prediction.Source.SERVER,
+            model_id=prelabel.model_id,
+            model_sha256=prelabel.sha256,
+        )
+        stored += 1
     return stored
+
+
+def suspects_find(*, dataset: Dataset, model_id: int, artifact_storage_path: str) -> int:
+    """Run a trained model over the dataset's approved images and score how much it doubts each one's labels
+    (apps.labeling.suspects); the reviewers' "suspect labels" queue lists the worst first. Returns images scored."""
+    path, sha256 = _local_copy(artifact_storage_path)
+    model = _load_file(sha256, path)
+    images = list(
+        Image.objects.filter(dataset=dataset, status=Image.Status.APPROVED).select_related("dataset").order_by("id")
+    )
+    scored = 0
+    for image, boxes in _predictions(model, images):
+        if services.suspects_store(image=image, model_id=model_id, predictions=boxes) is not None:
+            scored += 1
+    return scored
 
 
 def prelabel_dataset(*, dataset: Dataset, model_id: int, artifact_storage_path: str) -> int:

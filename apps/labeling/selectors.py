@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from apps.datasets.boxes import boxes_to_api
 from apps.datasets.models import Annotation, Dataset, Image
-from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent
+from apps.labeling.models import Draft, ImageClaim, LabelingEvent, Prediction, ReviewEvent, SuspectLabel
+from vectormlops.permissions import REVIEWER, has_role
 
 # Suggestions shown on the page; lower-confidence boxes are stored only to measure the model's certainty.
 SUGGESTION_MIN_CONFIDENCE = 0.25
@@ -80,16 +81,84 @@ def image_bundle(*, image: Image, user) -> dict:
             if claim
             else None
         ),
+        # Why this person may not change the boxes (None: they may): approved images are the reviewers'.
+        "read_only": (
+            "This image is approved: it is read-only for annotators. A reviewer can reopen it."
+            if image.status == Image.Status.APPROVED and not has_role(user, REVIEWER)
+            else None
+        ),
+        "suspect": suspect_of(image),
     }
 
 
-def review_queue(dataset: Dataset):
-    """Submitted images, the longest-waiting first."""
+def suspect_of(image: Image) -> dict | None:
+    """What the model doubts about this image's labels (None when nothing is recorded)."""
+    suspect = SuspectLabel.objects.filter(image=image).select_related("verdict_by").first()
+    if suspect is None:
+        return None
+    return {
+        "score": suspect.score,
+        "model_id": suspect.model_id,
+        "reasons": suspect.reasons,
+        "predictions": suspect.predictions,
+        "verdict": suspect.verdict,
+        "verdict_by": suspect.verdict_by.get_username() if suspect.verdict_by else None,
+    }
+
+
+def suspect_queue(dataset: Dataset, min_score: float = 0.2):
+    """Approved images a model doubts, worst first, without a reviewer's verdict on their current boxes."""
     return (
-        Image.objects.filter(dataset=dataset, status=Image.Status.SUBMITTED)
-        .select_related("annotation")
-        .order_by("annotation__updated_at", "id")
+        SuspectLabel.objects.filter(dataset=dataset, verdict="", score__gte=min_score, image__status="approved")
+        .select_related("image")
+        .order_by("-score", "image_id")
     )
+
+
+def review_queue(dataset: Dataset, *, annotator: str = "", source: str = ""):
+    """Submitted images, the longest-waiting first; optionally only one annotator's or one source's."""
+    qs = Image.objects.filter(dataset=dataset, status=Image.Status.SUBMITTED)
+    if annotator:
+        qs = qs.filter(annotation__updated_by__username=annotator)
+    if source:
+        qs = qs.filter(source=source)
+    return qs.select_related("annotation").order_by("annotation__updated_at", "id")
+
+
+def review_annotators(dataset: Dataset) -> list[str]:
+    """Who submitted the images waiting for review (the review page's filter)."""
+    return sorted(
+        set(
+            Annotation.objects.filter(image__dataset=dataset, image__status=Image.Status.SUBMITTED)
+            .exclude(updated_by=None)
+            .values_list("updated_by__username", flat=True)
+        )
+    )
+
+
+def queue_empty_reason(*, dataset: Dataset, user) -> dict:
+    """Why the queue hands this person nothing: images they skipped (and when the first returns), images others
+    are labeling, images waiting for review."""
+    from apps.labeling.services.claims import SKIP_RETURNS_AFTER  # the rule lives with the queue
+
+    now = timezone.now()
+    skips = LabelingEvent.objects.filter(
+        dataset=dataset,
+        user=user,
+        kind=LabelingEvent.Kind.SKIP,
+        created_at__gt=now - SKIP_RETURNS_AFTER,
+        image__status__in=(Image.Status.UNLABELED, Image.Status.IN_PROGRESS, Image.Status.REJECTED),
+    )
+    first = skips.order_by("created_at").values_list("created_at", flat=True).first()
+    counts = queue_counts(dataset)
+    return {
+        "skipped": skips.values("image_id").distinct().count(),
+        "skipped_return_at": (first + SKIP_RETURNS_AFTER).isoformat() if first else None,
+        "claimed_by_others": ImageClaim.objects.filter(image__dataset=dataset, expires_at__gt=now)
+        .exclude(user=user)
+        .count(),
+        "to_review": counts["to_review"],
+    }
 
 
 def annotator_stats(*, dataset: Dataset | None = None, since=None) -> list[dict]:
@@ -176,4 +245,7 @@ def active_claims(dataset: Dataset) -> list[dict]:
 
 def datasets_with_queue_counts() -> list[dict]:
     """Every dataset with its queue counts: the labeling and review home pages."""
-    return [{"dataset": dataset, "counts": queue_counts(dataset)} for dataset in Dataset.objects.all()]
+    return [
+        {"dataset": dataset, "counts": queue_counts(dataset), "suspects": suspect_queue(dataset).count()}
+        for dataset in Dataset.objects.all()
+    ]

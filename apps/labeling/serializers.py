@@ -34,6 +34,26 @@ class AnnotationSavedOutput(serializers.Serializer):
 class ReviewInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "reject"])
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=5000)
+    boxes = serializers.ListField(
+        child=ApiBoxInput(), allow_empty=True, required=False, help_text="The reviewer's edited boxes, if any."
+    )
+    version = serializers.IntegerField(
+        min_value=0, required=False, help_text="The annotation version the edited boxes are based on."
+    )
+
+
+class BatchApproveInput(serializers.Serializer):
+    image_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=500)
+
+
+class VerdictInput(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["correct", "fixed"])
+
+
+class ClaimInput(serializers.Serializer):
+    take_over = serializers.BooleanField(
+        required=False, default=False, help_text="Take the image over from the person labeling it (asked first)."
+    )
 
 
 class ReviewOutput(serializers.Serializer):

@@ -31,3 +31,16 @@ def prelabel_image_task(image_id: int) -> bool:
     if image is None:
         return False
     return prelabel_image(image=image)
+
+
+@shared_task(name="apps.labeling.tasks.suspect_labels_task", acks_late=True)
+def suspect_labels_task(dataset_id: int, model_id: int, artifact_storage_path: str) -> int:
+    """Deployments queues this after each evaluation with the evaluated model's .pt artifact (a storage path):
+    score how much the model doubts each approved image's labels (the reviewers' suspect-labels queue)."""
+    from apps.labeling.prelabel import suspects_find
+
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        log.warning("suspect_labels_task: dataset %s is gone", dataset_id)
+        return 0
+    return suspects_find(dataset=dataset, model_id=model_id, artifact_storage_path=artifact_storage_path)

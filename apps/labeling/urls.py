@@ -10,5 +10,6 @@ urlpatterns = [
     path("label/<slug:slug>/", views.label, name="label"),
     path("review/", views.review_home, name="review_home"),
     path("review/<slug:slug>/", views.review, name="review"),
+    path("review/<slug:slug>/suspects/", views.suspects, name="suspects"),
     path("labeling/stats/", views.stats, name="stats"),
 ]

@@ -3,7 +3,6 @@
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from apps.datasets.boxes import boxes_to_api
 from apps.datasets.models import Dataset, Image
 from apps.labeling import selectors
 from vectormlops.permissions import ANNOTATOR, REVIEWER, role_required
@@ -29,18 +28,10 @@ def label(request, slug: str):
         "review_required": dataset.review_required,
         "user": request.user.get_username(),
         "start_image": start_image,
-        "urls": {
-            "next": reverse("labeling-next", args=[dataset.slug]),
-            "queue": reverse("labeling-queue", args=[dataset.slug]),
-            "renew": reverse("labeling-renew"),
-            "image": reverse("labeling-image", args=[0]),
-            "release": reverse("labeling-release", args=[0]),
-            "skip": reverse("labeling-skip", args=[0]),
-            "draft": reverse("labeling-draft", args=[0]),
-            "annotations": reverse("labeling-annotations", args=[0]),
-        },
+        "mode": "label",
+        "urls": _tool_urls(dataset),
     }
-    return render(request, "labeling/label.html", {"dataset": dataset, "config": config})
+    return render(request, "labeling/label.html", {"dataset": dataset, "config": config, "mode": "label"})
 
 
 @role_required(REVIEWER)
@@ -49,39 +40,76 @@ def review_home(request):
     return render(request, "labeling/review_home.html", {"rows": selectors.datasets_with_queue_counts()})
 
 
+def _tool_urls(dataset: Dataset) -> dict:
+    return {
+        "next": reverse("labeling-next", args=[dataset.slug]),
+        "queue": reverse("labeling-queue", args=[dataset.slug]),
+        "renew": reverse("labeling-renew"),
+        "image": reverse("labeling-image", args=[0]),
+        "release": reverse("labeling-release", args=[0]),
+        "skip": reverse("labeling-skip", args=[0]),
+        "draft": reverse("labeling-draft", args=[0]),
+        "annotations": reverse("labeling-annotations", args=[0]),
+        "review": reverse("labeling-review", args=[0]),
+        "review_batch": reverse("labeling-review-batch", args=[dataset.slug]),
+        "suspect": reverse("labeling-suspect", args=[0]),
+        "review_page": reverse("labeling:review", args=[dataset.slug]),
+        "suspects_page": reverse("labeling:suspects", args=[dataset.slug]),
+    }
+
+
 @role_required(REVIEWER)
 def review(request, slug: str):
-    """Review one submitted image at a time: approve (A) or reject with a comment (R)."""
+    """Review with the labeling canvas: zoom, pan, edit boxes, approve (A) or reject (R) and move on, go back (B).
+    ``?annotator=`` / ``?source=`` narrow the queue (and what "approve all shown" approves); ``?suspects=1`` walks
+    the suspect-labels queue instead; ``?image=<id>`` opens one image."""
     dataset = get_object_or_404(Dataset, slug=slug)
-    queue = selectors.review_queue(dataset)
+    filters = {k: request.GET.get(k, "") for k in ("annotator", "source")}
+    suspects = request.GET.get("suspects") == "1"
+    queue = selectors.review_queue(dataset, **filters)
+    suspect_queue = selectors.suspect_queue(dataset)
     image_id = request.GET.get("image")
-    image = None
     if image_id and image_id.isdigit():
         image = get_object_or_404(Image, pk=int(image_id), dataset=dataset)
+    elif suspects:
+        first = suspect_queue.first()
+        image = first.image if first else None
     else:
         image = queue.first()
-    context = {"dataset": dataset, "image": image, "waiting": queue.count()}
-    if image is not None:
-        annotation = getattr(image, "annotation", None)
-        boxes = boxes_to_api(dataset, annotation.boxes) if annotation else []
-        context.update(
-            {
-                "boxes": boxes,
-                "image_url": selectors.image_url(image),
-                "annotator": annotation.updated_by.get_username() if annotation and annotation.updated_by else "",
-                "history": image.review_events.select_related("reviewer")[:5],
-                "config": {
-                    "image_id": image.pk,
-                    "width": image.width,
-                    "height": image.height,
-                    "classes": list(dataset.classes),
-                    "boxes": boxes,
-                    "review_url": reverse("labeling-review", args=[image.pk]),
-                    "next_url": reverse("labeling:review", args=[dataset.slug]),
-                },
-            }
-        )
-    return render(request, "labeling/review.html", context)
+    waiting_ids = list(queue.values_list("id", flat=True)[:500])
+    query = "&".join(f"{k}={v}" for k, v in filters.items() if v) + ("&suspects=1" if suspects else "")
+    config = {
+        "mode": "review",
+        "dataset": dataset.slug,
+        "classes": list(dataset.classes),
+        "user": request.user.get_username(),
+        "suspects": suspects,
+        "bundle": selectors.image_bundle(image=image, user=request.user) if image else None,
+        "waiting_ids": waiting_ids,
+        "next_url": f"{reverse('labeling:review', args=[dataset.slug])}?{query}",
+        "urls": _tool_urls(dataset),
+    }
+    context = {
+        "dataset": dataset,
+        "image": image,
+        "waiting": queue.count(),
+        "suspect_count": suspect_queue.count(),
+        "filters": filters,
+        "annotators": selectors.review_annotators(dataset),
+        "sources": Image.Source.values,
+        "history": image.review_events.select_related("reviewer")[:5] if image else [],
+        "config": config,
+        "mode": "review",
+    }
+    return render(request, "labeling/label.html", context)
+
+
+@role_required(REVIEWER)
+def suspects(request, slug: str):
+    """Approved images a trained model doubts, worst first, with the reason per box."""
+    dataset = get_object_or_404(Dataset, slug=slug)
+    rows = list(selectors.suspect_queue(dataset)[:200])
+    return render(request, "labeling/suspects.html", {"dataset": dataset, "rows": rows})
 
 
 @role_required(REVIEWER)

@@ -186,6 +186,8 @@ def test_pages_render(dataset, make_image, client, annotator, reviewer):
     Image.objects.filter(pk=image.pk).update(status="submitted")
     assert client.get("/review/").status_code == 200
     review = client.get("/review/robots/")
-    assert review.status_code == 200 and f"Image #{image.pk}".encode() in review.content
+    assert review.status_code == 200 and review.context["config"]["bundle"]["id"] == image.pk
+    assert review.context["config"]["mode"] == "review" and b"label.js" in review.content
+    assert client.get("/review/robots/suspects/").status_code == 200
     assert client.get("/labeling/stats/").status_code == 200
     assert client.get("/labeling/stats/?dataset=robots").status_code == 200

@@ -175,8 +175,9 @@ def test_review_approve_and_reject_transitions(dataset, make_image, annotator, r
         ("approve", "annotator1"),
         ("reject", "annotator1"),
     ]
-    with pytest.raises(Conflict):  # approved already
-        services.image_review(image=image, reviewer=reviewer, decision="reject", comment="again")
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.UNLABELED)
+    with pytest.raises(Conflict):  # nothing submitted to review
+        services.image_review(image=image, reviewer=reviewer, decision="approve")
 
 
 def test_predictions_store_keeps_valid_boxes_and_measures_certainty(dataset, make_image):

@@ -5,6 +5,7 @@ row locking live there). The public services are listed here."""
 from apps.labeling.services.claims import (
     CLAIM_TTL,
     QUEUE_STATUSES,
+    SKIP_RETURNS_AFTER,
     image_claim,
     image_claim_next,
     image_claim_release,
@@ -22,11 +23,14 @@ from apps.labeling.services.submissions import (
     draft_discard,
     draft_save,
     image_review,
+    images_approve_batch,
 )
+from apps.labeling.services.suspects import suspect_verdict, suspects_store
 
 __all__ = [
     "CLAIM_TTL",
     "QUEUE_STATUSES",
+    "SKIP_RETURNS_AFTER",
     "annotation_skip",
     "annotation_submit",
     "draft_discard",
@@ -36,8 +40,11 @@ __all__ = [
     "image_claim_release",
     "image_claim_renew",
     "image_review",
+    "images_approve_batch",
     "prediction_certainty",
     "predictions_from_meta",
     "predictions_store",
     "prelabel_model_set",
+    "suspect_verdict",
+    "suspects_store",
 ]

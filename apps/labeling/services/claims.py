@@ -12,8 +12,11 @@ from apps.labeling.models import ImageClaim, LabelingEvent
 from apps.labeling.selectors import queue_counts
 from vectormlops.errors import Conflict
 from vectormlops.events import broadcast, broadcast_now
+from vectormlops.permissions import REVIEWER, has_role
 
 CLAIM_TTL = timedelta(minutes=10)
+# A skipped image leaves the skipper's queue for this long, then comes back (others get it at once).
+SKIP_RETURNS_AFTER = timedelta(minutes=30)
 # Time on one image counted in statistics at most (a tab left open over lunch is not labeling time).
 MAX_COUNTED_DURATION_S = 600.0
 PRIORITY_SOURCES = (Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE)
@@ -23,7 +26,9 @@ QUEUE_STATUSES = (Image.Status.UNLABELED, Image.Status.IN_PROGRESS, Image.Status
 
 def _queue_candidates(*, dataset: Dataset, user, now, exclude_ids) -> Any:
     """Claimable images for ``user`` in queue order (see image_claim_next)."""
-    skipped = LabelingEvent.objects.filter(user=user, kind=LabelingEvent.Kind.SKIP, dataset=dataset).values("image_id")
+    skipped = LabelingEvent.objects.filter(
+        user=user, kind=LabelingEvent.Kind.SKIP, dataset=dataset, created_at__gt=now - SKIP_RETURNS_AFTER
+    ).values("image_id")
     qs = (
         Image.objects.filter(dataset=dataset, status__in=QUEUE_STATUSES)
         .filter(Q(claim__isnull=True) | Q(claim__expires_at__lte=now) | Q(claim__user=user))
@@ -104,18 +109,41 @@ def image_claim_next(*, dataset: Dataset, user, exclude_ids=(), ttl: timedelta =
     return None
 
 
-def image_claim(*, image: Image, user, ttl: timedelta = CLAIM_TTL) -> ImageClaim:
-    """Claim one given image (opened from the dataset grid); refuses while someone else's claim is live."""
+def approved_read_only(image: Image, user) -> bool:
+    """Approved images are read-only for annotators; a reviewer or ML engineer may change (reopen) them."""
+    return image.status == Image.Status.APPROVED and not has_role(user, REVIEWER)
+
+
+def refuse_if_read_only(image: Image, user) -> None:
+    if approved_read_only(image, user):
+        raise Conflict(
+            "This image is approved and read-only; a reviewer can reopen it.",
+            code="approved",
+            details={"status": image.status},
+        )
+
+
+def refuse_if_claimed_by_other(image: Image, user, now) -> None:
+    """Someone else's live claim is never dropped silently: the caller must take the image over explicitly."""
+    claim = ImageClaim.objects.select_for_update().filter(image=image).select_related("user").first()
+    if claim is not None and claim.user_id != user.pk and claim.expires_at > now:
+        raise Conflict(
+            f"{claim.user.get_username()} is labeling this image.",
+            code="claimed",
+            details={"user": claim.user.get_username(), "expires_at": claim.expires_at.isoformat()},
+        )
+
+
+def image_claim(*, image: Image, user, take_over: bool = False, ttl: timedelta = CLAIM_TTL) -> ImageClaim:
+    """Claim one given image (opened from the dataset grid). Refuses an approved image to an annotator and, unless
+    ``take_over`` (the person was asked and agreed), an image someone else is labeling right now."""
     now = timezone.now()
     with transaction.atomic():
-        Image.objects.select_for_update().filter(pk=image.pk).first()
+        locked = Image.objects.select_for_update().get(pk=image.pk)
+        refuse_if_read_only(locked, user)
+        if not take_over:
+            refuse_if_claimed_by_other(locked, user, now)
         claim = ImageClaim.objects.select_for_update().filter(image=image).first()
-        if claim is not None and claim.user_id != user.pk and claim.expires_at > now:
-            raise Conflict(
-                f"{claim.user.get_username()} is labeling this image.",
-                code="claimed",
-                details={"user": claim.user.get_username(), "expires_at": claim.expires_at.isoformat()},
-            )
         if claim is None:
             claim = ImageClaim.objects.create(image=image, user=user, claimed_at=now, expires_at=now + ttl)
         else:

@@ -63,3 +63,24 @@ def prelabel_model_set(*, dataset: Dataset, model_id: int, storage_path: str, sh
             dataset=dataset, defaults={"model_id": model_id, "storage_path": storage_path, "sha256": sha256}
         )
     return prelabel
+
+
+def predictions_remap(*, dataset: Dataset, mapping: dict) -> int:
+    """Move stored predictions with a change of the dataset's class ids (old id -> new id, None: class deleted).
+    Runs inside the transaction of the class edit (datasets' classes_remapped signal). Returns rows changed."""
+    changed = []
+    for prediction in Prediction.objects.filter(image__dataset=dataset).iterator(500):
+        boxes = [
+            {**b, "class_id": mapping[b["class_id"]]}
+            for b in prediction.boxes
+            if mapping.get(b["class_id"]) is not None
+        ]
+        if boxes != prediction.boxes:
+            prediction.boxes = boxes
+            changed.append(prediction)
+    Prediction.objects.bulk_update(changed, ["boxes"], batch_size=500)
+    return len(changed)
+
+
+def on_classes_remapped(sender, dataset: Dataset, mapping: dict, **kwargs) -> None:
+    predictions_remap(dataset=dataset, mapping=mapping)

@@ -3,10 +3,15 @@
 from django.db import transaction
 from django.utils import timezone
 
-from apps.datasets.models import Annotation, Image
+from apps.datasets.models import Annotation, Dataset, Image
 from apps.datasets.services import annotation_set, boxes_from_api, image_status_set
 from apps.labeling.models import Draft, ImageClaim, LabelingEvent, ReviewEvent
-from apps.labeling.services.claims import claim_duration_s, queue_broadcast
+from apps.labeling.services.claims import (
+    claim_duration_s,
+    queue_broadcast,
+    refuse_if_claimed_by_other,
+    refuse_if_read_only,
+)
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
 
@@ -16,10 +21,15 @@ MAX_DRAFT_BOXES = 2000
 def annotation_submit(*, image: Image, user, boxes_api: list, version: int) -> Annotation:
     """Save the boxes a person sends (API form) as the image's annotation: submitted for review, or approved at once
     when the dataset does not require review. A stale ``version`` is a 409 ``stale_version``; nothing is saved on
-    bad input. Clears the person's draft and claim and records the submission for statistics."""
+    bad input. An approved image is refused to an annotator (409 ``approved``), and so is an image someone else is
+    labeling right now (409 ``claimed``: the page asks, then takes it over). Clears the person's draft and claim
+    and records the submission for statistics."""
     dataset = image.dataset
     now = timezone.now()
     with transaction.atomic():
+        locked = Image.objects.select_for_update().get(pk=image.pk)
+        refuse_if_read_only(locked, user)
+        refuse_if_claimed_by_other(locked, user, now)
         boxes = boxes_from_api(dataset, boxes_api)
         status = Image.Status.SUBMITTED if dataset.review_required else Image.Status.APPROVED
         annotation = annotation_set(image=image, boxes=boxes, user=user, expected_version=version, status=status)
@@ -86,9 +96,13 @@ def draft_discard(*, image: Image, user) -> None:
     Draft.objects.filter(image=image, user=user).delete()
 
 
-def image_review(*, image: Image, reviewer, decision: str, comment: str = "") -> ReviewEvent:
-    """Approve or reject a submitted annotation. Approved images can enter a frozen version; a rejected one goes back
-    to its annotator's queue with the comment."""
+def image_review(
+    *, image: Image, reviewer, decision: str, comment: str = "", boxes_api: list | None = None, version=None
+) -> ReviewEvent:
+    """A reviewer's decision. On a submitted image: approve, or reject with a comment (it goes back first to its
+    annotator's queue). On an approved image: approve again (a correction) or reject with a comment, which reopens
+    it; the event records who and why. ``boxes_api`` (with the ``version`` they were based on) saves the
+    reviewer's edits first, recorded as the reviewer's change; a stale version is a 409 and nothing is decided."""
     comment = (comment or "").strip()
     if decision not in ReviewEvent.Decision.values:
         raise ValidationFailed(
@@ -99,21 +113,28 @@ def image_review(*, image: Image, reviewer, decision: str, comment: str = "") ->
             "A rejection needs a comment.", details={"comment": ["Say what to fix."]}, code="comment_required"
         )
     with transaction.atomic():
-        locked = Image.objects.select_for_update().get(pk=image.pk)
-        if locked.status != Image.Status.SUBMITTED:
+        locked = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
+        if locked.status not in (Image.Status.SUBMITTED, Image.Status.APPROVED):
             raise Conflict(
-                f"Only submitted images can be reviewed; this one is {locked.status}.",
+                f"Only submitted or approved images can be reviewed; this one is {locked.status}.",
                 code="not_submitted",
                 details={"status": locked.status},
             )
-        annotation = Annotation.objects.filter(image=locked).first()
+        previous = Annotation.objects.filter(image=locked).select_related("updated_by").first()
+        annotator = previous.updated_by if previous else None
+        annotation = previous
+        if boxes_api is not None:
+            if version is None:
+                raise ValidationFailed("Edited boxes need the version they were based on.", code="version_required")
+            boxes = boxes_from_api(locked.dataset, boxes_api)
+            annotation = annotation_set(image=locked, boxes=boxes, user=reviewer, expected_version=version)
         new_status = Image.Status.APPROVED if decision == ReviewEvent.Decision.APPROVE else Image.Status.REJECTED
         image_status_set(image=locked, status=new_status)
         image.status = new_status
         event = ReviewEvent.objects.create(
             image=locked,
             reviewer=reviewer,
-            annotator=annotation.updated_by if annotation else None,
+            annotator=annotator,
             decision=decision,
             comment=comment,
             annotation_version=annotation.version if annotation else 0,
@@ -129,3 +150,32 @@ def image_review(*, image: Image, reviewer, decision: str, comment: str = "") ->
         broadcast(f"image.{image.pk}", "review", data)
         queue_broadcast(locked.dataset)
     return event
+
+
+def images_approve_batch(*, dataset: Dataset, reviewer, image_ids: list[int]) -> int:
+    """Approve the submitted images among ``image_ids`` (the review page's filtered set) as they are; images
+    reviewed meanwhile are left alone. Returns how many were approved."""
+    approved = 0
+    with transaction.atomic():
+        images = (
+            Image.objects.select_for_update()
+            .filter(dataset=dataset, pk__in=image_ids, status=Image.Status.SUBMITTED)
+            .select_related("annotation__updated_by")
+            .order_by("id")
+        )
+        for image in images:
+            annotation = getattr(image, "annotation", None)
+            image_status_set(image=image, status=Image.Status.APPROVED)
+            ReviewEvent.objects.create(
+                image=image,
+                reviewer=reviewer,
+                annotator=annotation.updated_by if annotation else None,
+                decision=ReviewEvent.Decision.APPROVE,
+                comment="batch approval",
+                annotation_version=annotation.version if annotation else 0,
+            )
+            approved += 1
+        if approved:
+            broadcast(f"dataset.{dataset.slug}", "review", {"batch": approved, "reviewer": reviewer.get_username()})
+            queue_broadcast(dataset)
+    return approved

@@ -1,9 +1,15 @@
-// The labeling tool: one image, its boxes (Konva + Konva.Transformer for select / move / resize handles),
-// keyboard-first, claims with a heartbeat, a prefetched next image, autosaved drafts, versioned saves with a
-// conflict dialog, model suggestions and live updates. Box coordinates are always original-image pixels.
+// The labeling tool, and the review page (the same canvas, cfg.mode === "review"): one image, its boxes (Konva +
+// Konva.Transformer for select / move / resize handles), a class menu per box, a crosshair, keyboard-first.
+// Labeling: claims with a heartbeat, a prefetched next image, autosaved drafts, versioned saves with a conflict
+// dialog, model suggestions (click one to take it), the previous image, live updates. Review: edit the boxes,
+// approve / reject and move on, go back, approve a filtered set, the model's doubts about suspect labels.
+// Box coordinates are always original-image pixels.
 (() => {
   "use strict";
   const cfg = JSON.parse(document.getElementById("label-config").textContent);
+  const REVIEW = cfg.mode === "review";
+  const STICKY_KEY = "vectormlops.label.stickyClass";
+  const REVIEW_TRAIL_KEY = `vectormlops.review.trail.${cfg.dataset}`;
   const PALETTE = ["#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f", "#30d158"];
   const HEARTBEAT_MS = 60 * 1000;
   const DRAFT_DEBOUNCE_MS = 700;
@@ -33,6 +39,9 @@
     draftInFlight: null,
     dirty: false,
     claims: new Map(), // image_id -> user
+    readOnly: null, // why the boxes cannot be changed (approved for an annotator, someone else's image), or null
+    trail: [], // image ids shown before this one (B goes back)
+    stickyClass: localStorage.getItem(STICKY_KEY) !== "0", // a new box takes the last used class
   };
 
   // --- HTTP ----------------------------------------------------------------------------------------------------
@@ -64,7 +73,7 @@
   layer.add(world);
   const imageNode = new Konva.Image({ x: 0, y: 0, name: "image" });
   world.add(imageNode);
-  const suggestionGroup = new Konva.Group({ listening: false });
+  const suggestionGroup = new Konva.Group();
   const boxGroup = new Konva.Group();
   world.add(suggestionGroup, boxGroup);
   const drawRect = new Konva.Rect({ visible: false, listening: false, strokeWidth: 2, strokeScaleEnabled: false, dash: [4, 3] });
@@ -80,6 +89,12 @@
     boundBoxFunc: (oldBox, newBox) => (newBox.width < MIN_BOX_SCREEN_PX || newBox.height < MIN_BOX_SCREEN_PX ? oldBox : newBox),
   });
   layer.add(transformer);
+  // The crosshair: two lines through the pointer across the image (screen space, above everything, not clickable).
+  const overlay = new Konva.Layer({ listening: false });
+  stage.add(overlay);
+  const crossH = new Konva.Line({ points: [0, 0, 0, 0], stroke: "rgba(255,255,255,0.55)", strokeWidth: 1, dash: [4, 4], visible: false, name: "crosshair" });
+  const crossV = crossH.clone();
+  overlay.add(crossH, crossV);
 
   const scale = () => world.scaleX();
   const imgW = () => (state.current ? state.current.width : 1);
@@ -119,8 +134,12 @@
     for (const sug of state.suggestions) {
       const [x, y, w, h] = sug.box;
       const colour = colourOf(sug.label);
-      suggestionGroup.add(new Konva.Rect({ x, y, width: w, height: h, stroke: colour, strokeWidth: 2, strokeScaleEnabled: false, dash: [6, 4], opacity: 0.85, name: "suggestion" }));
-      const tag = new Konva.Label({ x, y: y + h + 1 / s, opacity: 0.9 });
+      const rect = new Konva.Rect({ x, y, width: w, height: h, stroke: colour, strokeWidth: 2, strokeScaleEnabled: false, dash: [6, 4], opacity: 0.85, name: "suggestion", fill: "rgba(0,0,0,0.01)" });
+      rect.on("mouseenter", () => { rect.strokeWidth(4); wrap.style.cursor = "copy"; layer.batchDraw(); });
+      rect.on("mouseleave", () => { rect.strokeWidth(2); wrap.style.cursor = ""; layer.batchDraw(); });
+      rect.on("click tap", (e) => { if (!e.evt.button) acceptSuggestion(sug); });
+      suggestionGroup.add(rect);
+      const tag = new Konva.Label({ x, y: y + h + 1 / s, opacity: 0.9, listening: false });
       tag.add(new Konva.Tag({ fill: "rgba(255,255,255,0.8)", stroke: colour, strokeWidth: 1, strokeScaleEnabled: false, dash: [3, 2] }));
       tag.add(new Konva.Text({ text: `${sug.label} ${Math.round(sug.confidence * 100)} %`, fontSize: font, padding: 2 / s, fill: "#212529" }));
       suggestionGroup.add(tag);
@@ -147,9 +166,18 @@
       rect.on("mouseenter", () => { if (!state.panning && !state.drawing) wrap.style.cursor = "move"; });
       rect.on("mouseleave", () => { wrap.style.cursor = ""; });
       boxGroup.add(rect);
-      const tag = new Konva.Label({ x, y: y - font * 1.4, listening: false });
+      // The label tag opens the box's class menu.
+      const tag = new Konva.Label({ x, y: y - font * 1.4, name: "box-tag" });
       tag.add(new Konva.Tag({ fill: colour, opacity: 0.85 }));
-      tag.add(new Konva.Text({ text: b.label, fontSize: font, padding: 2 / s, fill: "#fff" }));
+      tag.add(new Konva.Text({ text: `${doubted(b) ? "⚠ " : ""}${b.label} ▾`, fontSize: font, padding: 2 / s, fill: "#fff" }));
+      tag.on("mousedown touchstart", (e) => { e.cancelBubble = true; });
+      tag.on("click tap", (e) => {
+        if (e.evt.button) return;
+        select(b.uid);
+        openClassMenu(b.uid);
+      });
+      tag.on("mouseenter", () => { wrap.style.cursor = "pointer"; });
+      tag.on("mouseleave", () => { wrap.style.cursor = ""; });
       boxGroup.add(tag);
       if (selected) selectedNode = rect;
     }
@@ -174,10 +202,70 @@
     });
     $("box-count").textContent = state.boxes.length;
     document.querySelectorAll("#class-list .list-group-item").forEach((li, i) => li.classList.toggle("active", i === state.activeClass));
-    $("undo-btn").disabled = !state.undo.length;
-    $("redo-btn").disabled = !state.redo.length;
-    $("delete-btn").disabled = state.selected === null;
-    $("accept-btn").hidden = !state.suggestions.length;
+    const locked = Boolean(state.readOnly) || !state.current;
+    $("undo-btn").disabled = locked || !state.undo.length;
+    $("redo-btn").disabled = locked || !state.redo.length;
+    $("delete-btn").disabled = locked || state.selected === null;
+    $("accept-btn").hidden = locked || !state.suggestions.length;
+    $("back-btn").disabled = !state.trail.length;
+    for (const id of ["submit-btn", "skip-btn", "approve-btn", "reject-btn"]) {
+      const btn = $(id);
+      if (btn) btn.disabled = !state.current || (id !== "skip-btn" && Boolean(state.readOnly));
+    }
+    if (!REVIEW) $("sticky-class").checked = state.stickyClass;
+  }
+
+  // --- the class menu of one box (click its tag, or M with the box selected) -------------------------------------
+  const menu = $("class-menu");
+  function openClassMenu(uid) {
+    const box = state.boxes.find((b) => b.uid === uid);
+    if (!box || state.readOnly) return;
+    menu.innerHTML = "";
+    cfg.classes.forEach((name, i) => {
+      const item = document.createElement("button");
+      item.type = "button";
+      item.className = `list-group-item list-group-item-action py-1 px-2 small${name === box.label ? " active" : ""}`;
+      item.setAttribute("role", "menuitem");
+      item.dataset.classIndex = i;
+      item.innerHTML = `<span class="class-swatch" style="background:${colourOf(name)}"></span>${esc(name)}${i < 9 ? ` <kbd class="float-end ms-2">${i + 1}</kbd>` : ""}`;
+      item.addEventListener("click", () => { closeClassMenu(); relabel(box, i); });
+      menu.append(item);
+    });
+    const t = world.getAbsoluteTransform().point({ x: box.box[0], y: box.box[1] });
+    menu.style.left = `${Math.max(0, Math.min(t.x, stage.width() - 160))}px`;
+    menu.style.top = `${Math.max(0, t.y)}px`;
+    menu.hidden = false;
+    menu.dataset.uid = uid;
+    (menu.querySelector(".active") || menu.firstElementChild)?.focus({ preventScroll: true });
+  }
+  function closeClassMenu() {
+    if (menu.hidden) return;
+    menu.hidden = true;
+    wrap.focus({ preventScroll: true });
+  }
+  menu.addEventListener("keydown", (e) => {
+    const items = [...menu.querySelectorAll("button")];
+    const at = items.indexOf(document.activeElement);
+    if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); closeClassMenu(); }
+    else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      e.stopPropagation();
+      items[(at + (e.key === "ArrowDown" ? 1 : -1) + items.length) % items.length].focus();
+    } else if (/^[1-9]$/.test(e.key)) {
+      e.preventDefault();
+      e.stopPropagation();
+      const box = state.boxes.find((b) => b.uid === Number(menu.dataset.uid));
+      closeClassMenu();
+      if (box) relabel(box, Number(e.key) - 1);
+    }
+  });
+  document.addEventListener("mousedown", (e) => { if (!menu.hidden && !menu.contains(e.target)) closeClassMenu(); });
+
+  // --- what the model doubts (review of suspect labels) ----------------------------------------------------------
+  const sameBox = (a, b) => a.every((v, i) => Math.abs(v - b[i]) < 0.6);
+  function doubted(b) {
+    const suspect = state.current && state.current.suspect;
+    return Boolean(suspect && suspect.reasons.some((r) => r.label === b.label && r.box && sameBox(r.box, b.box)));
   }
 
   function buildClassList() {
@@ -193,6 +281,11 @@
 
   // --- editing with undo / redo ---------------------------------------------------------------------------------
   function commit(mutate) {
+    if (state.readOnly) {
+      notice("secondary", esc(state.readOnly), { key: "read-only" });
+      render(); // puts a dragged box back
+      return;
+    }
     state.undo.push(JSON.stringify(state.boxes));
     if (state.undo.length > 200) state.undo.shift();
     state.redo = [];
@@ -220,17 +313,22 @@
   }
   function select(uid) {
     state.selected = uid;
-    const box = state.boxes.find((b) => b.uid === uid);
-    if (box) state.activeClass = Math.max(0, cfg.classes.indexOf(box.label));
     render();
   }
   function selectedBox() { return state.boxes.find((b) => b.uid === state.selected) || null; }
+  function relabel(box, i) {
+    if (i < 0 || i >= cfg.classes.length) return;
+    if (state.stickyClass) state.activeClass = i; // "new box takes the last used class"
+    if (box.label !== cfg.classes[i]) commit(() => { box.label = cfg.classes[i]; });
+    else render();
+  }
+  // A class key acts on the selected box only; with nothing selected it picks the class of new boxes.
   function pickClass(i) {
     if (i < 0 || i >= cfg.classes.length) return;
-    state.activeClass = i;
     const box = selectedBox();
-    if (box && box.label !== cfg.classes[i]) commit(() => { box.label = cfg.classes[i]; });
-    else render();
+    if (box) { relabel(box, i); return; }
+    state.activeClass = i;
+    render();
   }
   function deleteSelected() {
     const box = selectedBox();
@@ -250,6 +348,12 @@
     commit(() => {
       for (const s of state.suggestions) state.boxes.push(withUid({ label: s.label, box: clampBox(s.box) }));
       state.suggestions = [];
+    });
+  }
+  function acceptSuggestion(sug) {
+    commit(() => {
+      state.boxes.push(withUid({ label: sug.label, box: clampBox(sug.box) }));
+      state.suggestions = state.suggestions.filter((s) => s !== sug);
     });
   }
   function selectNext(step) {
@@ -283,7 +387,8 @@
     }
     if (evt.button !== undefined && evt.button !== 0) return;
     const target = e.target;
-    if (target.hasName("box") || target.getParent() === transformer || target.getParent()?.className === "Transformer") return;
+    if (target.hasName("box") || target.hasName("suggestion") || target.findAncestor(".box-tag") || target.getParent() === transformer || target.getParent()?.className === "Transformer") return;
+    if (state.readOnly) return;
     const p = toImage(pointer);
     if (p.x < 0 || p.y < 0 || p.x > imgW() || p.y > imgH()) { state.selected = null; render(); return; }
     if (!cfg.classes.length) { notice("warning", "This dataset has no classes yet; an ML engineer adds them on the dataset page.", { key: "classes" }); return; }
@@ -296,7 +401,9 @@
     const pointer = stage.getPointerPosition();
     if (!pointer || !state.current) return;
     const p = toImage(pointer);
-    $("cursor-pos").textContent = p.x >= 0 && p.y >= 0 && p.x <= imgW() && p.y <= imgH() ? `x ${Math.round(p.x)}, y ${Math.round(p.y)}` : "";
+    const inside = p.x >= 0 && p.y >= 0 && p.x <= imgW() && p.y <= imgH();
+    $("cursor-pos").textContent = inside ? `x ${Math.round(p.x)}, y ${Math.round(p.y)}` : "";
+    moveCrosshair(inside && !state.panning && !state.readOnly ? pointer : null);
     if (state.panning) {
       world.position({ x: state.panning.wx + pointer.x - state.panning.x, y: state.panning.wy + pointer.y - state.panning.y });
       layer.batchDraw();
@@ -317,16 +424,28 @@
       wrap.classList.remove("drawing");
       drawRect.visible(false);
       if (box[2] * scale() >= MIN_BOX_SCREEN_PX && box[3] * scale() >= MIN_BOX_SCREEN_PX) {
+        // Not selected: a class key right after drawing picks the next box's class, it does not relabel this one.
         const created = withUid({ label: cfg.classes[state.activeClass], box });
+        state.selected = null;
         commit(() => { state.boxes.push(created); });
-        state.selected = created.uid;
-        render();
       } else {
         state.selected = null; // a click on empty space deselects
         render();
       }
     }
   }
+  function moveCrosshair(pointer) {
+    crossH.visible(Boolean(pointer));
+    crossV.visible(Boolean(pointer));
+    if (pointer) {
+      const a = world.getAbsoluteTransform().point({ x: 0, y: 0 });
+      const b = world.getAbsoluteTransform().point({ x: imgW(), y: imgH() });
+      crossH.points([a.x, pointer.y, b.x, pointer.y]);
+      crossV.points([pointer.x, a.y, pointer.x, b.y]);
+    }
+    overlay.batchDraw();
+  }
+  stage.on("mouseleave", () => moveCrosshair(null));
   stage.on("mouseup touchend", finishPointer);
   window.addEventListener("mouseup", finishPointer);
   stage.on("wheel", (e) => {
@@ -351,9 +470,17 @@
     if (ctrl || e.altKey) return;
     if (key === " ") { e.preventDefault(); state.spaceHeld = true; wrap.classList.add("space-held"); return; }
     if (key === "Enter" && t instanceof HTMLButtonElement) return; // the focused button handles its own Enter
-    if (key === "n" || key === "Enter") { e.preventDefault(); submit(); return; }
-    if (key === "s") { e.preventDefault(); skip(); return; }
-    if (key === "a") { e.preventDefault(); acceptSuggestions(); return; }
+    if (key === "b" || key === "[") { e.preventDefault(); back(); return; }
+    if (key === "m") { e.preventDefault(); if (state.selected !== null) openClassMenu(state.selected); return; }
+    if (REVIEW) {
+      if (key === "a" && e.shiftKey) { e.preventDefault(); acceptSuggestions(); return; }
+      if (key === "a" || key === "Enter") { e.preventDefault(); decide("approve"); return; }
+      if (key === "r") { e.preventDefault(); $("review-comment").focus(); return; }
+    } else {
+      if (key === "n" || key === "Enter") { e.preventDefault(); submit(); return; }
+      if (key === "s") { e.preventDefault(); skip(); return; }
+      if (key === "a") { e.preventDefault(); acceptSuggestions(); return; }
+    }
     if (key === "f" || key === "0") { e.preventDefault(); fit(); return; }
     if (key === "+" || key === "=") { zoomAt({ x: stage.width() / 2, y: stage.height() / 2 }, 1.25); return; }
     if (key === "-") { zoomAt({ x: stage.width() / 2, y: stage.height() / 2 }, 0.8); return; }
@@ -377,13 +504,14 @@
     return state.boxes.map((b) => ({ label: b.label, box: b.box.map(round2) }));
   }
   function scheduleDraft() {
+    if (REVIEW) { $("save-state").textContent = "edited (saved when you approve)"; return; }
     clearTimeout(state.draftTimer);
     state.draftTimer = setTimeout(() => saveDraft(), DRAFT_DEBOUNCE_MS);
     $("save-state").textContent = "unsaved changes";
   }
   async function saveDraft({ keepalive = false } = {}) {
     clearTimeout(state.draftTimer);
-    if (!state.current || !state.dirty) return;
+    if (REVIEW || !state.current || !state.dirty || state.readOnly) return;
     const id = state.current.id;
     state.draftInFlight = api("PUT", urlFor("draft", id), { boxes: payloadBoxes(), base_version: state.version }, { keepalive });
     const r = await state.draftInFlight.catch(() => ({ ok: false }));
@@ -424,8 +552,14 @@
     state.dirty = false;
     state.version = bundle.annotation.version;
     state.boxes = bundle.annotation.boxes.map(withUid);
-    state.suggestions = bundle.suggestions ? bundle.suggestions.boxes.slice() : [];
-    if (bundle.draft) {
+    state.suggestions = !REVIEW && bundle.suggestions ? bundle.suggestions.boxes.slice() : [];
+    state.readOnly = bundle.read_only || null;
+    if (REVIEW && !["submitted", "approved"].includes(bundle.status)) {
+      state.readOnly = `This image is ${bundle.status}: only submitted or approved images are reviewed.`;
+    }
+    if (state.readOnly) notice("secondary", esc(state.readOnly), { key: "read-only" });
+    if (REVIEW) showSuspect(bundle);
+    if (bundle.draft && !REVIEW && !state.readOnly) {
       state.boxes = bundle.draft.boxes.map(withUid);
       if (bundle.draft.base_version !== bundle.annotation.version) {
         // Keep the draft's base: submitting then meets the 409 dialog instead of overwriting silently.
@@ -435,11 +569,11 @@
         notice("info", "Restored your unsaved draft of this image.", { key: "draft", timeout: 6000 });
       }
     }
-    if (state.boxes.length) state.suggestions = []; // suggestions help only an unlabeled image
+    if (state.boxes.length && !REVIEW) state.suggestions = []; // suggestions help only an unlabeled image
     if (bundle.rejection) {
       notice("danger", `<strong>Rejected by ${esc(bundle.rejection.reviewer || "a reviewer")}:</strong> ${esc(bundle.rejection.comment)}`, { key: "rejection" });
     }
-    if (bundle.claim && !bundle.claim.mine) {
+    if (bundle.claim && !bundle.claim.mine && !REVIEW) {
       notice("warning", `${esc(bundle.claim.user)} is labeling this image right now; saving may conflict.`, { key: "claim" });
     }
     $("image-title").textContent = `Image #${bundle.id} · ${bundle.width}×${bundle.height}`;
@@ -458,14 +592,30 @@
     wrap.focus({ preventScroll: true });
   }
 
-  function showEmpty() {
+  // The empty queue: nothing can be edited, and the page says why (skips come back later, others are labeling…).
+  function showEmpty(why) {
     state.current = null;
     state.boxes = [];
     state.suggestions = [];
+    state.selected = null;
+    state.undo = [];
+    state.redo = [];
     imageNode.image(null);
     render();
     $("image-title").textContent = "queue empty";
     $("image-status").textContent = "";
+    $("image-status").className = "badge";
+    $("queue-position").textContent = "";
+    if (why) {
+      const parts = ["Nothing is waiting for you in this dataset."];
+      if (why.skipped) {
+        const at = why.skipped_return_at ? new Date(why.skipped_return_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+        parts.push(`You skipped ${why.skipped} image${why.skipped === 1 ? "" : "s"}; ${why.skipped === 1 ? "it comes" : "the first comes"} back to you${at ? ` at ${at}` : " later"}.`);
+      }
+      if (why.claimed_by_others) parts.push(`${why.claimed_by_others} ${why.claimed_by_others === 1 ? "is" : "are"} being labeled by others.`);
+      if (why.to_review) parts.push(`${why.to_review} wait${why.to_review === 1 ? "s" : ""} for review.`);
+      $("empty-why").textContent = parts.join(" ");
+    }
     $("empty-queue").hidden = false;
     const url = new URL(location.href);
     url.searchParams.delete("image");
@@ -476,6 +626,7 @@
     const r = await api("POST", cfg.urls.next, { exclude });
     if (!r.ok) { notice("danger", esc(errorText(r))); return null; }
     updateCounts(r.body.counts);
+    state.emptyWhy = r.body.empty;
     return r.body.image;
   }
   async function prefetch() {
@@ -490,17 +641,62 @@
       await show(next.bundle, next.img);
     } else {
       const bundle = await claimNext([]);
-      if (!bundle) { showEmpty(); return; }
+      if (!bundle) { showEmpty(state.emptyWhy); return; }
       await show(bundle);
     }
     prefetch();
   }
+  // Open one image (from the grid, or going back). Someone else's image is taken over only when the person agrees;
+  // otherwise, like an approved image for an annotator, it opens read-only.
   async function openImage(id) {
     let r = await api("POST", urlFor("image", id), {});
-    if (r.status === 409) r = await api("GET", urlFor("image", id)); // someone else holds it: open anyway, warned
+    let readOnly = null;
+    const code = r.status === 409 && r.body && r.body.error ? r.body.error.code : null;
+    if (code === "claimed") {
+      const who = r.body.error.details.user;
+      if (window.confirm(`${who} is labeling image #${id} right now. Take it over? Their unsaved work stays theirs, but they can no longer submit it.`)) {
+        r = await api("POST", urlFor("image", id), { take_over: true });
+      } else {
+        readOnly = `${who} is labeling this image; you chose not to take it over, so it is read-only here.`;
+        r = await api("GET", urlFor("image", id));
+      }
+    } else if (code === "approved") {
+      r = await api("GET", urlFor("image", id));
+    }
     if (!r.ok) { notice("danger", esc(errorText(r))); return advance(); }
+    if (readOnly) r.body.read_only = readOnly;
     await show(r.body);
-    prefetch();
+    if (!state.prefetched) prefetch();
+  }
+  function rememberShown() {
+    if (state.current && state.trail[state.trail.length - 1] !== state.current.id) state.trail.push(state.current.id);
+    if (state.trail.length > 50) state.trail.shift();
+  }
+  async function back() {
+    if (REVIEW) {
+      const trail = JSON.parse(sessionStorage.getItem(REVIEW_TRAIL_KEY) || "[]");
+      const previous = trail.pop();
+      if (previous === undefined) return;
+      sessionStorage.setItem(REVIEW_TRAIL_KEY, JSON.stringify(trail));
+      location.href = `${cfg.urls.review_page}?image=${previous}${cfg.suspects ? "&suspects=1" : ""}`;
+      return;
+    }
+    const previous = state.trail.pop();
+    if (previous === undefined || state.busy) return;
+    state.busy = true;
+    try {
+      await saveDraft();
+      const leaving = state.current;
+      // Give the image on screen back unless it is next in line anyway (then it stays prefetched).
+      if (leaving && !state.readOnly) {
+        if (state.prefetched) api("POST", urlFor("release", state.prefetched.bundle.id), {});
+        state.prefetched = { bundle: leaving, img: state.imageEl };
+      }
+      await openImage(previous);
+    } finally {
+      state.busy = false;
+      render();
+    }
   }
 
   async function submit() {
@@ -516,10 +712,20 @@
         state.done += 1;
         state.dirty = false;
         $("done-count").textContent = state.done;
+        rememberShown();
         await advance();
         notice("success", `Saved image #${id} (version ${r.body.version}).`, { key: "saved", timeout: 2500 });
       } else if (r.status === 409 && r.body && r.body.error.code === "stale_version") {
         showConflict(r.body.error.details.current_version);
+      } else if (r.status === 409 && r.body && r.body.error.code === "claimed") {
+        const who = r.body.error.details.user;
+        if (window.confirm(`${who} has taken this image (your claim had expired). Take it back and submit your boxes?`)) {
+          const taken = await api("POST", urlFor("image", id), { take_over: true });
+          if (taken.ok) { state.busy = false; return submit(); }
+          notice("danger", `Not saved: ${esc(errorText(taken))}`, { key: "save-error" });
+        } else {
+          notice("warning", `Not saved: ${esc(who)} is labeling this image. Your draft is kept.`, { key: "save-error" });
+        }
       } else {
         notice("danger", `Not saved: ${esc(errorText(r))}`, { key: "save-error" });
       }
@@ -536,6 +742,7 @@
     try {
       await saveDraft();
       await api("POST", urlFor("skip", state.current.id), {});
+      rememberShown();
       await advance();
     } finally {
       state.busy = false;
@@ -567,8 +774,95 @@
     await submit();
   });
 
+  // --- review: approve / reject with the reviewer's edits, suspects, batch approval -------------------------------
+  function showSuspect(bundle) {
+    const panel = $("suspect-panel");
+    const suspect = cfg.suspects || (bundle.suspect && !bundle.suspect.verdict) ? bundle.suspect : null;
+    panel.hidden = !suspect;
+    if (!suspect) return;
+    state.suggestions = suspect.predictions.slice(); // the model's boxes, dashed: click one to take it
+    const list = $("suspect-reasons");
+    list.innerHTML = "";
+    for (const reason of suspect.reasons) {
+      const li = document.createElement("li");
+      li.className = "list-group-item list-group-item-action py-1 px-2 suspect-reason";
+      li.dataset.kind = reason.kind;
+      li.innerHTML = `<span class="badge text-bg-warning me-1">${esc(reason.kind.replace("_", " "))}</span>${esc(reason.message)}`;
+      li.addEventListener("click", () => {
+        const box = reason.label && state.boxes.find((b) => b.label === reason.label && sameBox(b.box, reason.box));
+        if (box) select(box.uid);
+      });
+      list.append(li);
+    }
+    if (suspect.verdict) {
+      const li = document.createElement("li");
+      li.className = "list-group-item py-1 px-2 text-muted";
+      li.textContent = `Verdict: ${suspect.verdict} (${suspect.verdict_by || "a reviewer"})`;
+      list.append(li);
+    }
+  }
+  function goNext() {
+    const trail = JSON.parse(sessionStorage.getItem(REVIEW_TRAIL_KEY) || "[]");
+    if (state.current && trail[trail.length - 1] !== state.current.id) trail.push(state.current.id);
+    sessionStorage.setItem(REVIEW_TRAIL_KEY, JSON.stringify(trail.slice(-50)));
+    location.href = cfg.next_url;
+  }
+  async function decide(decision) {
+    if (!REVIEW || !state.current || state.busy || state.readOnly) return;
+    const comment = $("review-comment").value;
+    $("review-error").textContent = "";
+    if (decision === "reject" && !comment.trim()) {
+      $("review-error").textContent = "Write what should be fixed, then Ctrl+Enter.";
+      $("review-comment").focus();
+      return;
+    }
+    state.busy = true;
+    try {
+      const body = { decision, comment };
+      const edited = state.dirty;
+      if (edited) Object.assign(body, { boxes: payloadBoxes(), version: state.version });
+      const r = await api("POST", urlFor("review", state.current.id), body);
+      if (!r.ok) {
+        $("review-error").textContent = errorText(r);
+        if (r.status === 409 && r.body && r.body.error.code === "stale_version") {
+          $("review-error").textContent = "Someone saved new boxes meanwhile: reload to see them (your edits are not saved).";
+        }
+        return;
+      }
+      state.dirty = false;
+      const suspect = state.current.suspect;
+      if (suspect && !suspect.verdict && decision === "approve") {
+        await api("POST", urlFor("suspect", state.current.id), { verdict: edited ? "fixed" : "correct" });
+      }
+      goNext();
+    } finally {
+      state.busy = false;
+    }
+  }
+  if (REVIEW) {
+    $("approve-btn").addEventListener("click", () => decide("approve"));
+    $("reject-btn").addEventListener("click", () => decide("reject"));
+    $("review-comment").addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); decide("reject"); }
+      if (e.key === "Escape") { e.preventDefault(); wrap.focus({ preventScroll: true }); }
+    });
+    $("batch-approve-btn").addEventListener("click", async () => {
+      const ids = cfg.waiting_ids;
+      if (!ids.length || !window.confirm(`Approve all ${ids.length} submitted images shown (as they are, without opening them)?`)) return;
+      const r = await api("POST", cfg.urls.review_batch, { image_ids: ids });
+      if (!r.ok) { $("review-error").textContent = errorText(r); return; }
+      notice("success", `Approved ${r.body.approved} images.`, { key: "batch" });
+      location.href = cfg.next_url;
+    });
+  } else {
+    $("sticky-class").addEventListener("change", (e) => {
+      state.stickyClass = e.target.checked;
+      localStorage.setItem(STICKY_KEY, state.stickyClass ? "1" : "0");
+    });
+  }
+
   // --- heartbeat, live updates -----------------------------------------------------------------------------------
-  setInterval(async () => {
+  if (!REVIEW) setInterval(async () => {
     const ids = [state.current && state.current.id, state.prefetched && state.prefetched.bundle.id].filter(Boolean);
     if (!ids.length) return;
     loadQueueState(); // also covers a dropped WebSocket
@@ -607,7 +901,7 @@
     state.claims = new Map(r.body.claims.map((c) => [c.image_id, c.user]));
     renderClaims();
   }
-  if (window.VectorEvents) {
+  if (window.VectorEvents && !REVIEW) {
     VectorEvents.follow(`dataset.${cfg.dataset}`, (event, data) => {
       if (event === "queue") updateCounts(data);
       if (event === "claim") {
@@ -630,8 +924,11 @@
   $("delete-btn").addEventListener("click", deleteSelected);
   $("fit-btn").addEventListener("click", fit);
   $("accept-btn").addEventListener("click", acceptSuggestions);
-  $("submit-btn").addEventListener("click", submit);
-  $("skip-btn").addEventListener("click", skip);
+  $("back-btn").addEventListener("click", back);
+  if (!REVIEW) {
+    $("submit-btn").addEventListener("click", submit);
+    $("skip-btn").addEventListener("click", skip);
+  }
   $("help-btn").addEventListener("click", () => bootstrap.Modal.getOrCreateInstance($("help-modal")).show());
   // Give the keyboard back to the canvas after a toolbar click, so Enter / Space mean submit / pan again.
   document.querySelectorAll(".label-toolbar button").forEach((b) => b.addEventListener("click", () => wrap.focus({ preventScroll: true })));
@@ -648,10 +945,16 @@
   };
 
   buildClassList();
-  render();
-  loadQueueState();
-  (cfg.start_image ? openImage(cfg.start_image) : advance()).then(() => {
-    window.labelTool.ready = true;
-    loadQueueState(); // now including this page's own claims
-  });
+  if (REVIEW) {
+    state.trail = JSON.parse(sessionStorage.getItem(REVIEW_TRAIL_KEY) || "[]");
+    render();
+    (cfg.bundle ? show(cfg.bundle) : Promise.resolve(showEmpty(null))).then(() => { window.labelTool.ready = true; render(); });
+  } else {
+    render();
+    loadQueueState();
+    (cfg.start_image ? openImage(cfg.start_image) : advance()).then(() => {
+      window.labelTool.ready = true;
+      loadQueueState(); // now including this page's own claims
+    });
+  }
 })();
