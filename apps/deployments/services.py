@@ -119,6 +119,26 @@ def _queue_prelabel(dataset: Dataset, model: ModelVersion) -> None:
     transaction.on_commit(_send)
 
 
+def _queue_suspect_labels(dataset: Dataset, model: ModelVersion) -> None:
+    """After an evaluation, hand labeling plain data so it can rank the approved labels this model doubts most."""
+    try:
+        from apps.labeling.tasks import suspect_labels_task
+    except ImportError:
+        return
+    artifact = model.artifacts.filter(format="pt").first() or model.artifacts.filter(format="onnx").first()
+    if artifact is None:
+        return
+    dataset_id, model_id, path = dataset.pk, model.pk, artifact.storage_path
+
+    def _send():
+        try:
+            suspect_labels_task.delay(dataset_id, model_id, path)
+        except Exception:  # noqa: BLE001 - a broker hiccup must not fail the evaluation
+            log.warning("could not queue suspect labels for model %s", model_id, exc_info=True)
+
+    transaction.on_commit(_send)
+
+
 def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
@@ -469,6 +489,7 @@ def model_evaluate(*, model: ModelVersion, items=None) -> Evaluation:
         return existing
     metrics, stats, seconds = ev.evaluate_model(model, items, classes)
     stats_path = ev.save_stats(model.pk, sha, stats)
+    _queue_suspect_labels(dataset, model)
     try:
         with transaction.atomic():
             return Evaluation.objects.create(
