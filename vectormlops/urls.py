@@ -29,3 +29,8 @@ urlpatterns = [
     path("", include("apps.deployments.urls")),
     path("", include("apps.monitoring.urls")),
 ]
+
+# Error pages inside the site's layout, with the navigation and what to do next.
+handler403 = "vectormlops.views.permission_denied"
+handler404 = "vectormlops.views.page_not_found"
+handler500 = "vectormlops.views.server_error"
