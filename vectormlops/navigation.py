@@ -28,4 +28,9 @@ def navigation(request):
         for label, name, role in ENTRIES
         if role in roles
     ]
+    # The entry whose address is the longest prefix of this page's is the active one (/labeling/stats/ is not
+    # under /label/).
+    current = [e for e in entries if request.path.startswith(e["url"])]
+    if current:
+        max(current, key=lambda e: len(e["url"]))["active"] = True
     return {"nav_entries": entries, "user_roles": roles}
