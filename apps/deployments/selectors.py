@@ -1,9 +1,9 @@
 """Reads of the deployments app: models with their lifecycle status, histories, live deployments."""
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
 
 from apps.deployments import gate
-from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy
+from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy, Robot
 from apps.training.models import ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "retired", "rejected")
@@ -99,3 +99,12 @@ def comparison_for(candidate: ModelVersion, production: ModelVersion | None) -> 
         if production is None or other is not None:
             return gate.compare(evaluation.metrics, other.metrics if other else None), decision
     return None, decision
+
+
+def fleet() -> list[Robot]:
+    """Every enrolled robot with the model it reports running (and that model's dataset), never-seen ones last."""
+    return list(
+        Robot.objects.select_related("running_model__dataset", "pinned_model").order_by(
+            F("last_seen_at").desc(nulls_last=True), "serial"
+        )
+    )
