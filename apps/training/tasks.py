@@ -43,5 +43,9 @@ def retrain_schedule_task() -> list[int]:
 
 @shared_task(name="apps.training.tasks.training_runs_sweep_task")
 def training_runs_sweep_task() -> dict:
-    """Celery beat: re-queue or fail runs whose worker stopped beating."""
-    return services.training_runs_sweep()
+    """Celery beat: nothing stays active without an owner. Runs whose worker stopped beating are re-queued or
+    failed, lost queue messages published again, ended runs' folders removed; import jobs likewise. (Exports have
+    no job row: the export page asks again and a lost export is built again.)"""
+    from apps.datasets.services.imports import import_jobs_sweep
+
+    return {**services.training_runs_sweep(), "imports": import_jobs_sweep()}

@@ -149,6 +149,11 @@ class Heartbeat(threading.Thread):
                 except Exception:  # noqa: BLE001 - a missed beat is retried; the sweeper allows several
                     log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
                     close_old_connections()
+                try:
+                    # A second path through Redis: failing database writes alone never make a live run look lost.
+                    services.training_run_pulse(run_id=self.run_id, attempt=self.attempt)
+                except Exception:  # noqa: BLE001
+                    log.warning("pulse of run %s failed", self.run_id, exc_info=True)
         finally:
             connection.close()
 
@@ -157,7 +162,7 @@ class Heartbeat(threading.Thread):
 
 
 def run_dir_for(run: TrainingRun) -> Path:
-    return Path(settings.TRAINING_DIR) / f"run-{run.pk}"
+    return services.run_folder(run.pk)
 
 
 def _metrics(raw: dict) -> dict:
@@ -244,8 +249,9 @@ def execute_run(*, run_id: int, task_id: str = "") -> str:
         heartbeat.join(timeout=10)
         ultralytics_logger.removeHandler(tail)
         _release_memory()
-    if status == Status.SUCCEEDED:
-        # The artifacts live in storage now; the folder only held links, labels and copies of them.
+    if TrainingRun.objects.filter(pk=run.pk, attempts=attempt).exclude(status__in=TrainingRun.ACTIVE_STATUSES).exists():
+        # Ended with this attempt (not re-queued for another): the registered model's files live in storage now;
+        # the folder only held links, labels, copies and a failed attempt's leftovers.
         shutil.rmtree(folder, ignore_errors=True)
     return status
 

@@ -74,7 +74,7 @@ def test_killed_worker_run_is_requeued_by_the_sweeper(subprocess_worker, ml_engi
     # then the sweeper re-queues it once (attempt 1 of 2), under a new task id, and nothing was registered
     result = training_runs_sweep(heartbeat_timeout_s=0)
     run.refresh_from_db()
-    assert result == {"requeued": [run.pk], "failed": []}
+    assert result["requeued"] == [run.pk] and result["failed"] == []
     assert run.status == "queued" and run.attempts == 1 and run.celery_task_id != old_task
     assert "worker lost" in run.log_tail
     assert not ModelVersion.objects.filter(dataset=dataset).exists()

@@ -163,7 +163,7 @@ def test_sweeper_requeues_once_then_fails(training_dataset, django_capture_on_co
 
     with django_capture_on_commit_callbacks() as callbacks:
         result = services.training_runs_sweep(heartbeat_timeout_s=60)
-    assert result == {"requeued": [stale.pk], "failed": []}
+    assert result["requeued"] == [stale.pk] and result["failed"] == [] and result["republished"] == []
     assert len(callbacks) >= 1  # the task is sent again
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -173,8 +173,9 @@ def test_sweeper_requeues_once_then_fails(training_dataset, django_capture_on_co
     TrainingRun.objects.filter(pk=stale.pk).update(status="training", attempts=2, heartbeat_at=old)
     result = services.training_runs_sweep(heartbeat_timeout_s=60)
     stale.refresh_from_db()
-    assert result == {"requeued": [], "failed": [stale.pk]}
-    assert stale.status == "failed" and "worker lost" in stale.error and stale.finished_at
+    assert result["requeued"] == [] and result["failed"] == [stale.pk]
+    assert stale.status == "failed" and stale.error.startswith("Worker lost: the worker running it stopped answering")
+    assert "attempt 2 of 2" in stale.error and stale.error.endswith("No attempts left.") and stale.finished_at
     assert not ModelVersion.objects.exists()
 
 
@@ -251,4 +252,10 @@ def test_schedule_task_runs_the_service(production):
     RetrainPolicy.objects.create(dataset=dataset, min_new_approved_images=1)
     ids = retrain_schedule_task()
     assert ids == [TrainingRun.objects.get(dataset=dataset).pk]
-    assert training_runs_sweep_task() == {"requeued": [], "failed": []}
+    assert training_runs_sweep_task() == {
+        "requeued": [],
+        "failed": [],
+        "republished": [],  # the new run is within its grace period
+        "folders_removed": [],
+        "imports": {"republished": [], "failed": []},
+    }

@@ -5,6 +5,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -434,3 +435,65 @@ def import_rollback(*, job: ImportJob, user=None) -> ImportJob:
     transaction.on_commit(lambda: [forget_files(sha, path, thumb) for sha, path, thumb in files])
     broadcast(f"dataset.{dataset.slug}", "import_rolled_back", {"job": job.pk, "images_removed": len(removed)})
     return job
+
+
+# --- the sweeper: no import job stays queued or running without an owner ----------------------------------------
+
+IMPORT_TASK = "apps.datasets.tasks.dataset_import_task"
+
+
+def import_jobs_sweep(*, grace_s: float = 60, now=None) -> dict:
+    """Queued jobs whose message the broker lost are published again; running jobs that no live worker executes
+    (a worker killed with -9 holds its message unacknowledged for hours) are failed with the reason, keeping what
+    they imported (it can be rolled back). Jobs run by ``manage.py import_dataset`` (no archive, no message) are
+    left to their process. Nothing is judged when the broker or the workers cannot be asked.
+    Returns {"republished": [ids], "failed": [ids]}."""
+    from vectormlops.broker import broker_messages, worker_tasks
+    from vectormlops.celery import app
+
+    now = now or timezone.now()
+    old = now - timedelta(seconds=grace_s)
+    result = {"republished": [], "failed": []}
+    jobs = ImportJob.objects.exclude(upload_name="")
+    queued = set(jobs.filter(status=ImportJob.Status.QUEUED, created_at__lt=old).values_list("pk", flat=True))
+    running = set(jobs.filter(status=ImportJob.Status.RUNNING, started_at__lt=old).values_list("pk", flat=True))
+    if not queued and not running:
+        return result
+    workers = worker_tasks()
+    if workers is None:
+        return result
+    live = {task["args"][0] for task in workers if task["task"] == IMPORT_TASK and task["args"]}
+    if queued:
+        queue = app.amqp.router.route({}, IMPORT_TASK)["queue"].name
+        messages = broker_messages([queue])
+        if messages is not None:
+            held = live | {m["args"][0] for m in messages if m["task"] == IMPORT_TASK and m["args"]}
+            for pk in sorted(queued - held):
+                if ImportJob.objects.filter(pk=pk, status=ImportJob.Status.QUEUED).exists():
+                    from apps.datasets.tasks import dataset_import_task
+
+                    dataset_import_task.delay(pk)
+                    result["republished"].append(pk)
+                    log.warning("import job %s: queue message lost; published again", pk)
+    for pk in sorted(running - live):
+        job = ImportJob.objects.select_related("dataset").get(pk=pk)
+        why = (
+            f"The worker running this import stopped (killed, crashed or cut off) after {job.done} of {job.total}"
+            " files. What it imported stays and can be rolled back; import the archive again for the rest."
+        )
+        if not ImportJob.objects.filter(pk=pk, status=ImportJob.Status.RUNNING).update(
+            status=ImportJob.Status.FAILED, error=why, finished_at=now
+        ):
+            continue  # it finished while we looked
+        result["failed"].append(pk)
+        log.warning("import job %s: worker lost", pk)
+        try:
+            default_storage.delete(job.upload_name)
+        except Exception:  # noqa: BLE001 - the archive is scratch
+            log.warning("could not delete %s", job.upload_name, exc_info=True)
+        broadcast(
+            f"dataset.{job.dataset.slug}",
+            "import_finished",
+            {"job": pk, "status": ImportJob.Status.FAILED, "done": job.done, "total": job.total},
+        )
+    return result

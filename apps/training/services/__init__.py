@@ -5,11 +5,14 @@ call these; the public services are listed here."""
 from apps.training.selectors import retrain_reasons
 from apps.training.services.lifecycle import (
     epoch_metric_record,
+    run_folder,
+    training_folders_prune,
     training_run_advance,
     training_run_cancel,
     training_run_claim,
     training_run_finish,
     training_run_heartbeat,
+    training_run_pulse,
     training_runs_sweep,
 )
 from apps.training.services.registry import model_version_register
@@ -21,12 +24,15 @@ __all__ = [
     "model_version_register",
     "retrain_due_datasets",
     "retrain_reasons",
+    "run_folder",
+    "training_folders_prune",
     "training_run_advance",
     "training_run_cancel",
     "training_run_claim",
     "training_run_enqueue",
     "training_run_finish",
     "training_run_heartbeat",
+    "training_run_pulse",
     "training_run_start",
     "training_runs_sweep",
 ]

@@ -2,20 +2,28 @@
 over runs whose worker went silent."""
 
 import logging
-from datetime import datetime, timedelta
+import re
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from apps.training.models import EpochMetric, TrainingRun
 from apps.training.services.start import training_run_enqueue
+from vectormlops.broker import broker_messages
 from vectormlops.errors import Conflict
 from vectormlops.events import broadcast
 
 log = logging.getLogger(__name__)
 
 Status = TrainingRun.Status
+RUNNING = (Status.PREPARING, Status.TRAINING, Status.EVALUATING)
+TRAINING_TASK = "apps.training.tasks.training_run_task"
 
 
 def run_broadcast(run: TrainingRun, event: str = "status", **extra) -> None:
@@ -115,7 +123,8 @@ def training_run_finish(
     if status not in (Status.FAILED, Status.CANCELLED):
         raise ValueError(status)
     locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if locked.attempts != attempt or not locked.is_active:
+    if locked.attempts != attempt or locked.status not in RUNNING:
+        # Queued again by the sweeper (this worker was taken for lost) or ended: the next attempt owns it now.
         return False
     locked.status = status
     locked.finished_at = timezone.now()
@@ -183,39 +192,132 @@ def training_run_heartbeat(*, run_id: int, attempt: int, log_tail: str | None = 
     return bool(row is None or row["cancel_requested"] or row["attempts"] != attempt)
 
 
+def _pulse_key(run_id: int, attempt: int) -> str:
+    return f"training:pulse:{run_id}:{attempt}"
+
+
+def training_run_pulse(*, run_id: int, attempt: int) -> None:
+    """The heartbeat's second path, through Redis (the cache): a live worker whose database writes fail for a while
+    (a database glitch, a lock wait, a full connection pool) still shows it is alive, and the sweeper leaves its run
+    alone. Only both paths failing for the whole timeout makes a live run look lost."""
+    cache.set(_pulse_key(run_id, attempt), time.time(), timeout=2 * settings.TRAINING_HEARTBEAT_TIMEOUT_S + 60)
+
+
+def _last_pulse(run: TrainingRun) -> datetime | None:
+    try:
+        value = cache.get(_pulse_key(run.pk, run.attempts))
+    except Exception:  # noqa: BLE001 - Redis down: judge by the database heartbeat alone
+        log.warning("cannot read the pulse of run %s", run.pk, exc_info=True)
+        return None
+    return datetime.fromtimestamp(float(value), UTC) if value else None
+
+
 def training_runs_sweep(*, heartbeat_timeout_s: float | None = None, now: datetime | None = None) -> dict:
-    """Runs whose worker went silent (preparing/training/evaluating, heartbeat older than the timeout): re-queue
-    once, else mark failed with the reason. Returns {"requeued": [ids], "failed": [ids]}."""
-    timeout = heartbeat_timeout_s if heartbeat_timeout_s is not None else settings.TRAINING_HEARTBEAT_TIMEOUT_S
+    """Nothing stays active without an owner. Runs whose worker went silent (no heartbeat in the database nor a
+    pulse in Redis within the timeout) are re-queued, or failed with the reason after the last attempt; queued runs
+    whose message the broker lost are published again; folders of ended runs are removed.
+    Returns {"requeued", "failed", "republished", "folders_removed"}: lists of run ids."""
     now = now or timezone.now()
+    result = _sweep_silent_runs(heartbeat_timeout_s=heartbeat_timeout_s, now=now)
+    result["republished"] = _republish_lost_messages(now=now, skip=set(result["requeued"]))
+    result["folders_removed"] = training_folders_prune()
+    return result
+
+
+def _sweep_silent_runs(*, heartbeat_timeout_s: float | None, now: datetime) -> dict:
+    timeout = heartbeat_timeout_s if heartbeat_timeout_s is not None else settings.TRAINING_HEARTBEAT_TIMEOUT_S
     cutoff = now - timedelta(seconds=timeout)
-    running = (Status.PREPARING, Status.TRAINING, Status.EVALUATING)
     candidates = list(
-        TrainingRun.objects.filter(status__in=running, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
-    ) + list(TrainingRun.objects.filter(status__in=running, heartbeat_at__isnull=True).values_list("pk", flat=True))
+        TrainingRun.objects.filter(status__in=RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    ) + list(TrainingRun.objects.filter(status__in=RUNNING, heartbeat_at__isnull=True).values_list("pk", flat=True))
     result = {"requeued": [], "failed": []}
     for pk in candidates:
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().get(pk=pk)
-            if run.status not in running or (run.heartbeat_at and run.heartbeat_at >= cutoff):
+            if run.status not in RUNNING or (run.heartbeat_at and run.heartbeat_at >= cutoff):
                 continue  # it moved on while we looked
-            silent = (now - run.heartbeat_at).total_seconds() if run.heartbeat_at else None
-            why = f"worker lost: no heartbeat for {silent:.0f} s" if silent is not None else "worker lost"
-            why += f" during {run.status} (attempt {run.attempts} of {settings.TRAINING_MAX_ATTEMPTS})"
+            pulse = _last_pulse(run)
+            if pulse is not None and pulse >= cutoff:
+                continue  # alive: its database writes fail, its pulse in Redis does not
+            beats = [moment for moment in (run.heartbeat_at, pulse) if moment is not None]
+            silent = f"no heartbeat for {(now - max(beats)).total_seconds():.0f} s" if beats else "no heartbeat"
+            why = (
+                f"the worker running it stopped answering (killed, crashed or cut off): {silent} during {run.status},"
+                f" attempt {run.attempts} of {settings.TRAINING_MAX_ATTEMPTS}"
+            )
             if run.attempts < settings.TRAINING_MAX_ATTEMPTS and not run.cancel_requested:
                 run.status = Status.QUEUED
                 run.heartbeat_at = None
-                run.log_tail = tail_of(run.log_tail + f"\n[vectormlops] {why}; re-queued\n")
+                run.log_tail = tail_of(run.log_tail + f"\n[vectormlops] worker lost: {why}; re-queued\n")
                 run.save(update_fields=["status", "heartbeat_at", "log_tail"])
                 training_run_enqueue(run)
                 result["requeued"].append(pk)
             else:
                 run.status = Status.CANCELLED if run.cancel_requested else Status.FAILED
-                run.error = why
+                run.error = f"Worker lost: {why}." + ("" if run.cancel_requested else " No attempts left.")
                 run.finished_at = now
-                run.log_tail = tail_of(run.log_tail + f"\n[vectormlops] {why}; marked {run.status}\n")
+                run.log_tail = tail_of(run.log_tail + f"\n[vectormlops] worker lost: {why}; marked {run.status}\n")
                 run.save(update_fields=["status", "error", "finished_at", "log_tail"])
                 result["failed"].append(pk)
             run_broadcast(run, error=run.error)
             log.warning("training run %s: %s", pk, why)
     return result
+
+
+def _republish_lost_messages(*, now: datetime, skip: set[int]) -> list[int]:
+    """Queued runs older than the grace period whose message is neither waiting in the training queue nor held by a
+    worker (Redis flushed, or restarted without persistence) get a new message. Nothing is judged when the broker
+    cannot be read. A message that names the run under an older task id still counts: it will claim the run."""
+    grace = timedelta(seconds=settings.TRAINING_QUEUED_GRACE_S)
+    queued = set(
+        TrainingRun.objects.filter(status=Status.QUEUED, queued_at__lt=now - grace).values_list("pk", flat=True)
+    )
+    queued -= skip
+    if not queued:
+        return []
+    from vectormlops.celery import app
+
+    queue = app.amqp.router.route({}, TRAINING_TASK)["queue"].name
+    messages = broker_messages([queue])
+    if messages is None:
+        return []
+    held = {message["args"][0] for message in messages if message["task"] == TRAINING_TASK and message["args"]}
+    republished = []
+    for pk in sorted(queued - held):
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update().filter(pk=pk, status=Status.QUEUED).first()
+            if run is None:
+                continue
+            run.log_tail = tail_of(
+                run.log_tail + "\n[vectormlops] its queue message was lost (Redis flushed or restarted); queued again\n"
+            )
+            run.save(update_fields=["log_tail"])
+            training_run_enqueue(run)
+        republished.append(pk)
+        log.warning("training run %s: queue message lost; published again", pk)
+    return republished
+
+
+def run_folder(run_id: int) -> Path:
+    """Where a run's attempt works: the version laid out, ultralytics' output, the exported files."""
+    return Path(settings.TRAINING_DIR) / f"run-{run_id}"
+
+
+def training_folders_prune() -> list[int]:
+    """Remove the working folders of runs that have ended (or no longer exist): a killed worker's attempt leaves its
+    folder behind. The model registry keeps its own copies in storage; active runs keep theirs."""
+    root = Path(settings.TRAINING_DIR)
+    if not root.is_dir():
+        return []
+    folders = {
+        int(match[1]): path
+        for path in root.iterdir()
+        if path.is_dir() and (match := re.fullmatch(r"run-(\d+)", path.name))
+    }
+    active = set(
+        TrainingRun.objects.filter(pk__in=folders, status__in=TrainingRun.ACTIVE_STATUSES).values_list("pk", flat=True)
+    )
+    removed = sorted(set(folders) - active)
+    for pk in removed:
+        shutil.rmtree(folders[pk], ignore_errors=True)
+    return removed
