@@ -25,7 +25,6 @@ MAX_JSON_DEPTH = 32
 MAX_STRING_LENGTH = 1_000_000  # characters in one JSON string or form field (bodies are bounded in bytes too)
 MAX_NUMBER_LITERAL = 40  # characters in one JSON number: no 400-digit numbers get converted at all
 MIN_YEAR, MAX_YEAR = 1970, 2200
-_DIGITS = re.compile(r"[+-]?[0-9]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -137,7 +136,8 @@ def datetime_parse(value, *, field: str = "captured_at", code: str = "invalid_ca
 def field_check(name: str, value: str, *, where: str) -> None:
     """A form field or query value: storable text, and a digit string within 64 bits (ids, versions)."""
     text_check(value, where=where)
-    if _DIGITS.fullmatch(value) and (len(value) > 20 or not INT64_MIN <= int(value) <= INT64_MAX):
+    digits = value[1:] if value[:1] in "+-" else value
+    if digits.isdecimal() and (len(digits) > 19 or not INT64_MIN <= int(value) <= INT64_MAX):
         raise InputOutOfBounds(
             f"{name} is a number beyond 64 bits.", code="number_out_of_range", details={"field": name}
         )

@@ -59,7 +59,7 @@ def images_filter(*, dataset: Dataset | None, params) -> QuerySet:
         classes = dataset.classes if dataset else []
         if value in classes:
             class_id = classes.index(value)
-        elif str(value).isdigit():
+        elif str(value).isdecimal():  # not isdigit(): int('²') fails
             class_id = int(value)
         else:
             raise ValidationFailed(f"Unknown class {value!r}.", code="invalid_class", details={"class": value})
