@@ -32,7 +32,9 @@ def test_draw_edit_undo_and_submit_with_the_keyboard(open_browser, live_server, 
         page.mouse.up()
 
     drag(20, 30, 100, 90)  # box A, class 1 (vector)
-    drag(150, 40, 300, 160)  # box B, selected after drawing
+    drag(150, 40, 300, 160)  # box B; a new box is not selected, so a class key cannot relabel it by surprise
+    assert page.evaluate("window.labelTool.state.selected") is None
+    page.mouse.click(*to_page(225, 100))  # select B
     page.keyboard.press("2")  # B becomes "cube"
     page.mouse.click(*to_page(60, 60))  # select A
     page.keyboard.press("Delete")
@@ -65,7 +67,12 @@ def test_a_stale_save_offers_to_load_the_other_persons_boxes(
     page.goto(f"{live_server.url}/label/robots/?image={image.pk}")
     page.wait_for_function("window.labelTool && window.labelTool.ready", timeout=10000)
 
-    # Bob saves through the API while Ann has the image open.
+    # Ann's claim runs out (a long lunch); Bob saves through the API while her page is still open.
+    from django.utils import timezone
+
+    from apps.labeling.models import ImageClaim
+
+    ImageClaim.objects.filter(image=image).update(expires_at=timezone.now())
     theirs = [{"label": "charger", "box": [10, 10, 50, 40]}]
     assert (
         api_as(bob)
@@ -102,15 +109,19 @@ def test_review_page_rejects_with_a_comment_and_approves_by_key(
     log_in(page, live_server, "rita")
 
     page.goto(f"{live_server.url}/review/robots/")
-    assert page.locator("#review-boxes rect").count() == 1
+    page.wait_for_function("window.labelTool && window.labelTool.ready")
+    assert page.evaluate("window.labelTool.state.current.id") == first.pk
+    assert page.evaluate("window.labelTool.state.boxes.length") == 1
     page.screenshot(path="/tmp/review.png")
     page.keyboard.press("r")
     page.keyboard.type("The box misses the lift arm.")
     page.keyboard.press("Control+Enter")
-    page.wait_for_url("**/review/robots/")
-    page.wait_for_function(f"!document.body.innerText.includes('Image #{first.pk} ')")
+    page.wait_for_function(
+        f"window.labelTool && window.labelTool.ready && window.labelTool.state.current.id === {second.pk}"
+    )
     page.keyboard.press("a")
-    page.wait_for_selector("text=Nothing is waiting for review")
+    page.wait_for_selector("#empty-queue:not([hidden])")
+    assert "Nothing waiting here" in page.inner_text("#empty-queue")
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -160,11 +171,11 @@ def test_a_closed_tab_loses_nothing(open_browser, live_server, dataset, make_ima
     page.wait_for_function("window.labelTool && window.labelTool.ready")
     rect = page.evaluate("window.labelTool.imageRect()")
     scale = rect["width"] / image.width
+    page.keyboard.press("3")  # nothing selected: the class of new boxes
     page.mouse.move(rect["x"] + 50 * scale, rect["y"] + 40 * scale)
     page.mouse.down()
     page.mouse.move(rect["x"] + 120 * scale, rect["y"] + 100 * scale, steps=5)
     page.mouse.up()
-    page.keyboard.press("3")
     page.wait_for_function("document.getElementById('save-state').textContent.startsWith('draft saved')")
 
     page.close()  # the tab is gone; a new one opens the queue again
@@ -207,7 +218,8 @@ def test_boxes_drawn_after_zoom_and_pan_are_in_original_pixels(
     page.mouse.down()
     page.mouse.move(rect["x"] + 170 * scale, rect["y"] + 95 * scale, steps=5)
     page.mouse.up()
-    page.keyboard.press("ArrowRight")  # nudge the new (selected) box by one pixel
+    page.mouse.click(rect["x"] + 160 * scale, rect["y"] + 88 * scale)  # select the new box
+    page.keyboard.press("ArrowRight")  # nudge it by one pixel
     page.keyboard.press("Enter")
     page.wait_for_function("window.labelTool.state.done === 1")
 
