@@ -1,6 +1,6 @@
 """The datasets API (shared/API.md): image upload and listing, datasets, freezing versions."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from apps.datasets.serializers import (
     ImportJobOutput,
     ImportStartInput,
     VersionCreateInput,
+    VersionFreezeOutput,
     VersionOutput,
 )
 from vectormlops.errors import NotFound, ValidationFailed
@@ -134,13 +135,25 @@ class DatasetVersionsApi(APIView):
         dataset = selectors.dataset_by_slug(slug)
         return Response(VersionOutput(dataset.versions.order_by("-number"), many=True).data)
 
-    @extend_schema(request=VersionCreateInput, responses={201: VersionOutput})
+    @extend_schema(
+        request=VersionCreateInput,
+        responses={
+            201: OpenApiResponse(VersionFreezeOutput, description="A new version, `unchanged: false`"),
+            200: OpenApiResponse(
+                VersionFreezeOutput,
+                description="Nothing changed since the latest version: that version, `unchanged: true`",
+            ),
+        },
+    )
     def post(self, request, slug):
         dataset = selectors.dataset_by_slug(slug)
         data = VersionCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_freeze(dataset=dataset, user=request.user, note=data.validated_data["note"])
-        return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
+        return Response(
+            VersionFreezeOutput(version).data,
+            status=status.HTTP_201_CREATED if version.created else status.HTTP_200_OK,
+        )
 
 
 class DatasetImportsApi(generics.GenericAPIView):

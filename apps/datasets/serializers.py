@@ -82,6 +82,16 @@ class VersionOutput(serializers.ModelSerializer):
         fields = ["id", "number", "manifest_sha256", "counts", "image_count", "classes", "created_at", "note"]
 
 
+class VersionFreezeOutput(VersionOutput):
+    unchanged = serializers.SerializerMethodField(help_text="True: nothing changed, the latest version came back")
+
+    class Meta(VersionOutput.Meta):
+        fields = [*VersionOutput.Meta.fields, "unchanged"]
+
+    def get_unchanged(self, version) -> bool:
+        return not getattr(version, "created", True)
+
+
 class ImportStartInput(serializers.Serializer):
     archive = serializers.FileField(use_url=False)
     approve = serializers.BooleanField(required=False, default=False)

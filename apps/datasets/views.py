@@ -101,7 +101,10 @@ def version_freeze(request, slug):
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Froze version {version.number} ({version.image_count} images).")
+        if version.created:
+            messages.success(request, f"Froze version {version.number} ({version.image_count} images).")
+        else:
+            messages.info(request, f"Nothing changed since version {version.number}: no new version was made.")
     return redirect("datasets:detail", slug=slug)
 
 

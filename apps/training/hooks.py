@@ -29,3 +29,21 @@ def production_model_for(dataset) -> ModelVersion | None:
     if _production_model_provider is None:
         return None
     return _production_model_provider(dataset)
+
+
+ModelLinks = Callable[[ModelVersion], list[tuple[str, str]]]
+
+_model_links: ModelLinks | None = None
+
+
+def install_model_links(fn: ModelLinks | None) -> ModelLinks | None:
+    """Install (or, with None, remove) the function that lists the pages a later app has for a model, as
+    ``(label, url)`` pairs (the model page, its promote page, deployments, monitoring). Returns the one it replaces."""
+    global _model_links
+    previous, _model_links = _model_links, fn
+    return previous
+
+
+def model_links_for(model: ModelVersion) -> list[tuple[str, str]]:
+    """The pages of later apps about ``model``, for the run page to lead on to; empty when none is installed."""
+    return list(_model_links(model)) if _model_links is not None else []

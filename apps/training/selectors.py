@@ -36,3 +36,48 @@ def retrain_reasons(*, policy: RetrainPolicy, now: datetime | None = None) -> li
     ):
         reasons.append(f"production model v{production.number} is older than {policy.max_model_age_days} days")
     return reasons
+
+
+# The settings of a run that can differ between two runs of one dataset, as (label, how to read it).
+RUN_SETTINGS = (
+    ("dataset version", lambda run: f"v{run.dataset_version.number}" if run.dataset_version else ""),
+    ("base", lambda run: run.base + (f" (model v{run.base_model.number})" if run.base_model else "")),
+    ("epochs", lambda run: run.epochs),
+    ("imgsz", lambda run: run.imgsz),
+    ("batch", lambda run: run.batch),
+    ("patience", lambda run: run.patience),
+    ("seed", lambda run: run.seed),
+    ("device", lambda run: run.device),
+    ("trigger", lambda run: run.trigger),
+    ("code", lambda run: run.code_revision),
+    ("ultralytics", lambda run: (run.package_versions or {}).get("ultralytics", "")),
+    ("torch", lambda run: (run.package_versions or {}).get("torch", "")),
+)
+
+
+def runs_for_comparison(run_ids: list[int]) -> list[TrainingRun]:
+    """The runs asked for, oldest first, with their dataset, version, base model and epochs loaded."""
+    runs = (
+        TrainingRun.objects.filter(pk__in=run_ids)
+        .select_related("dataset", "dataset_version", "base_model", "model_version")
+        .prefetch_related("epoch_metrics")
+    )
+    return sorted(runs, key=lambda run: run.pk)
+
+
+def run_settings_table(runs: list[TrainingRun]) -> list[dict]:
+    """Every setting as ``{"name", "values", "differs"}``, one value per run; the ones that differ come first."""
+    rows = []
+    for name, read in RUN_SETTINGS:
+        values = [read(run) for run in runs]
+        rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
+    return sorted(rows, key=lambda row: not row["differs"])
+
+
+def run_time_left_s(run: TrainingRun, epoch_seconds: list[float]) -> float | None:
+    """Seconds the run still needs at the mean pace of its finished epochs (None before the first epoch or once the
+    run is over). Early stopping (patience) can end it sooner."""
+    done = [s for s in epoch_seconds if s]
+    if not run.is_active or not done:
+        return None
+    return max(run.epochs - len(epoch_seconds), 0) * sum(done) / len(done)

@@ -6,6 +6,7 @@ app_name = "training"
 urlpatterns = [
     path("training/runs/", views.run_list, name="run_list"),
     path("training/runs/new/", views.run_new, name="run_new"),
+    path("training/runs/compare/", views.run_compare, name="run_compare"),
     path("training/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
 ]

@@ -4,10 +4,11 @@ start-a-run form."""
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.datasets.models import Dataset, DatasetVersion
-from apps.training import services
+from apps.training import hooks, selectors, services
 from apps.training.forms import TrainingRunForm
 from apps.training.models import TrainingRun
 from apps.training.serializers import EpochMetricOutput
@@ -51,6 +52,8 @@ def run_detail(request, run_id: int):
     )
     model = getattr(run, "model_version", None) if run.status == TrainingRun.Status.SUCCEEDED else None
     epochs = EpochMetricOutput(run.epoch_metrics.all(), many=True).data
+    # The run before this one on the same dataset, to compare with in one click.
+    previous = TrainingRun.objects.filter(dataset=run.dataset_id, pk__lt=run.pk).order_by("-pk").first()
     return render(
         request,
         "training/run_detail.html",
@@ -61,8 +64,54 @@ def run_detail(request, run_id: int):
             "epochs": epochs,
             "status_class": STATUS_CLASSES.get(run.status, "secondary"),
             "status_classes": STATUS_CLASSES,
+            "model_links": hooks.model_links_for(model) if model else [],
+            "previous_run": previous,
+            "time_left_s": selectors.run_time_left_s(run, [e["seconds"] for e in epochs]),
         },
     )
+
+
+@role_required(ML_ENGINEER)
+@require_GET
+def run_compare(request):
+    """Two or more runs of one dataset: their curves overlaid and the settings that differ."""
+    ids = [int(value) for value in request.GET.getlist("runs") if value.isdigit()]
+    runs = selectors.runs_for_comparison(ids)
+    error = ""
+    if len(runs) < 2:
+        error = "Pick two or more runs to compare."
+    elif len({run.dataset_id for run in runs}) > 1:
+        error = "Runs of different datasets are not comparable: pick runs of one dataset."
+    if error:
+        messages.error(request, error)
+        dataset = runs[0].dataset.slug if runs else ""
+        return redirect(f"{reverse('training:run_list')}{'?dataset=' + dataset if dataset else ''}")
+    curves = [
+        {
+            "id": run.pk,
+            "label": f"run #{run.pk}" + (f" (model v{run.model_version.number})" if _model_of(run) else ""),
+            "epochs": EpochMetricOutput(run.epoch_metrics.all(), many=True).data,
+        }
+        for run in runs
+    ]
+    return render(
+        request,
+        "training/run_compare.html",
+        {
+            "runs": runs,
+            "dataset": runs[0].dataset,
+            "settings_rows": selectors.run_settings_table(runs),
+            "curves": curves,
+            "status_classes": STATUS_CLASSES,
+        },
+    )
+
+
+def _model_of(run: TrainingRun):
+    try:
+        return run.model_version
+    except TrainingRun.model_version.RelatedObjectDoesNotExist:
+        return None
 
 
 def start_run_from_form(form: TrainingRunForm, *, user, trigger: str) -> TrainingRun | None:

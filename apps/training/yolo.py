@@ -181,8 +181,13 @@ def _metrics(raw: dict) -> dict:
 
 
 def _losses(trainer) -> dict:
+    """Training losses as box/cls/dfl, and the validation losses the epoch's validation computed as val_box/…"""
     items = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
-    return {key.split("/", 1)[1].removesuffix("_loss"): round(float(value), 6) for key, value in items.items()}
+    losses = {key.split("/", 1)[1].removesuffix("_loss"): round(float(value), 6) for key, value in items.items()}
+    for key, value in (trainer.metrics or {}).items():
+        if key.startswith("val/") and key.endswith("_loss"):
+            losses["val_" + key[4:].removesuffix("_loss")] = round(float(value), 6)
+    return losses
 
 
 def _base_weights(run: TrainingRun, folder: Path) -> str:

@@ -48,12 +48,29 @@ def test_a_freeze_takes_the_approved_annotations_and_later_edits_do_not_change_i
     assert second.number == 2 and second.image_count == 4 and second.manifest_sha256 != version.manifest_sha256
 
 
-def test_two_freezes_of_the_same_content_hash_the_same(dataset, labelled):
-    first, second = version_freeze(dataset=dataset), version_freeze(dataset=dataset)
-    assert (first.number, second.number) == (1, 2)
-    assert first.manifest_sha256 == second.manifest_sha256
+def test_a_freeze_with_no_change_returns_the_latest_version_and_says_so(dataset, labelled):
+    first = version_freeze(dataset=dataset)
+    again = version_freeze(dataset=dataset, note="again")
+    assert first.created and not again.created
+    assert again.pk == first.pk and DatasetVersion.objects.filter(dataset=dataset).count() == 1
     annotation_set(image=labelled[0], boxes=[BOX_A, BOX_B])
-    assert version_freeze(dataset=dataset).manifest_sha256 != first.manifest_sha256
+    changed = version_freeze(dataset=dataset)
+    assert changed.created and changed.number == 2 and changed.manifest_sha256 != first.manifest_sha256
+    # Back to the first content: the latest version differs, so it is a new version with the first one's hash.
+    annotation_set(image=labelled[0], boxes=[BOX_A])
+    back = version_freeze(dataset=dataset)
+    assert back.created and back.number == 3 and back.manifest_sha256 == first.manifest_sha256
+
+
+def test_the_freeze_api_answers_201_for_a_new_version_and_200_unchanged_for_none(api_as, ml_engineer, labelled):
+    client = api_as(ml_engineer)
+    url = f"/api/v1/datasets/{labelled[0].dataset.slug}/versions"
+    created = client.post(url, {"note": "first"}, format="json")
+    assert created.status_code == 201 and created.json()["unchanged"] is False
+    same = client.post(url, {"note": "again"}, format="json")
+    assert same.status_code == 200
+    assert same.json()["unchanged"] is True and same.json()["id"] == created.json()["id"]
+    assert same.json()["note"] == "first"
 
 
 def test_without_review_submitted_annotations_are_frozen_too(dataset, labelled):

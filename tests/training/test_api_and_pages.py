@@ -110,7 +110,12 @@ def test_list_detail_and_new_pages(client, ml_engineer, training_dataset, tmp_pa
         page = client.get(reverse("training:run_list"))
     assert page.status_code == 200 and f"#{run.pk}" in page.content.decode()
     detail = client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
-    assert "run-chart" in detail and "chart.umd.min.js" in detail and "run_detail.js" in detail
+    assert (
+        "loss-chart" in detail
+        and "epoch-table" in detail
+        and "chart.umd.min.js" in detail
+        and "run_detail.js" in detail
+    )
     assert "Model v1" in detail and '"map50": 0.1' in detail
     form = client.get(reverse("training:run_new") + "?dataset=vec").content.decode()
     assert 'name="epochs"' in form and 'value="vec" selected' in form
@@ -168,3 +173,21 @@ def test_the_dataset_page_shows_the_training_panel_to_engineers_only(client, ml_
     client.force_login(annotator)
     page = client.get("/datasets/vec/").content.decode()
     assert "train-link" not in page and "/training/runs/new/" not in page
+
+
+def test_compare_page_lists_settings_that_differ_and_refuses_runs_of_two_datasets(client, ml_engineer, tmp_path):
+    from tests.builders import make_training_dataset
+
+    client.force_login(ml_engineer)
+    dataset = make_training_dataset(slug="cmp")
+    first = run_in_state(dataset, status="succeeded")
+    second = run_in_state(dataset, status="failed", seed=7)
+    url = reverse("training:run_compare")
+    body = client.get(f"{url}?runs={first.pk}&runs={second.pk}").content.decode()
+    assert 'data-setting="seed" class="table-warning differs"' in body
+    assert 'data-setting="imgsz" class="text-muted"' in body
+
+    other = run_in_state(make_training_dataset(slug="other"), status="succeeded")
+    response = client.get(f"{url}?runs={first.pk}&runs={other.pk}", follow=True)
+    assert "not comparable" in response.content.decode()
+    assert "one" in client.get(f"{url}?runs={first.pk}", follow=True).content.decode()

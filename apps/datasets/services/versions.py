@@ -24,7 +24,9 @@ def _manifest_sha256(classes: list[str], rows: list[tuple[str, str, list]]) -> s
 @transaction.atomic
 def version_freeze(*, dataset: Dataset, user=None, note: str = "") -> DatasetVersion:
     """Freeze the approved annotations (submitted too when review is off) into a new numbered version.
-    Later edits never change it; two freezes of the same content have the same manifest hash."""
+    Later edits never change it; two freezes of the same content have the same manifest hash, so a freeze with no
+    change since the latest version returns that version instead of a copy. The returned version's ``created`` says
+    which happened (False: nothing changed, the existing version came back)."""
     dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
     statuses = [Image.Status.APPROVED] if dataset.review_required else [Image.Status.APPROVED, Image.Status.SUBMITTED]
     rows = list(
@@ -44,17 +46,21 @@ def version_freeze(*, dataset: Dataset, user=None, note: str = "") -> DatasetVer
         for box in boxes or []:
             cid = box["class_id"]
             box_counts[classes[cid] if cid < len(classes) else str(cid)] += 1
-    last = DatasetVersion.objects.filter(dataset=dataset).order_by("-number").values_list("number", flat=True).first()
+    manifest_sha256 = _manifest_sha256(classes, [(sha, split, boxes or []) for _, sha, split, boxes in rows])
+    last = DatasetVersion.objects.filter(dataset=dataset).order_by("-number").first()
+    if last is not None and last.manifest_sha256 == manifest_sha256:
+        last.created = False
+        return last
     version = DatasetVersion.objects.create(
         dataset=dataset,
-        number=(last or 0) + 1,
+        number=(last.number if last else 0) + 1,
         classes=classes,
         counts={
             "images": {s: split_counts.get(s, 0) for s in SPLITS},
             "boxes": {name: box_counts.get(name, 0) for name in classes},
         },
         image_count=len(rows),
-        manifest_sha256=_manifest_sha256(classes, [(sha, split, boxes or []) for _, sha, split, boxes in rows]),
+        manifest_sha256=manifest_sha256,
         created_by=user if getattr(user, "pk", None) else None,
         note=note[:200],
     )
@@ -63,4 +69,5 @@ def version_freeze(*, dataset: Dataset, user=None, note: str = "") -> DatasetVer
         batch_size=1000,
     )
     broadcast(f"dataset.{dataset.slug}", "version_frozen", {"id": version.pk, "number": version.number})
+    version.created = True
     return version

@@ -1,35 +1,46 @@
-// Run page: a loss/mAP chart per epoch that grows as "epoch" events arrive on topic run.<id>,
-// the log tail, and the status badge. A terminal status reloads the page to show the final metrics and model.
+// Run page: loss and metric charts per epoch, a readable epoch table and an estimate of the time left, all growing as
+// "epoch" events arrive on topic run.<id>; the raw log tail; the status badge. A terminal status reloads the page to
+// show the final metrics and the model.
 (function () {
   const meta = document.getElementById("run-meta");
   const runId = meta.dataset.runId;
-  const totalEpochs = meta.dataset.epochs;
+  const totalEpochs = Number(meta.dataset.epochs);
+  const active = meta.dataset.active === "1";
   const statusClasses = JSON.parse(document.getElementById("status-classes").textContent);
   const epochs = JSON.parse(document.getElementById("run-epochs").textContent);
   const TERMINAL = ["succeeded", "failed", "cancelled"];
 
-  const lossOf = (e) => (e.losses ? ["box", "cls", "dfl"].reduce((s, k) => s + (e.losses[k] || 0), 0) : null);
-  const chart = new Chart(document.getElementById("run-chart"), {
-    type: "line",
-    data: {
-      labels: epochs.map((e) => e.epoch),
-      datasets: [
-        { label: "train loss (box+cls+dfl)", data: epochs.map(lossOf), yAxisID: "loss", borderColor: "#dc3545", tension: 0.2 },
-        { label: "mAP50", data: epochs.map((e) => e.map50), yAxisID: "map", borderColor: "#0d6efd", tension: 0.2 },
-        { label: "mAP50-95", data: epochs.map((e) => e.map50_95), yAxisID: "map", borderColor: "#198754", tension: 0.2 },
-      ],
-    },
-    options: {
-      animation: false,
-      interaction: { mode: "index", intersect: false },
-      scales: {
-        loss: { type: "linear", position: "left", title: { display: true, text: "loss" } },
-        map: { type: "linear", position: "right", min: 0, max: 1, grid: { drawOnChartArea: false }, title: { display: true, text: "mAP" } },
-        x: { title: { display: true, text: "epoch" } },
-      },
-    },
-  });
-  window.runChart = chart; // for tests and debugging
+  const charts = VectorCurves.runCharts(document.getElementById("loss-chart"), document.getElementById("metric-chart"), epochs);
+  window.runCharts = charts; // for tests and debugging
+
+  const fixed = (v, digits) => (v === null || v === undefined ? "" : Number(v).toFixed(digits));
+  const tbody = document.querySelector("#epoch-table tbody");
+  const rowOf = (e) => {
+    const l = e.losses || {};
+    const cells = [e.epoch, fixed(l.box, 4), fixed(l.cls, 4), fixed(l.dfl, 4), fixed(l.val_box, 4), fixed(l.val_cls, 4),
+      fixed(l.val_dfl, 4), fixed(e.precision, 3), fixed(e.recall, 3), fixed(e.map50, 3), fixed(e.map50_95, 3), fixed(e.seconds, 1)];
+    const tr = document.createElement("tr");
+    tr.dataset.epoch = e.epoch;
+    cells.forEach((c) => { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); });
+    return tr;
+  };
+  const putRow = (e) => {
+    const old = tbody.querySelector(`tr[data-epoch="${e.epoch}"]`);
+    if (old) old.replaceWith(rowOf(e));
+    else tbody.appendChild(rowOf(e));
+  };
+  epochs.forEach(putRow);
+
+  // Time left: the mean pace of the finished epochs times the epochs still to go (early stopping may end it sooner).
+  const seconds = new Map(epochs.map((e) => [e.epoch, e.seconds]));
+  const eta = document.getElementById("run-eta");
+  const showEta = (total) => {
+    const done = [...seconds.values()].filter((s) => s);
+    if (!active || !done.length) { eta.textContent = ""; return; }
+    const left = Math.max(total - seconds.size, 0) * done.reduce((a, b) => a + b, 0) / done.length;
+    eta.textContent = left < 90 ? `about ${Math.round(left)} s left` : `about ${Math.round(left / 60)} min left`;
+  };
+  showEta(totalEpochs);
 
   const setStatus = (status) => {
     const badge = document.getElementById("run-status");
@@ -42,19 +53,15 @@
     logBox.textContent = text;
     if (atBottom) logBox.scrollTop = logBox.scrollHeight;
   };
-  logBox.scrollTop = logBox.scrollHeight;
 
   const onEvent = (event, data) => {
     if (event === "epoch") {
-      const i = chart.data.labels.indexOf(data.epoch);
-      const values = [lossOf(data), data.map50, data.map50_95];
-      if (i >= 0) chart.data.datasets.forEach((d, k) => { d.data[i] = values[k]; });
-      else {
-        chart.data.labels.push(data.epoch);
-        chart.data.datasets.forEach((d, k) => d.data.push(values[k]));
-      }
-      chart.update();
-      document.getElementById("run-progress").textContent = `${data.epoch} / ${data.epochs || totalEpochs} epochs`;
+      VectorCurves.addEpoch(charts, data);
+      putRow(data);
+      seconds.set(data.epoch, data.seconds);
+      const total = data.epochs || totalEpochs;
+      document.getElementById("run-progress").textContent = `${data.epoch} / ${total} epochs`;
+      showEta(total);
       if (data.log_tail) setLog(data.log_tail);
       setStatus("training");
     } else if (event === "status") {
@@ -64,5 +71,15 @@
     }
   };
   window.runEvents = onEvent; // for tests and debugging
-  if (meta.dataset.active === "1") VectorEvents.follow(`run.${runId}`, onEvent);
+  // After every (re)connect: the run as it is now (epochs missed while disconnected, its status), then live events.
+  const resync = async () => {
+    const response = await fetch(`/api/v1/training-runs/${runId}`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const run = await response.json();
+    run.epoch_metrics.forEach((e) => onEvent("epoch", { ...e, epochs: run.epochs }));
+    if (run.log_tail) setLog(run.log_tail);
+    onEvent("status", { status: run.status, cancel_requested: run.cancel_requested });
+  };
+  window.runResync = resync; // for tests and debugging
+  if (active) VectorEvents.follow(`run.${runId}`, onEvent, { resync });
 })();
