@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,7 +44,7 @@ class DatasetAlertsApi(APIView):
 
     permission_classes = [IsMLEngineer]
 
-    @extend_schema(responses=AlertOutput(many=True))
+    @extend_schema(responses=inline_serializer("DatasetAlertsOutput", {"results": AlertOutput(many=True)}))
     def get(self, request, slug: str):
         alerts = selectors.dataset_alerts(dataset=_dataset(slug))
         return Response({"results": AlertOutput(alerts, many=True).data})
