@@ -42,7 +42,7 @@ def _engineering_waiting(now) -> dict:
     runs = list(
         TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE_STATUSES)
         .select_related("dataset")
-        .order_by("-created_at")[:DASHBOARD_ROWS]
+        .order_by("-queued_at")[:DASHBOARD_ROWS]
     )
     fresh = models_with_status().filter(in_production=False, in_canary=False, was_deployed=False)
     candidates = [m for m in fresh.order_by("-created_at")[: DASHBOARD_ROWS * 3] if lifecycle_status(m) == "candidate"]
