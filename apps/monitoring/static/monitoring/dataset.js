@@ -28,9 +28,11 @@
     scale.ticks = ticks;
   }
 
+  // 24 h: the hour, and the date at midnight; longer periods: the date (month-day).
   function tickLabel(value) {
     const iso = new Date(value).toISOString();
-    return period().span <= 2 * DAY ? iso.slice(11, 16) : iso.slice(5, 10);
+    if (period().span > 2 * DAY || value % DAY === 0) return iso.slice(5, 10);
+    return iso.slice(11, 16);
   }
 
   // One value per hour of the period: hours without telemetry are null, which Chart.js draws as a gap.
