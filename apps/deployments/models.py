@@ -42,6 +42,7 @@ class Deployment(models.Model):
     class Channel(models.TextChoices):
         PRODUCTION = "production"
         CANARY = "canary"
+        SHADOW = "shadow"  # runs beside the robot's model on the same frames; never acted on
 
     class Action(models.TextChoices):
         PROMOTE = "promote"
@@ -56,6 +57,9 @@ class Deployment(models.Model):
     )
     previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     canary_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    shadow_percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Share of the fleet (by serial hash) running a shadow model"
+    )
     reason = models.TextField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -81,6 +85,10 @@ class Deployment(models.Model):
                 condition=Q(canary_percent__isnull=True) | Q(canary_percent__gte=1, canary_percent__lte=100),
                 name="deployment_canary_percent_range",
             ),
+            models.CheckConstraint(
+                condition=Q(shadow_percent__isnull=True) | Q(shadow_percent__gte=1, shadow_percent__lte=100),
+                name="deployment_shadow_percent_range",
+            ),
         ]
 
     def __str__(self):
@@ -103,6 +111,16 @@ class TelemetryRecord(models.Model):
     detections = models.JSONField(default=list)
     brightness = models.FloatField(null=True)
     contrast = models.FloatField(null=True)
+    # The shadow model's output on the same frame (apps/deployments/shadow.py); empty when none ran.
+    shadow_model = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    shadow_latency_ms = models.FloatField(null=True)
+    shadow_detection_count = models.PositiveIntegerField(null=True)
+    shadow_top_confidence = models.FloatField(null=True)
+    shadow_detections = models.JSONField(default=list, blank=True)
+    shadow_matched = models.PositiveIntegerField(null=True, help_text="Boxes of the two models matched at IoU 0.5")
+    live_box_count = models.PositiveIntegerField(null=True, help_text="The live model's valid boxes (shadow frames)")
 
     class Meta:
         indexes = [
@@ -110,6 +128,20 @@ class TelemetryRecord(models.Model):
             models.Index(fields=["model", "captured_at"]),
             models.Index(fields=["robot", "captured_at"]),
         ]
+
+
+class ShadowSkip(models.Model):
+    """Frames a robot's shadow model skipped (over its latency budget), as reported with a telemetry batch (raw;
+    monitoring aggregates and prunes these like telemetry records)."""
+
+    robot = models.ForeignKey(Robot, on_delete=models.CASCADE, related_name="+")
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    shadow_model = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    frames = models.PositiveIntegerField()
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
 
 class PromotionPolicy(models.Model):
@@ -127,6 +159,25 @@ class PromotionPolicy(models.Model):
         default=4, help_text="pHash Hamming distance at or below which a training image counts as a near-duplicate."
     )
     auto_promote = models.BooleanField(default=False, help_text="Promote a passing candidate right after training.")
+    # Shadow evidence (apps/deployments/shadow.py): field numbers of the candidate beside the live model.
+    shadow_min_frames = models.PositiveIntegerField(
+        default=0, help_text="Shadow frames required before promotion to production (0: shadow evidence not required)."
+    )
+    shadow_max_detection_rate_drop = models.FloatField(
+        default=0.05, help_text="The shadow model's detection rate may be at most this below the live model's."
+    )
+    shadow_min_agreement = models.FloatField(
+        default=0.0, help_text="Share of shadow frames on which both models' boxes match (IoU 0.5) at least this."
+    )
+    shadow_max_latency_increase = models.FloatField(
+        default=0.5, help_text="The shadow model's mean latency may exceed the live model's by at most this fraction."
+    )
+    shadow_min_labelled = models.PositiveIntegerField(
+        default=3, help_text="Labelled disagreement frames needed before their field precision/recall are gated."
+    )
+    shadow_max_field_f1_drop = models.FloatField(
+        default=0.0, help_text="On labelled disagreement frames, the shadow model's F1 may be at most this below."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -179,6 +230,7 @@ class GateDecision(models.Model):
     map_diff_ci = models.JSONField(default=list, blank=True, help_text="95% bootstrap interval [low, high]")
     near_duplicates = models.JSONField(default=dict, blank=True, help_text="Training images near-duplicating test")
     policy = models.JSONField(default=dict, help_text="The policy values applied")
+    shadow = models.JSONField(default=dict, blank=True, help_text="Shadow evidence: field numbers beside the live model")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -85,6 +85,73 @@ class HourlyMetric(models.Model):
         return f"{dataset_id}:{model_id or '-'}:{robot_id or '-'}:{hour.strftime('%Y%m%d%H')}"
 
 
+class ShadowHourly(models.Model):
+    """A shadow model beside the live model on the same frames, for one robot (or the fleet when empty) and one
+    lighting slice (or all frames when empty) during one UTC hour: additive counters, so any period sums up."""
+
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Live"
+    )
+    shadow_model = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    robot = models.ForeignKey(
+        "deployments.Robot", null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Empty: fleet"
+    )
+    slice = models.CharField(max_length=32, blank=True, help_text='Empty: all frames; else e.g. "lighting:dark"')
+    hour = models.DateTimeField(help_text="Start of the UTC hour")
+    key = models.CharField(max_length=128, unique=True, editable=False)
+    frames = models.PositiveIntegerField(default=0)
+    agree_frames = models.PositiveIntegerField(default=0, help_text="Frames on which every box of both models matched")
+    matched_boxes = models.PositiveIntegerField(default=0)
+    live_boxes = models.PositiveIntegerField(default=0)
+    shadow_boxes = models.PositiveIntegerField(default=0)
+    live_frames_with_detection = models.PositiveIntegerField(default=0)
+    shadow_frames_with_detection = models.PositiveIntegerField(default=0)
+    live_confidence_count = models.PositiveIntegerField(default=0)
+    live_confidence_sum = models.FloatField(default=0.0)
+    shadow_confidence_count = models.PositiveIntegerField(default=0)
+    shadow_confidence_sum = models.FloatField(default=0.0)
+    live_latency_count = models.PositiveIntegerField(default=0)
+    live_latency_sum_ms = models.FloatField(default=0.0)
+    shadow_latency_count = models.PositiveIntegerField(default=0)
+    shadow_latency_sum_ms = models.FloatField(default=0.0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Frames the shadow model skipped (latency budget)")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    COUNTERS = (
+        "frames",
+        "agree_frames",
+        "matched_boxes",
+        "live_boxes",
+        "shadow_boxes",
+        "live_frames_with_detection",
+        "shadow_frames_with_detection",
+        "live_confidence_count",
+        "live_confidence_sum",
+        "shadow_confidence_count",
+        "shadow_confidence_sum",
+        "live_latency_count",
+        "live_latency_sum_ms",
+        "shadow_latency_count",
+        "shadow_latency_sum_ms",
+        "skipped",
+    )
+
+    class Meta:
+        ordering = ["dataset", "hour"]
+        indexes = [models.Index(fields=["shadow_model", "hour"])]
+
+    def __str__(self):
+        return self.key
+
+    @staticmethod
+    def make_key(dataset_id, model_id, shadow_model_id, robot_id, slice_name: str, hour) -> str:
+        return (
+            f"{dataset_id}:{model_id or '-'}:{shadow_model_id}:{robot_id or '-'}:{slice_name or '-'}:"
+            f"{hour.strftime('%Y%m%d%H')}"
+        )
+
+
 class DriftReport(models.Model):
     """One drift computation for a dataset, fleet-wide (robot empty) or for one robot: per-feature statistics."""
 

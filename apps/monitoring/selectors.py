@@ -23,7 +23,12 @@ from apps.monitoring.models import (
 )
 from apps.training.models import ModelVersion
 
-ROBOT_SOURCES = (Image.Source.CAMERA, Image.Source.LOW_CONFIDENCE, Image.Source.FEEDBACK)
+ROBOT_SOURCES = (
+    Image.Source.CAMERA,
+    Image.Source.LOW_CONFIDENCE,
+    Image.Source.FEEDBACK,
+    Image.Source.SHADOW_DISAGREEMENT,
+)
 TELEMETRY_DRIFT_SAMPLE = 5_000
 
 

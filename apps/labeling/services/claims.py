@@ -19,7 +19,7 @@ CLAIM_TTL = timedelta(minutes=10)
 SKIP_RETURNS_AFTER = timedelta(minutes=30)
 # Time on one image counted in statistics at most (a tab left open over lunch is not labeling time).
 MAX_COUNTED_DURATION_S = 600.0
-PRIORITY_SOURCES = (Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE)
+PRIORITY_SOURCES = (Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE, Image.Source.SHADOW_DISAGREEMENT)
 # Images a person may still work on; approved/submitted ones leave the labeling queue.
 QUEUE_STATUSES = (Image.Status.UNLABELED, Image.Status.IN_PROGRESS, Image.Status.REJECTED)
 
