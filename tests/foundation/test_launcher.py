@@ -69,9 +69,9 @@ def _run_status(var_dir: Path, run_id: int) -> str:
     return row[0] if row else ""
 
 
-def _wait_for(predicate, timeout: float, what: str, log: Path):
+def _wait_for(predicate, timeout: float, what: str, log: Path, launcher: subprocess.Popen):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and launcher.poll() is None:
         if predicate():
             return
         time.sleep(0.5)
@@ -93,7 +93,7 @@ def test_ctrl_c_on_make_run_stops_every_process_within_15_s_while_training_on_a_
     burners = []
     processes = []
     try:
-        _wait_for(lambda: "VectorMLOps is starting" in log.read_text(), 300, "the launcher to start", log)
+        _wait_for(lambda: "VectorMLOps is starting" in log.read_text(), 300, "the launcher to start", log, launcher)
 
         # A second terminal: manage.py with no environment starts a training run through make run's Valkey.
         start = manage(
@@ -110,7 +110,7 @@ def test_ctrl_c_on_make_run_stops_every_process_within_15_s_while_training_on_a_
         )
         assert start.returncode == 0, start.stderr
         run_id = int(start.stdout.split()[-1])
-        _wait_for(lambda: _run_status(tmp_path, run_id) == "training", 300, "the run to be training", log)
+        _wait_for(lambda: _run_status(tmp_path, run_id) == "training", 300, "the run to be training", log, launcher)
 
         processes = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]
         names = " ".join(p.name() for p in processes)
