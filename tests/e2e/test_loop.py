@@ -3,7 +3,8 @@
 Enrol both robots, collect 40 generated frames, label them through the API with the scenes' true boxes, train;
 the gate auto-promotes the first model; both agents pick it up, verify it and send telemetry; a second model goes
 to a 50% canary and each robot gets what the hash rule says; promote it, roll back, and both robots return to the
-first model. A web-server restart in the middle loses no telemetry.
+first model. A web-server restart in the middle loses no telemetry. The second training meets a broker flush while
+it is queued and a web-server kill mid-run, and nothing is left stuck at the end.
 """
 
 import io
@@ -14,19 +15,27 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from hashlib import sha256
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
+from django.utils import timezone
 from PIL import Image
 
 from agent.imaging import to_jpeg
+from apps.datasets.models import Dataset, ImportJob
 from apps.deployments import robotstate
 from apps.deployments import services as deployment_services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
+from apps.training.models import TrainingRun
+from apps.training.services import training_runs_sweep
 from tests.conftest import free_port, test_database_url
+from tests.faults import private_redis
+from vectormlops.broker import broker_messages
 from vectormlops.services import api_token_create
 from vectorsim.server import generated_frame
 
@@ -99,14 +108,20 @@ class Processes:
 
 
 @pytest.fixture
-def world(tmp_path, ml_engineer):
+def world(tmp_path, ml_engineer, settings):
+    # A private Valkey for this process and every child: the test flushes it mid-run.
+    with private_redis(settings) as (redis_url, _server):
+        yield from _world(tmp_path, ml_engineer, redis_url)
+
+
+def _world(tmp_path, ml_engineer, redis_url):
     purge_queues()
     home = tmp_path / "home"
     home.mkdir()
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "TRAINING_DIR": str(settings.TRAINING_DIR),
         "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
@@ -118,11 +133,7 @@ def world(tmp_path, ml_engineer):
     port = free_port()
     web_args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"]
     processes.start("web", web_args)
-    processes.start(
-        "worker",
-        [PYTHON, "-m", "celery", "-A", "vectormlops", "worker", "-Q", "default,training", "--pool", "solo",
-         "-n", f"e2e-{port}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-    )  # fmt: skip
+    start_worker(processes, port)
     for serial, seed in SERIALS.items():
         processes.start(
             f"vector-{serial}",
@@ -150,11 +161,20 @@ def world(tmp_path, ml_engineer):
             "processes": processes,
             "robot_env": robot_env,
             "data": tmp_path / "agent-data",
+            "redis_url": redis_url,
         }
     finally:
         api.close()
         processes.stop_all()
         purge_queues()
+
+
+def start_worker(processes: Processes, port: int) -> None:
+    processes.start(
+        "worker",
+        [PYTHON, "-m", "celery", "-A", "vectormlops", "worker", "-Q", "default,training", "--pool", "solo",
+         "-n", f"e2e-{port}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+    )  # fmt: skip
 
 
 def _sdk_config(home: Path) -> str:
@@ -211,12 +231,18 @@ def label_everything(api: httpx.Client) -> int:
     return labelled
 
 
-def train(api: httpx.Client, epochs: int) -> int:
+def start_training(api: httpx.Client, epochs: int) -> int:
     body = {"dataset": "vector", "epochs": epochs, "imgsz": 128, "batch": 8, "base": "yolov8n.yaml"}
     run = api.post("/api/v1/training-runs", json=body)
     assert run.status_code == 201, run.text
-    run_id = run.json()["id"]
+    return run.json()["id"]
 
+
+def train(api: httpx.Client, epochs: int) -> int:
+    return trained_model(api, start_training(api, epochs))
+
+
+def trained_model(api: httpx.Client, run_id: int) -> int:
     def finished():
         data = api.get(f"/api/v1/training-runs/{run_id}").raise_for_status().json()
         assert data["status"] not in ("failed", "cancelled"), data.get("error") or data.get("log_tail")
@@ -235,7 +261,7 @@ def test_the_whole_loop(world):
     # Given a dataset whose gate auto-promotes a first model (tiny trainings reach no real mAP).
     created = api.post("/api/v1/datasets", json={"slug": "vector", "name": "Vector robots", "classes": ["vector"]})
     assert created.status_code == 201, created.text
-    policy = deployment_services.policy_for(deployment_services.dataset_by_slug("vector"))
+    policy = deployment_services.policy_for(Dataset.objects.get(slug="vector"))
     policy.auto_promote, policy.min_map50, policy.min_test_images, policy.min_slice_images = True, 0.0, 1, 10_000
     policy.save()
 
@@ -311,10 +337,25 @@ def test_the_whole_loop(world):
     )
     wait_for("the web server to restart", world["web_up"], timeout=60)
 
-    # A second model goes to a 50% canary; each robot gets what the hash rule says.
+    # A second model goes to a 50% canary; each robot gets what the hash rule says. Its run meets two faults: the
+    # broker loses its queued message (FLUSHDB of the private Valkey while no worker holds it), and the web server is
+    # killed mid-run. The sweeper publishes the message again; the run carries on through the web crash.
     policy.auto_promote = False
     policy.save()
-    second = train(api, epochs=1)
+    processes.stop("worker")  # idle: a warm stop, so nothing takes the message before the flush
+    run_id = start_training(api, epochs=1)
+    assert [m["args"] for m in broker_messages(["training"])] == [[run_id]]
+    redis.Redis.from_url(world["redis_url"]).flushdb()
+    start_worker(processes, world["port"])
+    swept = training_runs_sweep(now=timezone.now() + timedelta(seconds=settings.TRAINING_QUEUED_GRACE_S + 1))
+    assert swept["republished"] == [run_id], swept
+    wait_for("the second run to start", lambda: TrainingRun.objects.filter(pk=run_id, attempts=1).exists())
+    processes.stop("web", sig=signal.SIGKILL)
+    processes.start(
+        "web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(world["port"]), "vectormlops.asgi:application"]
+    )
+    wait_for("the web server to restart", world["web_up"], timeout=60)
+    second = trained_model(api, run_id)
     wait_for("the second model's gate decision", lambda: GateDecision.objects.filter(candidate_id=second).exists())
     promoted = api.post(
         f"/api/v1/models/{second}/promote", json={"channel": "canary", "canary_percent": 50, "reason": "e2e canary"}
@@ -354,3 +395,9 @@ def test_the_whole_loop(world):
         assert left == 0
         assert TelemetryRecord.objects.filter(robot__serial=serial).count() == frames
         assert set(TelemetryRecord.objects.filter(robot__serial=serial).values_list("model_id", flat=True)) >= {first}
+
+    # Nothing is left stuck: no active run or import, no message waiting or held in the broker, no run folder.
+    assert not TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE_STATUSES).exists()
+    assert not ImportJob.objects.filter(status__in=["queued", "running"]).exists()
+    assert broker_messages(["default", "training"]) == []
+    assert training_runs_sweep()["folders_removed"] == [] and not list(Path(settings.TRAINING_DIR).glob("run-*"))

@@ -26,28 +26,15 @@ from apps.training import services
 from apps.training.models import TrainingRun
 from tests.builders import jpeg, make_dataset, make_training_dataset, run_in_state
 from tests.conftest import test_database_url
+from tests.faults import private_redis
 from vectormlops.broker import broker_messages
-from vectormlops.embedded_redis import embedded_valkey
 
 
 @pytest.fixture
-def private_broker():
-    """The Celery app publishes to (and inspects) a private Valkey for the test: yields its URL."""
-    from vectormlops.celery import app
-
-    def reset_pools():
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    saved = app.conf.broker_url
-    with embedded_valkey() as (url, server):
-        app.conf.broker_url = url
-        reset_pools()
-        try:
-            yield url, server
-        finally:
-            app.conf.broker_url = saved
-            reset_pools()
+def private_broker(settings):
+    """This process and the workers a test starts use a private Valkey: yields (url, server)."""
+    with private_redis(settings) as (url, server):
+        yield url, server
 
 
 def runs_in_broker(queue: str = "training") -> list[int]:

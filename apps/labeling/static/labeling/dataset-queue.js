@@ -22,21 +22,26 @@
     }));
   }
 
-  VectorApi.request("GET", `/api/v1/labeling/datasets/${encodeURIComponent(slug)}/queue`)
-    .then((result) => (result.ok ? result.body : null))
-    .then((body) => {
-      if (!body) return; // no labeling app, or no annotator role: the card stays hidden
-      showCounts(body.counts);
-      body.claims.forEach((claim) => claims.set(claim.image_id, claim.user));
-      showClaims();
-      card.classList.remove("d-none");
-      if (!window.VectorEvents) return;
-      window.VectorEvents.follow(`dataset.${slug}`, (event, data) => {
-        if (event === "queue") showCounts(data);
-        if (event === "claim") {
-          if (data.user) claims.set(data.image_id, data.user); else claims.delete(data.image_id);
-          showClaims();
-        }
-      });
-    });
+  const load = () => VectorApi.request("GET", `/api/v1/labeling/datasets/${encodeURIComponent(slug)}/queue`)
+    .then((result) => (result.ok ? result.body : null));
+  function show(body) {
+    showCounts(body.counts);
+    claims.clear();
+    body.claims.forEach((claim) => claims.set(claim.image_id, claim.user));
+    showClaims();
+  }
+
+  load().then((body) => {
+    if (!body) return; // no labeling app, or no annotator role: the card stays hidden
+    show(body);
+    card.classList.remove("d-none");
+    if (!window.VectorEvents) return;
+    window.VectorEvents.follow(`dataset.${slug}`, (event, data) => {
+      if (event === "queue") showCounts(data);
+      if (event === "claim") {
+        if (data.user) claims.set(data.image_id, data.user); else claims.delete(data.image_id);
+        showClaims();
+      }
+    }, { resync: () => load().then((fresh) => fresh && show(fresh)) }); // after a reconnect: counts and claims now
+  });
 })();

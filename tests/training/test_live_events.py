@@ -1,0 +1,100 @@
+"""The run page's live stream through a real web server (daphne) and a private Valkey: a socket idle for 30 s is not
+closed (the channel layer's Redis connections have no 5 s socket timeout, which closed it with 1011), the next event
+arrives; after the web server is killed and started again the page reconnects and re-syncs, so an epoch recorded
+while it was down is on the chart; the server logs no traceback."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from django.conf import settings
+
+from apps.training.models import EpochMetric, TrainingRun
+from tests.builders import make_training_dataset, run_in_state
+from tests.conftest import free_port, log_in, test_database_url
+from tests.faults import private_redis
+from vectormlops.events import broadcast_now
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def start_web(port: int, redis_url: str, log_path):
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    log = open(log_path, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"],
+        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).status_code == 200:
+                return process, log
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, open(log_path).read()[-3000:]
+        time.sleep(0.2)
+
+
+def epoch(run, number: int) -> None:
+    """Record an epoch and send its event, as the runner does (from another thread: Playwright owns this one's loop)."""
+    losses = {"box": 1.0 / number, "cls": 1.0, "dfl": 1.0}
+    EpochMetric.objects.create(run=run, epoch=number, losses=losses, map50=0.1 * number, seconds=5)
+    data = {"id": run.pk, "epoch": number, "epochs": run.epochs, "losses": losses, "map50": 0.1 * number, "seconds": 5}
+    sender = threading.Thread(target=broadcast_now, args=(f"run.{run.pk}", "epoch", data))
+    sender.start()
+    sender.join()
+
+
+def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_browser, make_user, settings, tmp_path):
+    with private_redis(settings) as (redis_url, _server):
+        make_user("eng", "ml_engineer")
+        run = run_in_state(make_training_dataset(slug="live", count=4, val=1, test=0), status="training")
+        TrainingRun.objects.filter(pk=run.pk).update(epochs=5)
+        run.refresh_from_db()
+        epoch(run, 1)
+        port, log_path = free_port(), tmp_path / "web.log"
+        web, log = start_web(port, redis_url, log_path)
+        topic = f"run.{run.pk}"
+        try:
+            page = open_browser()
+            server = SimpleNamespace(url=f"http://127.0.0.1:{port}")
+            log_in(page, server, "eng")
+            page.goto(f"{server.url}/training/runs/{run.pk}/")
+            page.wait_for_function(f"VectorEvents.opens('{topic}') === 1")
+
+            # idle for 30 s: the socket stays open (it used to close with 1011 every 5 s), then an event arrives
+            page.wait_for_timeout(30_000)
+            epoch(run, 2)
+            page.wait_for_function("window.runCharts.loss.data.labels.includes(2)", timeout=10_000)
+            assert page.evaluate(f"VectorEvents.opens('{topic}')") == 1
+            assert page.evaluate(f"VectorEvents.closes('{topic}')") == []
+
+            # the web server is killed; an epoch is recorded while it is down (its event reaches nobody)
+            web.send_signal(signal.SIGKILL)
+            web.wait(timeout=30)
+            log.close()
+            epoch(run, 3)
+            web, log = start_web(port, redis_url, log_path)
+
+            # the page reconnects, fetches the run as it is now, and the missed epoch is on its chart and table
+            page.wait_for_function(f"VectorEvents.opens('{topic}') >= 2", timeout=60_000)
+            page.wait_for_function("window.runCharts.loss.data.labels.includes(3)", timeout=10_000)
+            assert page.evaluate("window.runCharts.loss.data.labels") == [1, 2, 3]
+            assert page.locator('#epoch-table tbody tr[data-epoch="3"]').count() == 1
+            epoch(run, 4)  # and live events flow again
+            page.wait_for_function("window.runCharts.loss.data.labels.includes(4)", timeout=10_000)
+            page.screenshot(path=str(tmp_path / "run-live.png"), full_page=True)
+            assert page.js_errors == []
+        finally:
+            if web.poll() is None:
+                web.terminate()
+                web.wait(timeout=30)
+            log.close()
+        assert "Traceback" not in log_path.read_text(errors="replace")
