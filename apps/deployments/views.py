@@ -1,10 +1,13 @@
 """Pages of the deployments app (ml_engineer): live deployments, history, gate decisions, the model registry,
 and the confirmation pages that admin actions open (side-by-side comparison and a required reason)."""
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments import selectors, services
@@ -21,7 +24,11 @@ def home(request):
         "slug"
     )
     rows = [{"dataset": d, **selectors.live_deployments(d)} for d in datasets]
-    return render(request, "deployments/home.html", {"rows": rows})
+    now = timezone.now()
+    robots = selectors.fleet()
+    for robot in robots:
+        robot.unseen = robot.last_seen_at is None or now - robot.last_seen_at > timedelta(days=1)
+    return render(request, "deployments/home.html", {"rows": rows, "fleet": robots})
 
 
 @role_required(ML_ENGINEER)
@@ -76,16 +83,34 @@ def _confirm_page(request, *, title, form, dataset, candidate, production, basel
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "class": "form-control", "placeholder": "Why (kept in the history)"}),
+        max_length=2000,
+    )
 
 
 class PromoteForm(ReasonForm):
-    channel = forms.ChoiceField(choices=[("production", "production"), ("canary", "canary")])
-    canary_percent = forms.IntegerField(min_value=1, max_value=100, required=False, initial=10)
+    channel = forms.ChoiceField(
+        choices=[("production", "production"), ("canary", "canary")],
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    canary_percent = forms.IntegerField(
+        min_value=1,
+        max_value=100,
+        required=False,
+        initial=10,
+        label="Canary share (% of robots)",
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
+    field_order = ["channel", "canary_percent", "reason"]
 
 
 class CanaryEndForm(ReasonForm):
-    outcome = forms.ChoiceField(choices=[("promote", "Promote the canary to production"), ("drop", "Drop the canary")])
+    outcome = forms.ChoiceField(
+        choices=[("promote", "Promote the canary to production"), ("drop", "Drop the canary")],
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
+    )
+    field_order = ["outcome", "reason"]
 
 
 @role_required(ML_ENGINEER)
@@ -127,7 +152,7 @@ def confirm_rollback(request, slug):
     dataset = get_object_or_404(Dataset, slug=slug)
     live = selectors.live_deployments(dataset)
     current = live["production"]
-    target = services.rollback_target(current) if current else None
+    target = selectors.rollback_target(current) if current else None
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -147,6 +172,7 @@ def confirm_rollback(request, slug):
         candidate=target.model if target and target.model_id else None,
         production=current.model if current else None,
         rollback=True,
+        nothing_to_do=target is None or target.model_id is None,
     )
 
 
@@ -177,4 +203,5 @@ def confirm_canary_end(request, slug):
         dataset=dataset,
         candidate=canary.model if canary else None,
         production=production.model if production else None,
+        nothing_to_do=canary is None,
     )
