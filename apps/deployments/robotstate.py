@@ -2,8 +2,8 @@
 
 The database is the truth. Each dataset has a deployment *generation* (``StateGeneration`` row ``dataset:<id>``),
 and robot tokens and pins share one more (``robots``). A service that changes what a robot should be told (promote,
-rollback, canary start/end, robot revoke, rotate, pin, unpin, delete, an artifact or a dataset change) bumps the
-generation in the same transaction as the change, so a committed change always comes with a higher generation.
+rollback, canary or shadow start/end, robot revoke, rotate, pin, unpin, delete, an artifact or a dataset change) bumps
+the generation in the same transaction as the change, so a committed change always comes with a higher generation.
 
 Each web process keeps a local copy of what polls need:
 
@@ -181,7 +181,7 @@ def payload_digest(payload: dict) -> str:
 def _build_state(dataset_id: int, slug: str) -> dict:
     from apps.deployments.models import Deployment
 
-    state = {"dataset": slug, "production": None, "canary": None}
+    state = {"dataset": slug, "production": None, "canary": None, "shadow": None}
     live = (
         Deployment.objects.filter(dataset_id=dataset_id, is_live=True, model__isnull=False)
         .select_related("model__dataset")
@@ -191,7 +191,7 @@ def _build_state(dataset_id: int, slug: str) -> dict:
         payload = model_payload(deployment.model)
         state[deployment.channel] = {
             "deployment_id": deployment.pk,
-            "percent": deployment.canary_percent,
+            "percent": deployment.canary_percent or deployment.shadow_percent,
             "deployed_at": deployment.created_at.isoformat().replace("+00:00", "Z"),
             "model": payload,
             "digest": payload_digest(payload),  # so a poll computes its ETag without serialising the answer
@@ -246,8 +246,7 @@ def in_canary(serial: str, canary_deployment_id: int, percent: int) -> bool:
     return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
 
 
-def robot_choice(state: dict, *, serial: str, pinned_model_id: int | None) -> tuple | None:
-    """(model payload, its digest, channel, deployed_at) a robot should run now, or None when nothing is deployed."""
+def _live_choice(state: dict, *, serial: str, pinned_model_id: int | None) -> tuple | None:
     if pinned_model_id:
         entry = _pinned_payload(pinned_model_id, state["dataset"])
         if entry:
@@ -261,17 +260,39 @@ def robot_choice(state: dict, *, serial: str, pinned_model_id: int | None) -> tu
     return None
 
 
+def robot_choice(state: dict, *, serial: str, pinned_model_id: int | None) -> tuple | None:
+    """(model payload, its digest, channel, deployed_at, shadow entry or None) a robot should run now, or None when
+    nothing is deployed. A robot in the shadow share (the canary's hash of the serial) also runs the shadow model,
+    unless that is the model it runs anyway."""
+    choice = _live_choice(state, serial=serial, pinned_model_id=pinned_model_id)
+    if choice is None:
+        return None
+    shadow = state.get("shadow")
+    if (
+        shadow is None
+        or shadow["model"]["model_id"] == choice[0]["model_id"]
+        or not in_canary(serial, shadow["deployment_id"], shadow["percent"] or 0)
+    ):
+        shadow = None
+    return (*choice, shadow)
+
+
 def choice_etag(choice: tuple) -> str:
-    """Quoted; changes whenever the answer does (model payload, channel, deployment time, poll interval)."""
-    _, digest, channel, deployed_at = choice
+    """Quoted; changes whenever the answer does (model payload, channel, deployment time, shadow, poll interval)."""
+    _, digest, channel, deployed_at, shadow = choice
     raw = f"{digest}|{channel}|{deployed_at}|{settings.ROBOT_POLL_AFTER_S}"
+    if shadow is not None:
+        raw += f"|shadow:{shadow['digest']}"
     return '"' + hashlib.sha256(raw.encode()).hexdigest()[:32] + '"'
 
 
 def choice_body(choice: tuple) -> dict:
-    """The 200 body of GET /robot/model."""
-    payload, _, channel, deployed_at = choice
-    return {**payload, "channel": channel, "deployed_at": deployed_at, "poll_after_s": settings.ROBOT_POLL_AFTER_S}
+    """The 200 body of GET /robot/model (with ``shadow`` for a robot in the shadow share)."""
+    payload, _, channel, deployed_at, shadow = choice
+    body = {**payload, "channel": channel, "deployed_at": deployed_at, "poll_after_s": settings.ROBOT_POLL_AFTER_S}
+    if shadow is not None:
+        body["shadow"] = {k: v for k, v in shadow["model"].items() if k != "dataset"}
+    return body
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
@@ -287,7 +308,7 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 
 
 def robot_may_fetch(principal: "RobotPrincipal", model_id: int) -> bool:
-    """A robot downloads the model pinned to it or a model that is or was deployed (production or canary)."""
+    """A robot downloads the model pinned to it or a model that is or was deployed (production, canary or shadow)."""
     from apps.deployments.models import Deployment
 
     return model_id == principal.pinned_model_id or Deployment.objects.filter(model_id=model_id).exists()

@@ -17,16 +17,21 @@ class TelemetryInput(serializers.Serializer):
     model_id = serializers.IntegerField(required=False, allow_null=True)
     # Records are validated by the service (it also enforces the 500-record limit with a 413).
     records = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+    # [{"model_id", "frames"}]: frames the shadow model skipped over its latency budget (validated by the service).
+    shadow_skipped = serializers.JSONField(required=False, allow_null=True)
 
 
 class PromoteInput(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Deployment.Channel.choices, default=Deployment.Channel.PRODUCTION)
     canary_percent = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100)
+    shadow_percent = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100)
     reason = serializers.CharField(max_length=2000)
 
 
 class RollbackInput(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=Deployment.Channel.choices, default=Deployment.Channel.PRODUCTION)
+    channel = serializers.ChoiceField(
+        choices=[Deployment.Channel.PRODUCTION, Deployment.Channel.CANARY], default=Deployment.Channel.PRODUCTION
+    )
     reason = serializers.CharField(max_length=2000)
 
 
@@ -49,6 +54,7 @@ class DeploymentOutput(serializers.ModelSerializer):
             "model_id",
             "version",
             "canary_percent",
+            "shadow_percent",
             "reason",
             "created_by",
             "created_at",
@@ -85,6 +91,7 @@ class GateDecisionOutput(serializers.ModelSerializer):
             "near_duplicates",
             "comparison",
             "policy",
+            "shadow",
             "created_at",
         ]
 

@@ -14,6 +14,12 @@ from apps.deployments.models import Robot, TelemetryRecord
 from apps.monitoring import histograms
 from apps.monitoring.models import CONFIDENCE_BINS, HOURLY_COUNTERS, AggregationCursor, HourlyMetric
 from apps.monitoring.selectors import feedback_model_id, feedback_reason
+from apps.monitoring.services.shadow_buckets import (
+    FRAME_FIELDS,
+    ShadowAccumulator,
+    shadow_skipped_aggregate,
+    shadow_skipped_prune,
+)
 from apps.training.models import ModelVersion
 from vectormlops.errors import ValidationFailed
 from vectormlops.events import broadcast_now
@@ -179,6 +185,13 @@ def _aggregate_telemetry_chunk(cutoff: datetime, touched_datasets: set) -> tuple
             for bucket in acc.targets(dataset_id, model_id, robot_id, captured_at):
                 bucket.add_frame(count, top, latency, brightness)
         touched = _buckets_save(acc.buckets, touched_datasets)
+        # The same records' shadow parts, under the same cursor: each counts once in the shadow buckets too.
+        shadow = ShadowAccumulator()
+        for row in TelemetryRecord.objects.filter(
+            id__gte=rows[0][0], id__lte=rows[-1][0], shadow_model__isnull=False
+        ).values(*FRAME_FIELDS):
+            shadow.add_frame(row)
+        touched += shadow.save()
         cursor.last_id = rows[-1][0]
         cursor.save(update_fields=["last_id", "updated_at"])
         return len(rows), touched
@@ -236,6 +249,7 @@ def telemetry_aggregate(*, until: datetime | None = None) -> dict:
         result["buckets"] += touched
         if count < AGGREGATE_CHUNK:
             break
+    result["buckets"] += shadow_skipped_aggregate(cutoff=cutoff)
     more = True
     while more:
         count, touched, more = _aggregate_feedback_chunk(cutoff, touched_datasets)
@@ -266,4 +280,4 @@ def telemetry_prune(*, older_than: datetime) -> int:
             if not ids:
                 break
             deleted += TelemetryRecord.objects.filter(id__in=ids).delete()[0]
-    return deleted
+    return deleted + shadow_skipped_prune(older_than=older_than)
