@@ -231,6 +231,28 @@ def register_fake_model(run: TrainingRun, tmp_path: Path, *, payload: bytes = b"
     )
 
 
+def yolo_checkpoint(path: Path, config: str = "yolov8n.yaml") -> Path:
+    """A real ultralytics checkpoint (untrained weights of ``config``, saved the way ultralytics saves them)."""
+    from ultralytics import YOLO
+
+    YOLO(config).save(str(path))
+    return path
+
+
+def evil_checkpoint(path: Path, marker: Path) -> Path:
+    """A torch.save archive whose pickle runs ``touch marker`` when fully unpickled: what safe loading must refuse."""
+    import os
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil()}, str(path))
+    return path
+
+
 def model_row(dataset: Dataset, number: int) -> ModelVersion:
     return ModelVersion.objects.create(dataset=dataset, number=number, classes=dataset.classes, imgsz=160)
 

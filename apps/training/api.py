@@ -1,17 +1,24 @@
 """The training API (shared/API.md): start a run, read it, cancel it. ML engineers only."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.datasets.models import DatasetVersion
 from apps.datasets.selectors import dataset_by_slug
-from apps.training import services
-from apps.training.models import TrainingRun
-from apps.training.serializers import TrainingRunOutput, TrainingRunStartInput
+from apps.training import selectors, services
+from apps.training.models import BaseModel, TrainingRun
+from apps.training.serializers import (
+    BaseChoiceOutput,
+    BaseModelInput,
+    BaseModelOutput,
+    TrainingRunOutput,
+    TrainingRunStartInput,
+)
 from vectormlops.errors import NotFound
+from vectormlops.inputs import BoundedFormParser, BoundedMultiPartParser
 from vectormlops.permissions import IsMLEngineer
 
 
@@ -69,3 +76,42 @@ class TrainingRunCancelApi(APIView):
         run = get_object_or_404(TrainingRun, pk=run_id)
         services.training_run_cancel(run=run, user=request.user)
         return Response(TrainingRunOutput(_run_queryset().get(pk=run.pk)).data, status=status.HTTP_200_OK)
+
+
+class TrainingBasesApi(APIView):
+    """GET: what a run of the dataset can start from (production model, registered base models, model configs)."""
+
+    permission_classes = [IsMLEngineer]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("dataset", str, description="Slug: lists its production model too")],
+        responses={200: BaseChoiceOutput(many=True)},
+    )
+    def get(self, request):
+        slug = request.query_params.get("dataset")
+        dataset = dataset_by_slug(slug) if slug else None
+        return Response(BaseChoiceOutput(selectors.base_choices(dataset), many=True).data)
+
+
+class BaseModelsApi(APIView):
+    """GET: the registered base models. POST (multipart): register a .pt weights file -> 201, status "checking"
+    until a training worker has loaded it safely ("ready") or refused it ("rejected", with the reason)."""
+
+    permission_classes = [IsMLEngineer]
+    parser_classes = [BoundedMultiPartParser, BoundedFormParser]
+
+    @extend_schema(responses={200: BaseModelOutput(many=True)})
+    def get(self, request):
+        return Response(BaseModelOutput(BaseModel.objects.order_by("name"), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": BaseModelInput}, responses={201: BaseModelOutput})
+    def post(self, request):
+        data = BaseModelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        base = services.base_model_register(
+            name=data.validated_data["name"],
+            upload=data.validated_data["weights"],
+            user=request.user,
+            note=data.validated_data["note"],
+        )
+        return Response(BaseModelOutput(base).data, status=status.HTTP_201_CREATED)

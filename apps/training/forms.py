@@ -3,6 +3,7 @@
 from django import forms
 
 from apps.datasets.models import Dataset, DatasetVersion
+from apps.training import selectors
 
 
 class TrainingRunForm(forms.Form):
@@ -10,11 +11,10 @@ class TrainingRunForm(forms.Form):
     version = forms.ModelChoiceField(
         queryset=DatasetVersion.objects.none(), required=False, empty_label="Freeze a new version now"
     )
-    base = forms.CharField(
+    base = forms.ChoiceField(
         required=False,
-        max_length=255,
-        help_text="Blank: the production model when one exists, else yolov8n.yaml. Or a .yaml config, "
-        "a .pt file on the server, or 'production'.",
+        help_text="Automatic: the production model when one exists, else yolov8n.yaml. Register more weights "
+        "files under Base models.",
     )
     epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=30)
     imgsz = forms.IntegerField(min_value=32, max_value=4096, initial=256, help_text="A multiple of 32")
@@ -27,6 +27,13 @@ class TrainingRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         slug = self.data.get("dataset") if self.is_bound else (dataset.slug if dataset else None)
         self.fields["version"].queryset = DatasetVersion.objects.filter(dataset__slug=slug).order_by("-number")
+        chosen = Dataset.objects.filter(slug=slug).first() if slug else None
+        self.fields["base"].choices = [("", "Automatic")] + [
+            (choice["value"], choice["label"]) for choice in selectors.base_choices(chosen)
+        ]
+        initial_base = self.initial.get("base")
+        if initial_base and initial_base not in dict(self.fields["base"].choices):
+            self.fields["base"].choices.append((initial_base, f"{initial_base} (retrain policy)"))
         for field in self.fields.values():
             field.widget.attrs.setdefault(
                 "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
@@ -37,3 +44,13 @@ class TrainingRunForm(forms.Form):
         values = dict(self.cleaned_data)
         values["base"] = values["base"] or None
         return values
+
+
+class BaseModelForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"class": "form-control"}))
+    weights = forms.FileField(
+        help_text="A PyTorch .pt checkpoint of an ultralytics detection model (e.g. a pretrained YOLO downloaded "
+        "elsewhere). It is loaded safely on a training worker before it can be used.",
+        widget=forms.ClearableFileInput(attrs={"class": "form-control", "accept": ".pt"}),
+    )
+    note = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"class": "form-control"}))

@@ -33,6 +33,9 @@ class TrainingRun(models.Model):
     base_model = models.ForeignKey(
         "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="fine_tuned_runs"
     )
+    registered_base = models.ForeignKey(
+        "training.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
     epochs = models.PositiveIntegerField(default=30)
     imgsz = models.PositiveIntegerField(default=320)
     batch = models.PositiveIntegerField(default=16)
@@ -66,6 +69,38 @@ class TrainingRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+class BaseModel(models.Model):
+    """A weights file an ML engineer registered as a starting point for training (e.g. a pretrained checkpoint)."""
+
+    class Status(models.TextChoices):
+        CHECKING = "checking"  # stored; a training worker still has to load it safely
+        READY = "ready"
+        REJECTED = "rejected"
+
+    PREFIX = "registered:"  # a run's ``base`` names a registered base model as registered:<id>
+
+    name = models.CharField(max_length=100, unique=True)
+    storage_path = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHECKING)
+    error = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="What the safe load found: task, classes, layers")
+    note = models.CharField(max_length=200, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def base_value(self) -> str:
+        return f"{self.PREFIX}{self.pk}"
 
 
 class EpochMetric(models.Model):

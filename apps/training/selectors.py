@@ -81,3 +81,32 @@ def run_time_left_s(run: TrainingRun, epoch_seconds: list[float]) -> float | Non
     if not run.is_active or not done:
         return None
     return max(run.epochs - len(epoch_seconds), 0) * sum(done) / len(done)
+
+
+# Model configs offered to start from scratch (ultralytics ships them; trained from random weights, no download).
+MODEL_CONFIGS = ("yolov8n.yaml", "yolov8s.yaml", "yolov8m.yaml", "yolo11n.yaml", "yolo11s.yaml", "yolo11m.yaml")
+
+
+def base_choices(dataset=None) -> list[dict]:
+    """What a run can start from, as ``{"value", "label", "kind"}``: the production model of ``dataset`` (when one is
+    live and has .pt weights), the registered base models that loaded safely, and the model configs."""
+    from apps.training.models import BaseModel, ModelArtifact
+    from apps.training.services.start import _ultralytics_config_exists
+
+    choices = []
+    production = hooks.production_model_for(dataset) if dataset is not None else None
+    if production is not None and production.artifacts.filter(format=ModelArtifact.Format.PT).exists():
+        choices.append(
+            {
+                "value": TrainingRun.PRODUCTION_BASE,
+                "label": f"Production model v{production.number} (fine-tune)",
+                "kind": "production",
+            }
+        )
+    for base in BaseModel.objects.filter(status=BaseModel.Status.READY).order_by("name"):
+        classes = len(base.details.get("classes", []))
+        choices.append({"value": base.base_value, "label": f"{base.name} ({classes} classes)", "kind": "registered"})
+    for config in MODEL_CONFIGS:
+        if _ultralytics_config_exists(config):
+            choices.append({"value": config, "label": f"{config} (from scratch)", "kind": "config"})
+    return choices

@@ -2,14 +2,17 @@
 
 from rest_framework import serializers
 
-from apps.training.models import EpochMetric, TrainingRun
+from apps.training.models import BaseModel, EpochMetric, TrainingRun
 
 
 class TrainingRunStartInput(serializers.Serializer):
     dataset = serializers.SlugField()
     version = serializers.IntegerField(required=False, allow_null=True, help_text="Omitted: freeze a version now")
     base = serializers.CharField(
-        required=False, allow_blank=True, help_text="An ultralytics .yaml, a weights path, or 'production'"
+        required=False,
+        allow_blank=True,
+        help_text="One of GET /api/v1/training/bases: 'production', a registered base model (registered:<id>) or a "
+        "model config (.yaml); a weights path on the server is accepted too. Omitted: production, else yolov8n.yaml",
     )
     epochs = serializers.IntegerField(required=False, default=30, min_value=1, max_value=10_000)
     imgsz = serializers.IntegerField(required=False, default=320, min_value=32, max_value=4096)
@@ -59,3 +62,23 @@ class TrainingRunOutput(serializers.ModelSerializer):
     def get_model_number(self, run) -> int | None:
         model = self._model(run)
         return model.number if model else None
+
+
+class BaseChoiceOutput(serializers.Serializer):
+    value = serializers.CharField(help_text="What to send as a run's base")
+    label = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["production", "registered", "config"])
+
+
+class BaseModelInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    weights = serializers.FileField(use_url=False, help_text="A PyTorch .pt checkpoint of a detection model")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class BaseModelOutput(serializers.ModelSerializer):
+    base = serializers.CharField(source="base_value", read_only=True, help_text="What to send as a run's base")
+
+    class Meta:
+        model = BaseModel
+        fields = ["id", "name", "base", "status", "error", "sha256", "size", "details", "note", "created_at"]

@@ -49,3 +49,9 @@ def training_runs_sweep_task() -> dict:
     from apps.datasets.services.imports import import_jobs_sweep
 
     return {**services.training_runs_sweep(), "imports": import_jobs_sweep()}
+
+
+@shared_task(name="apps.training.tasks.base_model_check_task", acks_late=True)
+def base_model_check_task(base_model_id: int) -> str:
+    """Load a registered base model safely on a training worker (torch lives there) and mark it ready or rejected."""
+    return services.base_model_check(base_model_id=base_model_id).status

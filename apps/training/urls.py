@@ -9,4 +9,5 @@ urlpatterns = [
     path("training/runs/compare/", views.run_compare, name="run_compare"),
     path("training/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("training/base-models/", views.base_model_list, name="base_model_list"),
 ]

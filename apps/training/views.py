@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.training import hooks, selectors, services
-from apps.training.forms import TrainingRunForm
-from apps.training.models import TrainingRun
+from apps.training.forms import BaseModelForm, TrainingRunForm
+from apps.training.models import BaseModel, TrainingRun
 from apps.training.serializers import EpochMetricOutput
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
@@ -156,3 +156,25 @@ def run_cancel(request, run_id: int):
     else:
         messages.info(request, f"Cancel requested for run {run.pk}.")
     return redirect("training:run_detail", run_id=run.pk)
+
+
+@role_required(ML_ENGINEER)
+@require_http_methods(["GET", "POST"])
+def base_model_list(request):
+    """Registered base models, and the form to upload one."""
+    form = BaseModelForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            base = services.base_model_register(
+                name=form.cleaned_data["name"],
+                upload=form.cleaned_data["weights"],
+                user=request.user,
+                note=form.cleaned_data["note"],
+            )
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"{base.name} is stored; a training worker is loading it safely.")
+            return redirect("training:base_model_list")
+    bases = BaseModel.objects.select_related("uploaded_by").order_by("-created_at")
+    return render(request, "training/base_models.html", {"form": form, "bases": bases})

@@ -193,6 +193,10 @@ def _losses(trainer) -> dict:
 def _base_weights(run: TrainingRun, folder: Path) -> str:
     """What YOLO() is built from: a config, a local weights file, or the production model's .pt (copied out of
     storage, so S3 works the same as local disk)."""
+    if run.registered_base is not None:
+        from apps.training.services.bases import base_weights_fetch
+
+        return base_weights_fetch(run.registered_base, folder)
     if run.base != TrainingRun.PRODUCTION_BASE:
         return run.base
     if run.base_model is None:

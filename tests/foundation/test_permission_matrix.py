@@ -86,6 +86,10 @@ MATRIX = {
     "training/runs/new/": {"get": ENGINEER, "post": ENGINEER},
     "training/runs/<int:run_id>/": {"get": ENGINEER},
     "training/runs/<int:run_id>/cancel/": {"post": ENGINEER},
+    "training/runs/compare/": {"get": ENGINEER},
+    "training/base-models/": {"get": ENGINEER, "post": ENGINEER},
+    "api/v1/training/bases": {"get": ENGINEER},
+    "api/v1/training/base-models": {"get": ENGINEER, "post": ENGINEER},
     # deployments
     "api/v1/robots/enroll": {"post": ANYONE},
     "api/v1/robot/model": {"get": ROBOT},

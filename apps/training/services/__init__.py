@@ -3,6 +3,7 @@ the sweeper), model registration and the retraining schedule. Views, API views, 
 call these; the public services are listed here."""
 
 from apps.training.selectors import retrain_reasons
+from apps.training.services.bases import base_model_check, base_model_register
 from apps.training.services.lifecycle import (
     epoch_metric_record,
     run_folder,
@@ -20,6 +21,8 @@ from apps.training.services.schedule import retrain_due_datasets
 from apps.training.services.start import training_run_enqueue, training_run_start
 
 __all__ = [
+    "base_model_check",
+    "base_model_register",
     "epoch_metric_record",
     "model_version_register",
     "retrain_due_datasets",

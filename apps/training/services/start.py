@@ -9,7 +9,7 @@ from django.db import transaction
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.services import version_freeze
 from apps.training import hooks
-from apps.training.models import ModelArtifact, ModelVersion, TrainingRun
+from apps.training.models import BaseModel, ModelArtifact, ModelVersion, TrainingRun
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
 
@@ -30,7 +30,8 @@ def _ultralytics_config_exists(name: str) -> bool:
 
 
 def _check_base(base: str) -> str:
-    """A base is 'production', an ultralytics model config (.yaml) or a local weights file (.pt). Never a download."""
+    """A base is 'production', an ultralytics model config (.yaml) or a local weights file (.pt) (a registered base
+    model, registered:<id>, is checked by ``_registered_base``). Never a download."""
     base = (base or "").strip()
     if "://" in base:
         raise ValidationFailed("A base must be a local file, not a URL.", code="invalid_base", details={"base": base})
@@ -80,6 +81,21 @@ def _clean_hyperparameters(*, epochs, imgsz, batch, patience) -> tuple[int, int,
     return epochs, imgsz, batch, patience
 
 
+def _registered_base(base: str) -> BaseModel:
+    """The ready base model that ``registered:<id>`` names."""
+    key = base.removeprefix(BaseModel.PREFIX)
+    registered = BaseModel.objects.filter(pk=int(key)).first() if key.isdigit() else None
+    if registered is None:
+        raise ValidationFailed(f"No registered base model {key!r}.", code="invalid_base", details={"base": base})
+    if registered.status != BaseModel.Status.READY:
+        raise ValidationFailed(
+            f"Base model {registered.name!r} is {registered.status}, not ready to train from.",
+            code="base_model_not_ready",
+            details={"base": base, "status": registered.status, "error": registered.error},
+        )
+    return registered
+
+
 def _resolve_base(*, dataset: Dataset, base: str | None) -> tuple[str, ModelVersion | None]:
     """The checked base and, when it is the production model, that model (which must have .pt weights).
     No base given: fine-tune production when there is one, else start from the default config."""
@@ -87,6 +103,8 @@ def _resolve_base(*, dataset: Dataset, base: str | None) -> tuple[str, ModelVers
     if base is None or str(base).strip() == "":
         base_model = hooks.production_model_for(dataset)
         base = PRODUCTION if base_model is not None else DEFAULT_BASE
+    if str(base).startswith(BaseModel.PREFIX):
+        return str(base), None
     base = _check_base(str(base))
     if base == PRODUCTION:
         base_model = base_model or hooks.production_model_for(dataset)
@@ -147,6 +165,7 @@ def training_run_start(
     if trigger not in TrainingRun.Trigger.values:
         raise ValidationFailed(f"Unknown trigger {trigger!r}.", code="invalid_trigger")
     base, base_model = _resolve_base(dataset=dataset, base=base)
+    registered_base = _registered_base(base) if base.startswith(BaseModel.PREFIX) else None
     version = _version_to_train(dataset=dataset, version=version, user=user)
 
     run = TrainingRun(
@@ -154,6 +173,7 @@ def training_run_start(
         dataset_version=version,
         base=base,
         base_model=base_model,
+        registered_base=registered_base,
         epochs=epochs,
         imgsz=imgsz,
         batch=batch,
