@@ -1,16 +1,21 @@
-"""Reads of the datasets app: counts and the filtered image listing used by the API and the grid page."""
+"""Reads of the datasets app: counts and the filtered image listing used by the API and the grid page, version
+diffs and the dataset overview's statistics."""
 
+import bisect
+import math
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Value
+from django.db.models.functions import Cast, Least
 
-from apps.datasets.models import Dataset, DatasetVersion, Image, VersionItem
+from apps.datasets.models import Annotation, Dataset, DatasetVersion, Image, VersionItem
 from vectormlops.errors import NotFound, ValidationFailed
 
 ROBOTS_CACHE_S = 300
-FILTERS = ("status", "split", "source", "robot", "class", "date_from", "date_to")
+FILTERS = ("status", "split", "source", "robot", "class", "date_from", "date_to", "ids")
+MAX_IDS_FILTER = 500
 
 
 def dataset_counts(dataset_ids: list[int]) -> dict[int, dict]:
@@ -54,6 +59,16 @@ def images_filter(*, dataset: Dataset | None, params) -> QuerySet:
             qs = qs.filter(**{name: value})
     if params.get("robot"):
         qs = qs.filter(robot_serial=params["robot"])
+    if params.get("ids"):
+        # Chosen images (a drift alert's, say): comma-separated ids.
+        parts = [p.strip() for p in str(params["ids"]).split(",") if p.strip()]
+        if not parts or len(parts) > MAX_IDS_FILTER or not all(p.isdigit() for p in parts):
+            raise ValidationFailed(
+                f"ids must be up to {MAX_IDS_FILTER} comma-separated image ids.",
+                code="invalid_ids",
+                details={"ids": params["ids"]},
+            )
+        qs = qs.filter(id__in=[int(p) for p in parts])
     if params.get("class") not in (None, ""):
         value = params["class"]
         classes = dataset.classes if dataset else []
@@ -112,4 +127,93 @@ def version_rows(version: DatasetVersion):
             "image__sha256", "image__storage_path", "image__width", "image__height", "split", "boxes", "image_id"
         )
         .iterator(chunk_size=2000)
+    )
+
+
+def version_diff(old: DatasetVersion, new: DatasetVersion) -> dict:
+    """What changed from one frozen version to another, by image: ``added`` and ``removed`` image ids, ``relabelled``
+    (in both, other boxes) and ``moved`` (in both, another split), each sorted."""
+    before = dict(
+        (pk, (split, boxes)) for pk, split, boxes in old.items.values_list("image_id", "split", "boxes").iterator()
+    )
+    after = dict(
+        (pk, (split, boxes)) for pk, split, boxes in new.items.values_list("image_id", "split", "boxes").iterator()
+    )
+    both = before.keys() & after.keys()
+    return {
+        "added": sorted(after.keys() - before.keys()),
+        "removed": sorted(before.keys() - after.keys()),
+        "relabelled": sorted(pk for pk in both if _box_key(before[pk][1]) != _box_key(after[pk][1])),
+        "moved": sorted(pk for pk in both if before[pk][0] != after[pk][0]),
+        "unchanged": len(both),
+    }
+
+
+def _box_key(boxes) -> list:
+    return sorted((b["class_id"], *[round(float(v), 2) for v in b["box"]]) for b in boxes or [])
+
+
+BRIGHTNESS_BINS = 20
+SIZE_BINS = 20  # box size as sqrt(box area / image area), 0..1
+ASPECT_EDGES = [0, 0.25, 0.33, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, float("inf")]  # width / height
+BOXES_PER_IMAGE_MAX = 10  # the last bar holds "10 or more"
+
+
+def dataset_overview(dataset: Dataset) -> dict:
+    """What a dataset holds, for its overview page: images per split and status, by source and robot; the current
+    boxes per class, boxes per image, box size and aspect histograms; the brightness distribution per split. One pass
+    over the annotations, aggregates in the database for the rest."""
+    images = Image.objects.filter(dataset=dataset)
+    per_split = {split: {"total": 0} for split in Image.Split.values}
+    for row in images.values("split", "status").annotate(n=Count("id")):
+        per_split[row["split"]][row["status"]] = row["n"]
+        per_split[row["split"]]["total"] += row["n"]
+    sources = dict(images.values_list("source").annotate(n=Count("id")).order_by("-n"))
+    robots = list(
+        images.exclude(robot_serial="").values_list("robot_serial").annotate(n=Count("id")).order_by("-n")[:20]
+    )
+    classes = list(dataset.classes)
+    per_class = [0] * len(classes)
+    per_image = [0] * (BOXES_PER_IMAGE_MAX + 1)
+    sizes = [0] * SIZE_BINS
+    aspects = [0] * (len(ASPECT_EDGES) - 1)
+    labelled = Annotation.objects.filter(image__dataset=dataset).exclude(image__status=Image.Status.UNLABELED)
+    for boxes, width, height in labelled.values_list("boxes", "image__width", "image__height").iterator(2000):
+        boxes = boxes or []
+        per_image[min(len(boxes), BOXES_PER_IMAGE_MAX)] += 1
+        for box in boxes:
+            cid = box.get("class_id", -1)
+            if 0 <= cid < len(classes):
+                per_class[cid] += 1
+            w, h = float(box["box"][2]), float(box["box"][3])
+            if w <= 0 or h <= 0 or not width or not height:
+                continue
+            size = math.sqrt(w * h / (width * height))
+            sizes[min(int(size * SIZE_BINS), SIZE_BINS - 1)] += 1
+            aspects[bisect.bisect_right(ASPECT_EDGES, w / h) - 1] += 1
+    brightness = {split: [0] * BRIGHTNESS_BINS for split in Image.Split.values}
+    bucket = Least(Cast(F("brightness") * BRIGHTNESS_BINS, IntegerField()), Value(BRIGHTNESS_BINS - 1))
+    for row in images.annotate(bucket=bucket).values("split", "bucket").annotate(n=Count("id")):
+        if row["split"] in brightness and row["bucket"] is not None:
+            brightness[row["split"]][max(row["bucket"], 0)] += row["n"]
+    return {
+        "per_split": per_split,
+        "sources": sources,
+        "robots": robots,
+        "classes": classes,
+        "boxes_per_class": per_class,
+        "boxes_per_image": per_image,
+        "box_sizes": sizes,
+        "aspect_edges": [e if e != float("inf") else None for e in ASPECT_EDGES],
+        "box_aspects": aspects,
+        "brightness": brightness,
+    }
+
+
+def image_versions(image: Image) -> list[dict]:
+    """The frozen versions that contain an image, newest first, with its split and boxes in each."""
+    return list(
+        VersionItem.objects.filter(image=image)
+        .order_by("-version__number")
+        .values("version__number", "version__created_at", "split", "boxes")
     )

@@ -23,31 +23,44 @@ GRID_FIELDS = ("id", "dataset_id", "status", "split", "source", "width", "height
 @role_required(ANNOTATOR)
 @require_GET
 def dataset_list(request):
+    return _dataset_list_page(request)
+
+
+def _dataset_list_page(request, *, submitted: dict | None = None, error: str = "", status: int = 200):
     datasets = list(Dataset.objects.all())
     counts = selectors.dataset_counts([d.pk for d in datasets])
     rows = [{"dataset": d, "counts": counts[d.pk]} for d in datasets]
-    return render(
-        request,
-        "datasets/list.html",
-        {"rows": rows, "can_create": has_role(request.user, ML_ENGINEER), "statuses": Image.Status.values},
-    )
+    context = {
+        "rows": rows,
+        "can_create": has_role(request.user, ML_ENGINEER),
+        "statuses": Image.Status.choices,
+        "submitted": submitted or {"review_required": True},
+        "create_error": error,
+    }
+    return render(request, "datasets/list.html", context, status=status)
 
 
 @role_required(ML_ENGINEER)
 @require_POST
 def dataset_new(request):
     classes = [c.strip() for c in request.POST.get("classes", "").split(",") if c.strip()]
+    submitted = {
+        "slug": request.POST.get("slug", "").strip(),
+        "name": request.POST.get("name", "").strip(),
+        "classes": request.POST.get("classes", ""),
+        "review_required": bool(request.POST.get("review_required")),
+    }
     try:
         dataset = services.dataset_create(
-            slug=request.POST.get("slug", "").strip(),
-            name=request.POST.get("name", "").strip(),
+            slug=submitted["slug"],
+            name=submitted["name"],
             classes=classes,
-            review_required=bool(request.POST.get("review_required")),
+            review_required=submitted["review_required"],
             created_by=request.user,
         )
     except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect("datasets:list")
+        # The form comes back with what was typed and the reason, instead of an empty form after a redirect.
+        return _dataset_list_page(request, submitted=submitted, error=exc.message, status=400)
     return redirect("datasets:detail", slug=dataset.slug)
 
 
