@@ -21,3 +21,8 @@ class LabelingConfig(AppConfig):
         )
         # An image of the dataset grid opens in the labeling tool.
         install_image_page(lambda dataset: reverse("labeling:label", args=[dataset.slug]))
+        # The read-only image page shows who labelled and reviewed an image, and its prediction.
+        from apps.datasets.panels import install_image_facts
+        from apps.labeling.image_facts import labeling_image_facts
+
+        install_image_facts("labeling", labeling_image_facts)

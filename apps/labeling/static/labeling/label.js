@@ -152,11 +152,13 @@
       const rect = new Konva.Rect({
         x, y, width: w, height: h, id: `box-${b.uid}`, name: "box",
         stroke: colour, strokeWidth: selected ? 3 : 2, strokeScaleEnabled: false,
-        fill: selected ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.01)", draggable: true,
+        fill: selected ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.01)", draggable: !state.readOnly,
       });
+      // Space+drag or the middle button pans the image; the box under the pointer stays where it is.
+      rect.on("dragstart", () => { if (state.panning || state.spaceHeld) rect.stopDrag(); });
       rect.setAttr("uid", b.uid);
       rect.on("mousedown touchstart", (e) => {
-        if (e.evt.button === 0 || e.evt.touches) select(b.uid);
+        if (e.evt.button === 0 || e.evt.touches) selectInPlace(b.uid, rect);
       });
       rect.on("dragend", () => {
         const nx = Math.min(Math.max(0, rect.x()), imgW() - b.box[2]);
@@ -167,7 +169,7 @@
       rect.on("mouseleave", () => { wrap.style.cursor = ""; });
       boxGroup.add(rect);
       // The label tag opens the box's class menu.
-      const tag = new Konva.Label({ x, y: y - font * 1.4, name: "box-tag" });
+      const tag = new Konva.Label({ x, y: y - font * 1.4, name: "box-tag", id: `tag-${b.uid}` });
       tag.add(new Konva.Tag({ fill: colour, opacity: 0.85 }));
       tag.add(new Konva.Text({ text: `${doubted(b) ? "⚠ " : ""}${b.label} ▾`, fontSize: font, padding: 2 / s, fill: "#fff" }));
       tag.on("mousedown touchstart", (e) => { e.cancelBubble = true; });
@@ -314,6 +316,20 @@
   function select(uid) {
     state.selected = uid;
     render();
+  }
+  // Selecting on mousedown must not rebuild the nodes: the drag that may follow holds this very node.
+  function selectInPlace(uid, rect) {
+    if (state.selected === uid) return;
+    state.selected = uid;
+    boxGroup.find(".box").forEach((node) => {
+      const on = node.getAttr("uid") === uid;
+      node.strokeWidth(on ? 3 : 2);
+      node.fill(on ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.01)");
+    });
+    transformer.nodes([rect]);
+    transformer.moveToTop();
+    layer.batchDraw();
+    renderSide();
   }
   function selectedBox() { return state.boxes.find((b) => b.uid === state.selected) || null; }
   function relabel(box, i) {
@@ -558,7 +574,10 @@
       state.readOnly = `This image is ${bundle.status}: only submitted or approved images are reviewed.`;
     }
     if (state.readOnly) notice("secondary", esc(state.readOnly), { key: "read-only" });
-    if (REVIEW) showSuspect(bundle);
+    if (REVIEW) {
+      showSuspect(bundle);
+      $("queue-position").textContent = `labeled by ${bundle.annotation.updated_by || "unknown"} · ${bundle.annotation.boxes.length} boxes`;
+    }
     if (bundle.draft && !REVIEW && !state.readOnly) {
       state.boxes = bundle.draft.boxes.map(withUid);
       if (bundle.draft.base_version !== bundle.annotation.version) {
@@ -858,6 +877,7 @@
     $("sticky-class").addEventListener("change", (e) => {
       state.stickyClass = e.target.checked;
       localStorage.setItem(STICKY_KEY, state.stickyClass ? "1" : "0");
+      wrap.focus({ preventScroll: true }); // the keys belong to the canvas again
     });
   }
 
@@ -942,6 +962,13 @@
       const c = stage.container().getBoundingClientRect();
       return { x: c.left + r.x, y: c.top + r.y, width: r.width, height: r.height };
     },
+    tagRect(uid) { // where a box's label tag is drawn on the page (it opens the class menu)
+      const node = stage.findOne(`#tag-${uid}`);
+      const r = node.getClientRect();
+      const c = stage.container().getBoundingClientRect();
+      return { x: c.left + r.x, y: c.top + r.y, width: r.width, height: r.height };
+    },
+    crosshairVisible: () => crossH.visible(),
   };
 
   buildClassList();
