@@ -58,6 +58,9 @@ MATRIX = {
     "datasets/images/<int:image_id>/thumb": {"get": ANNOTATOR},
     "datasets/<slug:slug>/": {"get": ANNOTATOR},
     "datasets/<slug:slug>/versions/freeze": {"post": ENGINEER},
+    "datasets/<slug:slug>/overview": {"get": ANNOTATOR},
+    "datasets/<slug:slug>/image": {"get": ANNOTATOR},
+    "datasets/<slug:slug>/versions/<int:old>/diff/<int:new>": {"get": ANNOTATOR},
     "datasets/<slug:slug>/versions/<int:number>/export.<str:fmt>": {"get": ENGINEER},
     "datasets/<slug:slug>/import": {"post": ENGINEER},
     "datasets/<slug:slug>/imports/<int:job_id>/": {"get": ENGINEER},
@@ -112,6 +115,8 @@ MATRIX = {
     "api/v1/datasets/<slug:slug>/alerts": {"get": ENGINEER},
     "api/v1/datasets/<slug:slug>/field-metrics": {"get": ENGINEER},
     "monitoring/": {"get": ENGINEER},
+    "monitoring/alerts/<int:alert_id>/": {"get": ENGINEER},
+    "monitoring/alerts/<int:alert_id>/fragment": {"get": ENGINEER},
     "monitoring/alerts/<int:alert_id>/acknowledge": {"post": ENGINEER},
     "monitoring/<slug:slug>/": {"get": ENGINEER},
 }
