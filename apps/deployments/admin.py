@@ -63,7 +63,7 @@ class ReadOnlyAdmin(EngineerAdmin):
 class RegistryModelAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "dataset", "number", "status", "created_at")
     list_filter = ("dataset",)
-    actions = ["promote_to_production", "start_canary"]
+    actions = ["promote_to_production", "start_canary", "start_shadow"]
 
     def get_queryset(self, request):
         return selectors.models_with_status().defer("metrics")
@@ -84,11 +84,17 @@ class RegistryModelAdmin(ReadOnlyAdmin):
         if model:
             return redirect(reverse("deployments:confirm_promote", args=[model.pk]) + "?channel=canary&percent=10")
 
+    @admin.action(description="Run in shadow (N%%)")
+    def start_shadow(self, request, queryset):
+        model = _single(self, request, queryset)
+        if model:
+            return redirect(reverse("deployments:confirm_shadow_start", args=[model.pk]) + "?percent=100")
+
 
 @admin.register(DatasetDeployments)
 class DatasetDeploymentsAdmin(ReadOnlyAdmin):
-    list_display = ("slug", "production", "canary")
-    actions = ["roll_back_production", "end_canary"]
+    list_display = ("slug", "production", "canary", "shadow")
+    actions = ["roll_back_production", "end_canary", "end_shadow"]
 
     def _live(self, obj):
         if not hasattr(obj, "_live"):
@@ -103,6 +109,10 @@ class DatasetDeploymentsAdmin(ReadOnlyAdmin):
         live = self._live(obj)["canary"]
         return f"v{live.model.number} at {live.canary_percent}%" if live else "–"
 
+    def shadow(self, obj):
+        live = Deployment.objects.filter(dataset=obj, channel=Deployment.Channel.SHADOW, is_live=True).first()
+        return f"v{live.model.number} on {live.shadow_percent}%" if live else "–"
+
     @admin.action(description="Roll back production")
     def roll_back_production(self, request, queryset):
         dataset = _single(self, request, queryset)
@@ -114,6 +124,12 @@ class DatasetDeploymentsAdmin(ReadOnlyAdmin):
         dataset = _single(self, request, queryset)
         if dataset:
             return redirect("deployments:confirm_canary_end", slug=dataset.slug)
+
+    @admin.action(description="End shadow")
+    def end_shadow(self, request, queryset):
+        dataset = _single(self, request, queryset)
+        if dataset:
+            return redirect("deployments:confirm_shadow_end", slug=dataset.slug)
 
 
 class RobotAddForm(forms.ModelForm):
@@ -169,7 +185,17 @@ class RobotAdmin(EngineerAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "dataset", "channel", "action", "model", "canary_percent", "is_live", "created_by")
+    list_display = (
+        "created_at",
+        "dataset",
+        "channel",
+        "action",
+        "model",
+        "canary_percent",
+        "shadow_percent",
+        "is_live",
+        "created_by",
+    )
     list_filter = ("dataset", "channel", "action", "is_live")
     list_select_related = ("dataset", "model__dataset", "created_by")
 

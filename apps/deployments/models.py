@@ -230,7 +230,9 @@ class GateDecision(models.Model):
     map_diff_ci = models.JSONField(default=list, blank=True, help_text="95% bootstrap interval [low, high]")
     near_duplicates = models.JSONField(default=dict, blank=True, help_text="Training images near-duplicating test")
     policy = models.JSONField(default=dict, help_text="The policy values applied")
-    shadow = models.JSONField(default=dict, blank=True, help_text="Shadow evidence: field numbers beside the live model")
+    shadow = models.JSONField(
+        default=dict, blank=True, help_text="Shadow evidence: field numbers beside the live model"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,125 +6,172 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0005_image_source_shadow_disagreement'),
-        ('deployments', '0003_state_generation'),
-        ('training', '0004_base_models'),
+        ("datasets", "0005_image_source_shadow_disagreement"),
+        ("deployments", "0003_state_generation"),
+        ("training", "0004_base_models"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ShadowSkip',
+            name="ShadowSkip",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('frames', models.PositiveIntegerField()),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("frames", models.PositiveIntegerField()),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='shadow_percent',
-            field=models.PositiveSmallIntegerField(blank=True, help_text='Share of the fleet (by serial hash) running a shadow model', null=True),
+            model_name="deployment",
+            name="shadow_percent",
+            field=models.PositiveSmallIntegerField(
+                blank=True, help_text="Share of the fleet (by serial hash) running a shadow model", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='gatedecision',
-            name='shadow',
-            field=models.JSONField(blank=True, default=dict, help_text='Shadow evidence: field numbers beside the live model'),
+            model_name="gatedecision",
+            name="shadow",
+            field=models.JSONField(
+                blank=True, default=dict, help_text="Shadow evidence: field numbers beside the live model"
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_max_detection_rate_drop',
-            field=models.FloatField(default=0.05, help_text="The shadow model's detection rate may be at most this below the live model's."),
+            model_name="promotionpolicy",
+            name="shadow_max_detection_rate_drop",
+            field=models.FloatField(
+                default=0.05, help_text="The shadow model's detection rate may be at most this below the live model's."
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_max_field_f1_drop',
-            field=models.FloatField(default=0.0, help_text="On labelled disagreement frames, the shadow model's F1 may be at most this below."),
+            model_name="promotionpolicy",
+            name="shadow_max_field_f1_drop",
+            field=models.FloatField(
+                default=0.0,
+                help_text="On labelled disagreement frames, the shadow model's F1 may be at most this below.",
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_max_latency_increase',
-            field=models.FloatField(default=0.5, help_text="The shadow model's mean latency may exceed the live model's by at most this fraction."),
+            model_name="promotionpolicy",
+            name="shadow_max_latency_increase",
+            field=models.FloatField(
+                default=0.5,
+                help_text="The shadow model's mean latency may exceed the live model's by at most this fraction.",
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_min_agreement',
-            field=models.FloatField(default=0.0, help_text="Share of shadow frames on which both models' boxes match (IoU 0.5) at least this."),
+            model_name="promotionpolicy",
+            name="shadow_min_agreement",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Share of shadow frames on which both models' boxes match (IoU 0.5) at least this.",
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_min_frames',
-            field=models.PositiveIntegerField(default=0, help_text='Shadow frames required before promotion to production (0: shadow evidence not required).'),
+            model_name="promotionpolicy",
+            name="shadow_min_frames",
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text="Shadow frames required before promotion to production (0: shadow evidence not required).",
+            ),
         ),
         migrations.AddField(
-            model_name='promotionpolicy',
-            name='shadow_min_labelled',
-            field=models.PositiveIntegerField(default=3, help_text='Labelled disagreement frames needed before their field precision/recall are gated.'),
+            model_name="promotionpolicy",
+            name="shadow_min_labelled",
+            field=models.PositiveIntegerField(
+                default=3,
+                help_text="Labelled disagreement frames needed before their field precision/recall are gated.",
+            ),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='live_box_count',
+            model_name="telemetryrecord",
+            name="live_box_count",
             field=models.PositiveIntegerField(help_text="The live model's valid boxes (shadow frames)", null=True),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_detection_count',
+            model_name="telemetryrecord",
+            name="shadow_detection_count",
             field=models.PositiveIntegerField(null=True),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_detections',
+            model_name="telemetryrecord",
+            name="shadow_detections",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_latency_ms',
+            model_name="telemetryrecord",
+            name="shadow_latency_ms",
             field=models.FloatField(null=True),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_matched',
-            field=models.PositiveIntegerField(help_text='Boxes of the two models matched at IoU 0.5', null=True),
+            model_name="telemetryrecord",
+            name="shadow_matched",
+            field=models.PositiveIntegerField(help_text="Boxes of the two models matched at IoU 0.5", null=True),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_model',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.modelversion'),
+            model_name="telemetryrecord",
+            name="shadow_model",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="training.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='telemetryrecord',
-            name='shadow_top_confidence',
+            model_name="telemetryrecord",
+            name="shadow_top_confidence",
             field=models.FloatField(null=True),
         ),
         migrations.AlterField(
-            model_name='deployment',
-            name='channel',
-            field=models.CharField(choices=[('production', 'Production'), ('canary', 'Canary'), ('shadow', 'Shadow')], max_length=16),
+            model_name="deployment",
+            name="channel",
+            field=models.CharField(
+                choices=[("production", "Production"), ("canary", "Canary"), ("shadow", "Shadow")], max_length=16
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deployment',
-            constraint=models.CheckConstraint(condition=models.Q(('shadow_percent__isnull', True), models.Q(('shadow_percent__gte', 1), ('shadow_percent__lte', 100)), _connector='OR'), name='deployment_shadow_percent_range'),
+            model_name="deployment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("shadow_percent__isnull", True),
+                    models.Q(("shadow_percent__gte", 1), ("shadow_percent__lte", 100)),
+                    _connector="OR",
+                ),
+                name="deployment_shadow_percent_range",
+            ),
         ),
         migrations.AddField(
-            model_name='shadowskip',
-            name='dataset',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='datasets.dataset'),
+            model_name="shadowskip",
+            name="dataset",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="datasets.dataset"
+            ),
         ),
         migrations.AddField(
-            model_name='shadowskip',
-            name='model',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.modelversion'),
+            model_name="shadowskip",
+            name="model",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="training.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='shadowskip',
-            name='robot',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='deployments.robot'),
+            model_name="shadowskip",
+            name="robot",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="deployments.robot"
+            ),
         ),
         migrations.AddField(
-            model_name='shadowskip',
-            name='shadow_model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='training.modelversion'),
+            model_name="shadowskip",
+            name="shadow_model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="training.modelversion"
+            ),
         ),
     ]

@@ -5,47 +5,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0005_image_source_shadow_disagreement'),
-        ('deployments', '0004_shadow'),
-        ('monitoring', '0004_performance_schedule'),
-        ('training', '0004_base_models'),
+        ("datasets", "0005_image_source_shadow_disagreement"),
+        ("deployments", "0004_shadow"),
+        ("monitoring", "0004_performance_schedule"),
+        ("training", "0004_base_models"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ShadowHourly',
+            name="ShadowHourly",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slice', models.CharField(blank=True, help_text='Empty: all frames; else e.g. "lighting:dark"', max_length=32)),
-                ('hour', models.DateTimeField(help_text='Start of the UTC hour')),
-                ('key', models.CharField(editable=False, max_length=128, unique=True)),
-                ('frames', models.PositiveIntegerField(default=0)),
-                ('agree_frames', models.PositiveIntegerField(default=0, help_text='Frames on which every box of both models matched')),
-                ('matched_boxes', models.PositiveIntegerField(default=0)),
-                ('live_boxes', models.PositiveIntegerField(default=0)),
-                ('shadow_boxes', models.PositiveIntegerField(default=0)),
-                ('live_frames_with_detection', models.PositiveIntegerField(default=0)),
-                ('shadow_frames_with_detection', models.PositiveIntegerField(default=0)),
-                ('live_confidence_count', models.PositiveIntegerField(default=0)),
-                ('live_confidence_sum', models.FloatField(default=0.0)),
-                ('shadow_confidence_count', models.PositiveIntegerField(default=0)),
-                ('shadow_confidence_sum', models.FloatField(default=0.0)),
-                ('live_latency_count', models.PositiveIntegerField(default=0)),
-                ('live_latency_sum_ms', models.FloatField(default=0.0)),
-                ('shadow_latency_count', models.PositiveIntegerField(default=0)),
-                ('shadow_latency_sum_ms', models.FloatField(default=0.0)),
-                ('skipped', models.PositiveIntegerField(default=0, help_text='Frames the shadow model skipped (latency budget)')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='datasets.dataset')),
-                ('model', models.ForeignKey(blank=True, help_text='Live', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='training.modelversion')),
-                ('robot', models.ForeignKey(blank=True, help_text='Empty: fleet', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='deployments.robot')),
-                ('shadow_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='training.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "slice",
+                    models.CharField(
+                        blank=True, help_text='Empty: all frames; else e.g. "lighting:dark"', max_length=32
+                    ),
+                ),
+                ("hour", models.DateTimeField(help_text="Start of the UTC hour")),
+                ("key", models.CharField(editable=False, max_length=128, unique=True)),
+                ("frames", models.PositiveIntegerField(default=0)),
+                (
+                    "agree_frames",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Frames on which every box of both models matched"
+                    ),
+                ),
+                ("matched_boxes", models.PositiveIntegerField(default=0)),
+                ("live_boxes", models.PositiveIntegerField(default=0)),
+                ("shadow_boxes", models.PositiveIntegerField(default=0)),
+                ("live_frames_with_detection", models.PositiveIntegerField(default=0)),
+                ("shadow_frames_with_detection", models.PositiveIntegerField(default=0)),
+                ("live_confidence_count", models.PositiveIntegerField(default=0)),
+                ("live_confidence_sum", models.FloatField(default=0.0)),
+                ("shadow_confidence_count", models.PositiveIntegerField(default=0)),
+                ("shadow_confidence_sum", models.FloatField(default=0.0)),
+                ("live_latency_count", models.PositiveIntegerField(default=0)),
+                ("live_latency_sum_ms", models.FloatField(default=0.0)),
+                ("shadow_latency_count", models.PositiveIntegerField(default=0)),
+                ("shadow_latency_sum_ms", models.FloatField(default=0.0)),
+                (
+                    "skipped",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Frames the shadow model skipped (latency budget)"
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="datasets.dataset"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Live",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="training.modelversion",
+                    ),
+                ),
+                (
+                    "robot",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: fleet",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="deployments.robot",
+                    ),
+                ),
+                (
+                    "shadow_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="training.modelversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', 'hour'],
-                'indexes': [models.Index(fields=['shadow_model', 'hour'], name='monitoring__shadow__b47e03_idx')],
+                "ordering": ["dataset", "hour"],
+                "indexes": [models.Index(fields=["shadow_model", "hour"], name="monitoring__shadow__b47e03_idx")],
             },
         ),
     ]
