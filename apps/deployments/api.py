@@ -13,6 +13,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.datasets.selectors import dataset_by_slug
 from apps.deployments import robotstate, selectors, services
 from apps.deployments.authentication import RobotThrottle
 from apps.deployments.serializers import (
@@ -109,7 +110,8 @@ class RobotModelView(APIView):
             )
         current = robotstate.dataset_state(slug)
         if current is None:
-            raise NotFound("No such dataset.", code="dataset_not_found")
+            dataset_by_slug(slug)  # a missing dataset is the API's one 404; one created a moment ago has nothing live
+            raise NotFound(f"Nothing is deployed for {slug}.", code="no_deployment")
         _touch(request)
         user = request.user
         choice = robotstate.robot_choice(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
@@ -217,7 +219,7 @@ class TelemetryView(APIView):
     def post(self, request):
         data = TelemetryInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_by_slug(data.validated_data["dataset"])
+        dataset = dataset_by_slug(data.validated_data["dataset"])
         accepted = services.telemetry_ingest(
             robot_id=request.user.id,
             dataset=dataset,
@@ -245,7 +247,7 @@ class ModelListView(generics.ListAPIView):
 
     def get_queryset(self):
         slug = self.request.query_params.get("dataset")
-        dataset = services.dataset_by_slug(slug) if slug else None
+        dataset = dataset_by_slug(slug) if slug else None
         return selectors.models_with_status(dataset).order_by("-id")
 
 
@@ -276,8 +278,7 @@ class ModelPromoteView(APIView):
         model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
         data = PromoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        before = services.Deployment.objects.filter(dataset=model.dataset, is_live=True).values_list("id", flat=True)
-        before = set(before)
+        live = selectors.live_deployment(dataset=model.dataset, channel=data.validated_data["channel"])
         deployment = services.model_promote(
             model=model,
             channel=data.validated_data["channel"],
@@ -285,7 +286,7 @@ class ModelPromoteView(APIView):
             reason=data.validated_data["reason"],
             canary_percent=data.validated_data.get("canary_percent"),
         )
-        changed = deployment.pk not in before
+        changed = live is None or live.pk != deployment.pk
         body = DeploymentOutput(deployment).data
         body["changed"] = changed
         return Response(body, status=status.HTTP_201_CREATED if changed else status.HTTP_200_OK)
@@ -298,7 +299,7 @@ class DatasetRollbackView(APIView):
 
     @extend_schema(request=RollbackInput, responses={201: DeploymentOutput})
     def post(self, request, slug: str):
-        dataset = services.dataset_by_slug(slug)
+        dataset = dataset_by_slug(slug)
         data = RollbackInput(data=request.data)
         data.is_valid(raise_exception=True)
         deployment = services.deployment_rollback(
@@ -318,5 +319,5 @@ class DatasetDeploymentsView(generics.ListAPIView):
     pagination_class = NewestFirst
 
     def get_queryset(self):
-        dataset = services.dataset_by_slug(self.kwargs["slug"])
+        dataset = dataset_by_slug(self.kwargs["slug"])
         return selectors.deployment_history(dataset)

@@ -1,9 +1,13 @@
 """Reads of the deployments app: models with their lifecycle status, histories, live deployments."""
 
-from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
+from datetime import datetime
 
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+
+from apps.datasets.models import VersionItem
 from apps.deployments import gate
-from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy, Robot
+from apps.deployments.models import Deployment, EnrollmentKey, Evaluation, GateDecision, PromotionPolicy, Robot
 from apps.training.models import ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "retired", "rejected")
@@ -108,3 +112,45 @@ def fleet() -> list[Robot]:
             F("last_seen_at").desc(nulls_last=True), "serial"
         )
     )
+
+
+def rollback_target(current: Deployment) -> Deployment | None:
+    """The entry whose model was live before ``current`` on the promotion stack (rollbacks pop, promotions push)."""
+    entry = current
+    seen = set()
+    while entry is not None and entry.action == Deployment.Action.ROLLBACK and entry.pk not in seen:
+        seen.add(entry.pk)
+        entry = entry.restores
+    if entry is None:
+        return None
+    return entry.previous
+
+
+def deployed_model_at(dataset, channel: str, when: datetime) -> ModelVersion | None:
+    """The model that was live on ``channel`` at time ``when`` (None if nothing was)."""
+    entry = (
+        Deployment.objects.filter(dataset=dataset, channel=channel, created_at__lte=when)
+        .exclude(action=Deployment.Action.END)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=when))
+        .select_related("model")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return entry.model if entry else None
+
+
+def training_images(model: ModelVersion) -> list[tuple[int, str, str]] | None:
+    """(id, sha256, phash) of the images the model was trained (and early-stopped) on; None when unknown."""
+    run = model.run
+    if run is None or run.dataset_version_id is None:
+        return None
+    return list(
+        VersionItem.objects.filter(version_id=run.dataset_version_id, split__in=["train", "val"]).values_list(
+            "image_id", "image__sha256", "image__phash"
+        )
+    )
+
+
+def enrollment_enabled() -> bool:
+    """Whether robots may enrol themselves: a key in the environment or an active admin-set key."""
+    return bool(settings.ROBOT_ENROLLMENT_KEY) or EnrollmentKey.objects.filter(is_active=True).exists()

@@ -9,20 +9,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.datasets.models import Dataset
+from apps.datasets.selectors import dataset_by_slug
 from apps.deployments.models import Robot
 from apps.monitoring import selectors, services
 from apps.monitoring.models import Alert
 from apps.monitoring.serializers import AlertOutput, FieldMetricsQuery
 from vectormlops.errors import NotFound
 from vectormlops.permissions import IsMLEngineer
-
-
-def _dataset(slug: str) -> Dataset:
-    dataset = Dataset.objects.filter(slug=slug).first()
-    if dataset is None:
-        raise NotFound(f"No dataset {slug!r}.", code="dataset_not_found")
-    return dataset
 
 
 class AlertAcknowledgeApi(APIView):
@@ -46,7 +39,7 @@ class DatasetAlertsApi(APIView):
 
     @extend_schema(responses=inline_serializer("DatasetAlertsOutput", {"results": AlertOutput(many=True)}))
     def get(self, request, slug: str):
-        alerts = selectors.dataset_alerts(dataset=_dataset(slug))
+        alerts = selectors.dataset_alerts(dataset=dataset_by_slug(slug))
         return Response({"results": AlertOutput(alerts, many=True).data})
 
 
@@ -64,7 +57,7 @@ class FieldMetricsApi(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request, slug: str):
-        dataset = _dataset(slug)
+        dataset = dataset_by_slug(slug)
         query = FieldMetricsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         robot = None

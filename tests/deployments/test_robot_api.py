@@ -253,7 +253,7 @@ def test_a_nonexistent_dataset_is_a_404_and_creates_nothing(robot_client, live_v
     client = robot_client(token)
     for slug in ("nope", "x" * 300, "../../etc"):
         response = client.get(POLL, {"dataset": slug})
-        assert response.status_code == 404 and response.json()["error"]["code"] == "dataset_not_found"
+        assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_dataset"
     # A NUL is refused before any view (vectormlops.inputs): PostgreSQL could not even compare it.
     response = client.get(POLL, {"dataset": "vector\x00"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_characters"

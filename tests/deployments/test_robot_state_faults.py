@@ -192,11 +192,13 @@ def world(fleet):
 
 
 def poll(url: str, token: str, slug: str) -> tuple[int, int | None]:
-    """(status, model id) of one poll; anything but 200, 401 or 404 (a dataset not yet known) fails the test."""
+    """(status, model id) of one poll; anything but 200, 401 or 404 (a dataset this process does not know yet:
+    unknown, or nothing live) fails the test."""
     response = httpx.get(f"{url}{POLL}", params={"dataset": slug}, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code in (200, 401, 404), (response.status_code, response.text[:300])
     body = response.json()  # never an HTML page
-    assert response.status_code == 200 or body["error"]["code"] in ("authentication_failed", "dataset_not_found")
+    not_yet = ("authentication_failed", "unknown_dataset", "no_deployment")
+    assert response.status_code == 200 or body["error"]["code"] in not_yet
     return response.status_code, body.get("model_id") if response.status_code == 200 else None
 
 

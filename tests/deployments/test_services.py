@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.utils import timezone
 
-from apps.deployments import services
+from apps.deployments import selectors, services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from tests.builders import dataset_row, make_model
 from vectormlops.errors import Conflict, Forbidden, PayloadTooLarge, ValidationFailed
@@ -86,9 +86,9 @@ def test_history_answers_what_was_in_production_at_time_t(dataset):
         created_at=before + timedelta(hours=1), ended_at=before + timedelta(hours=2)
     )
     Deployment.objects.filter(pk=d2.pk).update(created_at=before + timedelta(hours=2))
-    assert services.deployed_model_at(dataset, "production", before) is None
-    assert services.deployed_model_at(dataset, "production", before + timedelta(minutes=90)) == v1
-    assert services.deployed_model_at(dataset, "production", before + timedelta(hours=3)) == v2
+    assert selectors.deployed_model_at(dataset, "production", before) is None
+    assert selectors.deployed_model_at(dataset, "production", before + timedelta(minutes=90)) == v1
+    assert selectors.deployed_model_at(dataset, "production", before + timedelta(hours=3)) == v2
 
 
 def test_canary_needs_a_production_and_ends_by_promotion_or_drop(dataset):

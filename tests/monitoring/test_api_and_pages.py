@@ -103,7 +103,7 @@ def test_field_metrics_errors_and_permissions(monitored, api_as, annotator, ml_e
     assert api_as(None).get(url).status_code == 401
     assert api_as(annotator).get(url).status_code == 403
     missing = api_as(ml_engineer).get("/api/v1/datasets/nope/field-metrics")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "dataset_not_found"
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_dataset"
     assert api_as(ml_engineer).get(url + "?hours=0").status_code == 400
 
 

@@ -1,0 +1,171 @@
+"""Evaluation and the promotion gate: a candidate is evaluated beside the production model on the same test set,
+the dataset's policy decides, and a passing candidate is promoted when the policy says so."""
+
+import logging
+
+from django.db import IntegrityError, transaction
+
+from apps.datasets.models import Dataset
+from apps.deployments import selectors
+from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy
+from apps.deployments.services.promotion import model_promote
+from apps.training.models import ModelVersion
+from vectormlops.errors import ValidationFailed
+from vectormlops.events import broadcast
+
+log = logging.getLogger(__name__)
+
+
+def policy_for(dataset: Dataset) -> PromotionPolicy:
+    """The dataset's promotion policy (created with the defaults on first use)."""
+    policy, _ = PromotionPolicy.objects.get_or_create(dataset=dataset)
+    return policy
+
+
+def _queue_suspect_labels(dataset: Dataset, model: ModelVersion) -> None:
+    """After an evaluation, hand labeling plain data so it can rank the approved labels this model doubts most."""
+    try:
+        from apps.labeling.tasks import suspect_labels_task
+    except ImportError:
+        return
+    artifact = model.artifacts.filter(format="pt").first() or model.artifacts.filter(format="onnx").first()
+    if artifact is None:
+        return
+    dataset_id, model_id, path = dataset.pk, model.pk, artifact.storage_path
+
+    def _send():
+        try:
+            suspect_labels_task.delay(dataset_id, model_id, path)
+        except Exception:  # noqa: BLE001 - a broker hiccup must not fail the evaluation
+            log.warning("could not queue suspect labels for model %s", model_id, exc_info=True)
+
+    transaction.on_commit(_send)
+
+
+def model_evaluate(*, model: ModelVersion, items=None) -> Evaluation:
+    """Evaluate ``model`` on its dataset's current test split (a stored evaluation of the same test set is reused).
+
+    Runs ultralytics for a while: call it outside any transaction (a Celery task)."""
+    from apps.deployments import evaluation as ev
+
+    dataset = model.dataset
+    classes = list(dataset.classes)
+    if list(model.classes) != classes:
+        raise ValidationFailed(
+            f"Model {model.pk} was trained on classes {model.classes}, the dataset now has {classes}.",
+            code="classes_differ",
+        )
+    items = ev.current_test_set(dataset) if items is None else items
+    if not items:
+        raise ValidationFailed("The dataset has no approved test images to evaluate on.", code="empty_test_set")
+    sha = ev.test_set_sha256(items, classes)
+    existing = Evaluation.objects.filter(model=model, test_set_sha256=sha).first()
+    if existing is not None:
+        return existing
+    metrics, stats, seconds = ev.evaluate_model(model, items, classes)
+    stats_path = ev.save_stats(model.pk, sha, stats)
+    _queue_suspect_labels(dataset, model)
+    try:
+        with transaction.atomic():
+            return Evaluation.objects.create(
+                model=model,
+                dataset=dataset,
+                test_set_sha256=sha,
+                image_count=len(items),
+                metrics=metrics,
+                stats_path=stats_path,
+                seconds=seconds,
+            )
+    except IntegrityError:  # evaluated concurrently by another worker: theirs is as good as ours
+        return Evaluation.objects.get(model=model, test_set_sha256=sha)
+
+
+def model_gate(*, model: ModelVersion) -> GateDecision:
+    """Evaluate the candidate and the current production model on the same test set and apply the policy."""
+    from apps.deployments import evaluation as ev
+    from apps.deployments import gate
+
+    dataset = model.dataset
+    policy = policy_for(dataset)
+    rules = gate.Policy.of(policy)
+    items = ev.current_test_set(dataset)
+    classes = list(dataset.classes)
+    production = selectors.production_model(dataset)
+    if production == model:
+        production = None
+
+    training = selectors.training_images(model)
+    duplicates = {
+        "checked": training is not None,
+        "max_distance": policy.near_duplicate_distance,
+        "pairs": ev.near_duplicates(training or [], items, policy.near_duplicate_distance),
+    }
+    if training is None:
+        duplicates["note"] = "The model's training data is unknown (no training run with a dataset version)."
+
+    reasons_extra: list[str] = []
+    cand_eval = prod_eval = None
+    try:
+        cand_eval = model_evaluate(model=model, items=items)
+    except ValidationFailed as exc:
+        return GateDecision.objects.create(
+            candidate=model,
+            production=production,
+            passed=False,
+            reasons=[f"The candidate could not be evaluated: {exc.message}"],
+            near_duplicates=duplicates,
+            policy=rules.as_dict(),
+        )
+    prod_metrics = None
+    if production is not None:
+        try:
+            prod_eval = model_evaluate(model=production, items=items)
+            prod_metrics = prod_eval.metrics
+        except ValidationFailed as exc:
+            reasons_extra.append(f"The production model could not be evaluated on this test set: {exc.message}")
+    decision = gate.decide(candidate=cand_eval.metrics, production=prod_metrics, test_images=len(items), policy=rules)
+    passed = decision.passed and not reasons_extra
+    reasons = decision.reasons + reasons_extra
+    if duplicates["pairs"]:
+        reasons.append(
+            f"Leakage warning: {len(duplicates['pairs'])} test image(s) have a near-duplicate in the training data."
+        )
+    ci = []
+    if prod_eval is not None:
+        cand_stats, prod_stats = ev.load_stats(cand_eval.stats_path), ev.load_stats(prod_eval.stats_path)
+        if cand_stats is not None and prod_stats is not None:
+            ci = ev.bootstrap_map_diff(cand_stats, prod_stats, classes)
+    with transaction.atomic():
+        row = GateDecision.objects.create(
+            candidate=model,
+            production=production,
+            candidate_evaluation=cand_eval,
+            production_evaluation=prod_eval,
+            test_set_sha256=cand_eval.test_set_sha256,
+            passed=passed,
+            reasons=reasons,
+            comparison=decision.comparison,
+            map_diff=decision.map_diff,
+            map_diff_ci=ci,
+            near_duplicates=duplicates,
+            policy=rules.as_dict(),
+        )
+        broadcast(
+            f"deployments.{dataset.slug}",
+            "gate",
+            {"model_id": model.pk, "version": model.number, "passed": passed, "reasons": reasons},
+        )
+    return row
+
+
+def model_evaluate_and_gate(*, model: ModelVersion) -> GateDecision:
+    """After training: gate the candidate and, when the dataset's policy says so, promote a passing one."""
+    decision = model_gate(model=model)
+    if decision.passed and policy_for(model.dataset).auto_promote:
+        model_promote(
+            model=model,
+            channel=Deployment.Channel.PRODUCTION,
+            reason="Automatic promotion: the candidate passed the gate. " + " ".join(decision.reasons),
+            gate_decision=decision,
+        )
+    return decision

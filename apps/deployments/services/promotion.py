@@ -1,0 +1,227 @@
+"""Which model robots run: promotion, rollback, canaries and pins.
+
+Locks that span rows are taken in one fixed order: the Dataset row first, then the live Deployment rows of that
+dataset (by id). Two people promoting at once therefore queue on the dataset row instead of both seeing "no live
+production" and writing two (the partial unique constraint would reject the second anyway)."""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.datasets.models import Dataset
+from apps.deployments import robotstate
+from apps.deployments.models import Deployment, GateDecision, Robot
+from apps.deployments.selectors import rollback_target
+from apps.training.models import ModelVersion
+from vectormlops.errors import Conflict, ValidationFailed
+from vectormlops.events import broadcast
+
+log = logging.getLogger(__name__)
+
+Channel = Deployment.Channel
+Action = Deployment.Action
+
+
+def _lock_dataset(dataset_id: int) -> tuple[Dataset, dict[str, Deployment]]:
+    """Lock the dataset row, then its live deployments (fixed order); return them by channel."""
+    dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
+    live = list(Deployment.objects.select_for_update().filter(dataset_id=dataset_id, is_live=True).order_by("id"))
+    return dataset, {d.channel: d for d in live}
+
+
+def _end(deployment: Deployment, now: datetime) -> None:
+    deployment.is_live = False
+    deployment.ended_at = now
+    deployment.save(update_fields=["is_live", "ended_at"])
+
+
+def _person(user):
+    """The user to record as the author of a change: a signed-in person, never a robot or anonymous."""
+    return user if getattr(user, "is_authenticated", False) and not getattr(user, "is_robot", False) else None
+
+
+def _canary_close(canary: Deployment, *, dataset: Dataset, reason: str, user, now: datetime) -> Deployment:
+    """End the live canary and record it in the history (an END entry); robots fall back to production."""
+    _end(canary, now)
+    ended = Deployment.objects.create(
+        dataset=dataset,
+        channel=Channel.CANARY,
+        action=Action.END,
+        model=canary.model,
+        previous=canary,
+        canary_percent=canary.canary_percent,
+        reason=reason,
+        created_by=_person(user),
+        is_live=False,
+        ended_at=now,
+    )
+    _changed(dataset, ended)
+    return ended
+
+
+def _deployment_event(deployment: Deployment) -> dict:
+    return {
+        "id": deployment.pk,
+        "channel": deployment.channel,
+        "action": deployment.action,
+        "model_id": deployment.model_id,
+        "version": deployment.model.number if deployment.model_id else None,
+        "canary_percent": deployment.canary_percent,
+        "reason": deployment.reason,
+        "at": deployment.created_at.isoformat() if deployment.created_at else None,
+    }
+
+
+def _changed(dataset: Dataset, deployment: Deployment) -> None:
+    """Grow the generation robots' answers are checked against, and tell the browsers following this dataset."""
+    robotstate.dataset_changed(dataset.pk)
+    broadcast(f"deployments.{dataset.slug}", deployment.action, _deployment_event(deployment))
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    return reason
+
+
+def _queue_prelabel(dataset: Dataset, model: ModelVersion) -> None:
+    """Hand labeling plain data so it can pre-label with the new production model (labeling may not exist yet)."""
+    try:
+        from apps.labeling.tasks import prelabel_dataset_task
+    except ImportError:
+        return
+    artifact = model.artifacts.filter(format="pt").first() or model.artifacts.filter(format="onnx").first()
+    if artifact is None:
+        return
+    dataset_id, model_id, path = dataset.pk, model.pk, artifact.storage_path
+
+    def _send():
+        try:
+            prelabel_dataset_task.delay(dataset_id, model_id, path)
+        except Exception:  # noqa: BLE001 - pre-labelling is a convenience; a broker hiccup must not fail promotion
+            log.warning("could not queue pre-labelling for model %s", model_id, exc_info=True)
+
+    transaction.on_commit(_send)
+
+
+@transaction.atomic
+def model_promote(
+    *,
+    model: ModelVersion,
+    channel: str,
+    user=None,
+    reason: str,
+    canary_percent: int | None = None,
+    gate_decision: GateDecision | None = None,
+) -> Deployment:
+    """Put ``model`` live on ``channel`` of its dataset; returns the live deployment (unchanged if already live)."""
+    reason = _check_reason(reason)
+    if channel not in Channel.values:
+        raise ValidationFailed(f"Unknown channel {channel!r}.", code="bad_channel")
+    if channel == Channel.CANARY:
+        if canary_percent is None or not 1 <= int(canary_percent) <= 100:
+            raise ValidationFailed("A canary needs canary_percent between 1 and 100.", code="bad_canary_percent")
+        canary_percent = int(canary_percent)
+    else:
+        canary_percent = None
+    if not model.artifacts.exists():
+        raise ValidationFailed("This model has no artifacts to deploy.", code="no_artifacts")
+    dataset, live = _lock_dataset(model.dataset_id)
+    current = live.get(channel)
+    if current is not None and current.model_id == model.pk and current.canary_percent == canary_percent:
+        return current  # promoting the model already live there changes nothing
+    production = live.get(Channel.PRODUCTION)
+    if channel == Channel.CANARY and (production is None or production.model_id == model.pk):
+        raise ValidationFailed(
+            "A canary runs beside a different production model; promote to production first.", code="no_production"
+        )
+    if gate_decision is None:
+        gate_decision = GateDecision.objects.filter(candidate=model).order_by("-created_at", "-id").first()
+    now = timezone.now()
+    if current is not None:
+        _end(current, now)
+    deployment = Deployment(
+        dataset=dataset,
+        channel=channel,
+        action=Action.PROMOTE,
+        model=model,
+        previous=current,
+        canary_percent=canary_percent,
+        reason=reason,
+        created_by=_person(user),
+        gate_decision=gate_decision,
+        gate_passed=gate_decision.passed if gate_decision else None,
+    )
+    deployment.full_clean(exclude=["previous", "restores", "gate_decision", "created_by", "model", "dataset"])
+    deployment.save()
+    if channel == Channel.PRODUCTION:
+        canary = live.get(Channel.CANARY)
+        if canary is not None and canary.model_id == model.pk:
+            # The canary graduated: its channel empties.
+            _canary_close(canary, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
+        _queue_prelabel(dataset, model)
+    _changed(dataset, deployment)
+    return deployment
+
+
+@transaction.atomic
+def deployment_rollback(*, dataset: Dataset, channel: str = Channel.PRODUCTION, user=None, reason: str) -> Deployment:
+    """Re-deploy the model that was live before the current one; repeatable (v7 → v6 → v5)."""
+    reason = _check_reason(reason)
+    if channel not in Channel.values:
+        raise ValidationFailed(f"Unknown channel {channel!r}.", code="bad_channel")
+    dataset, live = _lock_dataset(dataset.pk)
+    current = live.get(channel)
+    if current is None:
+        raise Conflict(f"Nothing is live on {channel}; there is nothing to roll back.", code="nothing_live")
+    target = rollback_target(current)
+    if target is None or target.model_id is None:
+        raise Conflict("There is no earlier model to roll back to.", code="no_previous_deployment")
+    now = timezone.now()
+    _end(current, now)
+    deployment = Deployment.objects.create(
+        dataset=dataset,
+        channel=channel,
+        action=Action.ROLLBACK,
+        model_id=target.model_id,
+        previous=current,
+        restores=target,
+        canary_percent=target.canary_percent if channel == Channel.CANARY else None,
+        reason=reason,
+        created_by=_person(user),
+    )
+    if channel == Channel.PRODUCTION:
+        _queue_prelabel(dataset, deployment.model)
+    _changed(dataset, deployment)
+    return deployment
+
+
+@transaction.atomic
+def canary_end(*, dataset: Dataset, promote: bool, user=None, reason: str) -> Deployment:
+    """End the live canary: promote its model to production, or drop it (robots fall back to production)."""
+    reason = _check_reason(reason)
+    dataset, live = _lock_dataset(dataset.pk)
+    canary = live.get(Channel.CANARY)
+    if canary is None:
+        raise Conflict("No canary is live for this dataset.", code="no_canary")
+    if promote:
+        model_promote(model=canary.model, channel=Channel.PRODUCTION, user=user, reason=reason)
+        return Deployment.objects.filter(dataset=dataset, channel=Channel.CANARY).order_by("-id").first()
+    return _canary_close(canary, dataset=dataset, reason=reason, user=user, now=timezone.now())
+
+
+@transaction.atomic
+def robot_pin(*, robot: Robot, model: ModelVersion | None, user=None) -> Robot:
+    """Pin a robot to a model (it gets that model whatever the channels say), or unpin it with ``model=None``."""
+    robot = Robot.objects.select_for_update().get(pk=robot.pk)
+    if model is not None and not model.artifacts.exists():
+        raise ValidationFailed("This model has no artifacts to deploy.", code="no_artifacts")
+    robot.pinned_model = model
+    robot.pinned_at = timezone.now() if model else None
+    robot.save(update_fields=["pinned_model", "pinned_at"])  # robots' generation grows (receivers.robot_changed)
+    if model is not None:
+        broadcast(f"deployments.{model.dataset.slug}", "pin", {"robot": robot.serial, "model_id": model.pk})
+    return robot

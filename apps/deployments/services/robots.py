@@ -1,0 +1,102 @@
+"""Robots: registration, enrolment with a shared key, enrolment keys, renaming and revocation."""
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.deployments.models import EnrollmentKey, Robot
+from apps.deployments.robotstate import token_hash
+from apps.deployments.selectors import enrollment_enabled
+from vectormlops.errors import Conflict, Forbidden, ValidationFailed
+
+MIN_ENROLLMENT_KEY_LENGTH = 24
+
+
+def _new_token() -> str:
+    return "vr_" + secrets.token_urlsafe(32)
+
+
+def _clean_serial(serial: str) -> str:
+    serial = (serial or "").strip()
+    if not serial or len(serial) > 64 or not all(c.isalnum() or c in "-_." for c in serial):
+        raise ValidationFailed("A serial is 1-64 letters, digits, '-', '_' or '.'.", code="bad_serial")
+    return serial
+
+
+@transaction.atomic
+def robot_register(*, serial: str, name: str = "") -> tuple[Robot, str]:
+    """Register a robot; returns it and its token (shown once: only the token's hash is stored)."""
+    serial = _clean_serial(serial)
+    if Robot.objects.filter(serial=serial).exists():
+        raise Conflict(f"A robot with serial {serial} is already registered.", code="serial_taken")
+    token = _new_token()
+    robot = Robot(serial=serial, name=(name or "").strip()[:100], token_hash=token_hash(token))
+    robot.full_clean()
+    try:
+        with transaction.atomic():
+            robot.save()
+    except IntegrityError as exc:  # a concurrent registration of the same serial
+        raise Conflict(f"A robot with serial {serial} is already registered.", code="serial_taken") from exc
+    return robot, token
+
+
+def _key_ok(key: str) -> bool:
+    if settings.ROBOT_ENROLLMENT_KEY and hmac.compare_digest(key.encode(), settings.ROBOT_ENROLLMENT_KEY.encode()):
+        return True
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return EnrollmentKey.objects.filter(key_hash=digest, is_active=True).exists()
+
+
+def robot_enroll(*, key: str, serial: str, name: str = "") -> tuple[Robot, str]:
+    """A robot enrols itself with the shared enrolment key; returns it and its token."""
+    if not enrollment_enabled():
+        raise Forbidden("Enrolment is off: no enrolment key is set.", code="enrollment_disabled")
+    if not key or not _key_ok(key):
+        raise Forbidden("Wrong enrolment key.", code="bad_enrollment_key")
+    return robot_register(serial=serial, name=name)
+
+
+@transaction.atomic
+def enrollment_key_create(*, key: str, note: str = "") -> EnrollmentKey:
+    """Store an admin-set enrolment key (its hash)."""
+    if len(key or "") < MIN_ENROLLMENT_KEY_LENGTH:
+        raise ValidationFailed(
+            f"An enrolment key needs at least {MIN_ENROLLMENT_KEY_LENGTH} characters.", code="weak_enrollment_key"
+        )
+    row = EnrollmentKey(key_hash=hashlib.sha256(key.encode()).hexdigest(), note=note)
+    row.full_clean()
+    row.save()
+    return row
+
+
+@transaction.atomic
+def robot_revoke(*, robot: Robot, user=None) -> Robot:
+    """Revoke a robot's token (every process refuses it within the staleness bound: receivers.robot_changed)."""
+    robot = Robot.objects.select_for_update().get(pk=robot.pk)
+    robot.is_active = False
+    robot.save(update_fields=["is_active"])
+    return robot
+
+
+@transaction.atomic
+def robot_rename(*, robot: Robot, name: str) -> Robot:
+    """Change the display name of a robot (its token and history stay)."""
+    robot = Robot.objects.select_for_update().get(pk=robot.pk)
+    robot.name = name
+    robot.full_clean()
+    robot.save(update_fields=["name"])
+    return robot
+
+
+@transaction.atomic
+def robot_rotate_token(*, robot: Robot) -> tuple[Robot, str]:
+    """Give a robot a new token (the old one stops working); returns the new token, shown once."""
+    robot = Robot.objects.select_for_update().get(pk=robot.pk)
+    token = _new_token()
+    robot.token_hash = token_hash(token)
+    robot.is_active = True
+    robot.save(update_fields=["token_hash", "is_active"])
+    return robot, token
