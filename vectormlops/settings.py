@@ -307,6 +307,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"robot": env.str("ROBOT_THROTTLE_RATE", default="600/min")},
+    # How many proxies (nginx: 1) stand in front and append to X-Forwarded-For: the per-address limits (unknown
+    # tokens, enrolment keys) count the address the first trusted proxy saw. 0: REMOTE_ADDR, the header ignored.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "VectorMLOps API",

@@ -159,6 +159,7 @@ def stack(tmp_path, settings, make_user):
             "SECURE_SSL_REDIRECT": "1",  # passes only if nginx's X-Forwarded-Proto reaches Django
             "SECURE_HSTS_SECONDS": "60",
             "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
+            "NUM_PROXIES": "1",  # nginx in front: per-address limits count the client address nginx saw
             "VECTORMLOPS_VAR_DIR": str(tmp_path / "var"),
             "AWS_STORAGE_BUCKET_NAME": BUCKET,
             "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
