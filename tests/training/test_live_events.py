@@ -1,7 +1,7 @@
 """The run page's live stream through a real web server (daphne) and a private Valkey: a socket idle for 30 s is not
 closed (the channel layer's Redis connections have no 5 s socket timeout, which closed it with 1011), the next event
 arrives; after the web server is killed and started again the page reconnects and re-syncs, so an epoch recorded
-while it was down is on the chart; the server logs no traceback."""
+while it was down is on the chart and the side table is current; the server logs no traceback."""
 
 import os
 import signal
@@ -81,6 +81,7 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
             web.wait(timeout=30)
             log.close()
             epoch(run, 3)
+            TrainingRun.objects.filter(pk=run.pk).update(worker_host="gpu-7", attempts=2)
             web, log = start_web(port, redis_url, log_path)
 
             # the page reconnects, fetches the run as it is now, and the missed epoch is on its chart and table
@@ -88,6 +89,8 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
             page.wait_for_function("window.runCharts.loss.data.labels.includes(3)", timeout=10_000)
             assert page.evaluate("window.runCharts.loss.data.labels") == [1, 2, 3]
             assert page.locator('#epoch-table tbody tr[data-epoch="3"]').count() == 1
+            assert page.text_content('[data-run-field="worker_host"]') == "gpu-7"  # the side table too
+            assert page.text_content('[data-run-field="attempts"]') == "2"
             epoch(run, 4)  # and live events flow again
             page.wait_for_function("window.runCharts.loss.data.labels.includes(4)", timeout=10_000)
             page.screenshot(path=str(tmp_path / "run-live.png"), full_page=True)

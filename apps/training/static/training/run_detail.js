@@ -54,6 +54,23 @@
     if (atBottom) logBox.scrollTop = logBox.scrollHeight;
   };
 
+  // The side table's live cells (started, heartbeat, attempts, worker ...) from the run as the API gives it.
+  const fetchRun = async () => {
+    const response = await fetch(`/api/v1/training-runs/${runId}`, { credentials: "same-origin" });
+    return response.ok ? response.json() : null;
+  };
+  const showRun = (run) => {
+    document.querySelectorAll("[data-run-field]").forEach((cell) => {
+      const value = run[cell.dataset.runField];
+      cell.textContent = value === null || value === undefined ? "" : String(value).replace("T", " ").slice(0, 19);
+    });
+  };
+  const showStatus = (data) => {
+    setStatus(data.status);
+    if (data.cancel_requested) document.getElementById("run-cancelling").classList.remove("d-none");
+    if (TERMINAL.includes(data.status)) setTimeout(() => location.reload(), 300);
+  };
+
   const onEvent = (event, data) => {
     if (event === "epoch") {
       VectorCurves.addEpoch(charts, data);
@@ -65,20 +82,19 @@
       if (data.log_tail) setLog(data.log_tail);
       setStatus("training");
     } else if (event === "status") {
-      setStatus(data.status);
-      if (data.cancel_requested) document.getElementById("run-cancelling").classList.remove("d-none");
-      if (TERMINAL.includes(data.status)) setTimeout(() => location.reload(), 300);
+      showStatus(data);
+      fetchRun().then((run) => run && showRun(run)); // a new attempt, worker or start time: rare, so fetched
     }
   };
   window.runEvents = onEvent; // for tests and debugging
   // After every (re)connect: the run as it is now (epochs missed while disconnected, its status), then live events.
   const resync = async () => {
-    const response = await fetch(`/api/v1/training-runs/${runId}`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const run = await response.json();
+    const run = await fetchRun();
+    if (!run) return;
     run.epoch_metrics.forEach((e) => onEvent("epoch", { ...e, epochs: run.epochs }));
     if (run.log_tail) setLog(run.log_tail);
-    onEvent("status", { status: run.status, cancel_requested: run.cancel_requested });
+    showRun(run);
+    showStatus({ status: run.status, cancel_requested: run.cancel_requested });
   };
   window.runResync = resync; // for tests and debugging
   if (active) VectorEvents.follow(`run.${runId}`, onEvent, { resync });
