@@ -12,6 +12,7 @@ ENTRIES = [
     ("Label", "labeling:home", ANNOTATOR),
     ("Review", "labeling:review_home", REVIEWER),
     ("Training runs", "training:run_list", ML_ENGINEER),
+    ("Retraining", "training:retraining", ML_ENGINEER),
     ("Models", "deployments:model_list", ML_ENGINEER),
     ("Deployments", "deployments:home", ML_ENGINEER),
     ("Monitoring", "monitoring:home", ML_ENGINEER),

@@ -54,3 +54,54 @@ class BaseModelForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"class": "form-control", "accept": ".pt"}),
     )
     note = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"class": "form-control"}))
+
+
+class RetrainPolicyForm(forms.Form):
+    """A dataset's retrain policy, as ML engineers edit it on the site (saved through retrain_policy_set)."""
+
+    enabled = forms.BooleanField(
+        required=False, initial=True, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
+    )
+    min_new_approved_images = forms.IntegerField(
+        min_value=1,
+        initial=50,
+        label="Retrain after this many new approved images",
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
+    max_model_age_days = forms.IntegerField(
+        min_value=1,
+        initial=7,
+        label="…or when the model and the last run are older than (days)",
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
+    epochs = forms.IntegerField(
+        min_value=1, max_value=1000, initial=30, widget=forms.NumberInput(attrs={"class": "form-control"})
+    )
+    imgsz = forms.IntegerField(
+        min_value=32,
+        max_value=2048,
+        initial=320,
+        label="Image size",
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
+    batch = forms.IntegerField(
+        min_value=1, max_value=512, initial=16, widget=forms.NumberInput(attrs={"class": "form-control"})
+    )
+    base = forms.CharField(
+        required=False,
+        max_length=255,
+        help_text="Blank: fine-tune the production model when one exists, else yolov8n.yaml",
+        widget=forms.TextInput(attrs={"class": "form-control"}),
+    )
+
+
+class RetrainScheduleForm(forms.Form):
+    """How often Celery beat looks for datasets due for retraining."""
+
+    every_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=7 * 24 * 60,
+        label="Check every (minutes)",
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
+    enabled = forms.BooleanField(required=False, widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))

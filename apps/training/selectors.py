@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from apps.datasets.models import Image
+from apps.datasets.models import Dataset, Image
 from apps.training import hooks
 from apps.training.models import RetrainPolicy, TrainingRun
 
@@ -110,3 +110,25 @@ def base_choices(dataset=None) -> list[dict]:
         if _ultralytics_config_exists(config):
             choices.append({"value": config, "label": f"{config} (from scratch)", "kind": "config"})
     return choices
+
+
+def retraining_overview(*, now: datetime | None = None) -> dict:
+    """The retraining page: how often beat looks (its PeriodicTask), and every dataset with its policy (or none) and
+    why it is due now."""
+    from django_celery_beat.models import PeriodicTask
+
+    from apps.training.services.schedule import RETRAIN_TASK_NAME
+
+    task = PeriodicTask.objects.select_related("interval").filter(name=RETRAIN_TASK_NAME).first()
+    policies = {p.dataset_id: p for p in RetrainPolicy.objects.select_related("dataset")}
+    rows = []
+    for dataset in Dataset.objects.order_by("slug"):
+        policy = policies.get(dataset.id)
+        rows.append(
+            {
+                "dataset": dataset,
+                "policy": policy,
+                "due": retrain_reasons(policy=policy, now=now) if policy and policy.enabled else [],
+            }
+        )
+    return {"task": task, "rows": rows}

@@ -10,4 +10,6 @@ urlpatterns = [
     path("training/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("training/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("training/base-models/", views.base_model_list, name="base_model_list"),
+    path("training/retraining/", views.retraining, name="retraining"),
+    path("training/retraining/<slug:slug>/", views.retrain_policy_edit, name="retrain_policy"),
 ]

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.training import hooks, selectors, services
-from apps.training.forms import BaseModelForm, TrainingRunForm
-from apps.training.models import BaseModel, TrainingRun
+from apps.training.forms import BaseModelForm, RetrainPolicyForm, RetrainScheduleForm, TrainingRunForm
+from apps.training.models import BaseModel, RetrainPolicy, TrainingRun
 from apps.training.serializers import EpochMetricOutput
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
@@ -178,3 +178,45 @@ def base_model_list(request):
             return redirect("training:base_model_list")
     bases = BaseModel.objects.select_related("uploaded_by").order_by("-created_at")
     return render(request, "training/base_models.html", {"form": form, "bases": bases})
+
+
+@role_required(ML_ENGINEER)
+@require_http_methods(["GET", "POST"])
+def retraining(request):
+    """The retraining schedule: how often beat looks for due datasets, and each dataset's policy (and whether it is
+    due now); ML engineers change them here, not only in the admin."""
+    overview = selectors.retraining_overview()
+    task = overview["task"]
+    initial = {
+        "every_minutes": task.interval.every if task and task.interval else 15,
+        "enabled": bool(task and task.enabled),
+    }
+    form = RetrainScheduleForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.retrain_schedule_set(**form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Retraining schedule saved.")
+            return redirect("training:retraining")
+    return render(request, "training/retraining.html", {**overview, "form": form})
+
+
+@role_required(ML_ENGINEER)
+@require_http_methods(["GET", "POST"])
+def retrain_policy_edit(request, slug: str):
+    """Create or change one dataset's retrain policy."""
+    dataset = get_object_or_404(Dataset, slug=slug)
+    policy = RetrainPolicy.objects.filter(dataset=dataset).first()
+    initial = {name: getattr(policy, name) for name in RetrainPolicyForm.base_fields} if policy else None
+    form = RetrainPolicyForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.retrain_policy_set(dataset=dataset, **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Retrain policy of {dataset.slug} saved.")
+            return redirect("training:retraining")
+    return render(request, "training/retrain_policy.html", {"dataset": dataset, "policy": policy, "form": form})

@@ -17,7 +17,7 @@ from apps.training.services.lifecycle import (
     training_runs_sweep,
 )
 from apps.training.services.registry import model_version_register
-from apps.training.services.schedule import retrain_due_datasets
+from apps.training.services.schedule import retrain_due_datasets, retrain_policy_set, retrain_schedule_set
 from apps.training.services.start import training_run_enqueue, training_run_start
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "epoch_metric_record",
     "model_version_register",
     "retrain_due_datasets",
+    "retrain_policy_set",
+    "retrain_schedule_set",
     "retrain_reasons",
     "run_folder",
     "training_folders_prune",
