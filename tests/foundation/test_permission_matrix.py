@@ -91,6 +91,8 @@ MATRIX = {
     "training/runs/<int:run_id>/cancel/": {"post": ENGINEER},
     "training/runs/compare/": {"get": ENGINEER},
     "training/base-models/": {"get": ENGINEER, "post": ENGINEER},
+    "training/retraining/": {"get": ENGINEER, "post": ENGINEER},
+    "training/retraining/<slug:slug>/": {"get": ENGINEER, "post": ENGINEER},
     "api/v1/training/bases": {"get": ENGINEER},
     "api/v1/training/base-models": {"get": ENGINEER, "post": ENGINEER},
     # deployments
