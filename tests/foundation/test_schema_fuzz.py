@@ -28,7 +28,7 @@ CHECKS = [
     response_headers_conformance,
 ]
 ROLES = ["admin", "ml_engineer", "annotator", "robot", "anonymous"]
-EXAMPLES_PER_OPERATION = 5
+EXAMPLES_PER_OPERATION = 4
 
 
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
