@@ -45,3 +45,33 @@ def install_image_page(fn: ImagePage | None) -> ImagePage | None:
 def image_page_for(dataset) -> str | None:
     """Where a grid image of ``dataset`` opens; None when no app installed a page (the image file opens)."""
     return _image_page(dataset) if _image_page is not None else None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a later app knows about one image, for the read-only image page: a titled table and boxes to draw."""
+
+    title: str
+    rows: list[tuple[str, str]]  # (label, text)
+    boxes: list[dict] | None = None  # [{"class_id", "box": [x, y, w, h], "confidence"?}] drawn as a toggleable layer
+    link: tuple[str, str] | None = None  # (label, url): where to act on the image (e.g. label it)
+
+
+ImageFactsProvider = Callable[[object, object], list[ImageFacts]]  # (image, user) -> facts
+
+_image_facts: dict[str, ImageFactsProvider] = {}
+
+
+def install_image_facts(name: str, fn: ImageFactsProvider | None) -> ImageFactsProvider | None:
+    """Install (or, with None, remove) what the app called ``name`` shows on the image page; returns the one it
+    replaces."""
+    previous = _image_facts.get(name)
+    if fn is None:
+        _image_facts.pop(name, None)
+    else:
+        _image_facts[name] = fn
+    return previous
+
+
+def image_facts_for(image, user) -> list[ImageFacts]:
+    return [fact for fn in _image_facts.values() for fact in fn(image, user)]

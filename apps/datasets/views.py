@@ -7,11 +7,12 @@ from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.datasets import selectors, services
 from apps.datasets.formats.writers import EXPORT_FORMATS
-from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
+from apps.datasets.models import Annotation, Dataset, DatasetVersion, Image, ImportJob
 from apps.datasets.panels import dataset_panels, image_page_for
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ANNOTATOR, ML_ENGINEER, has_role, role_required
@@ -84,6 +85,9 @@ def dataset_detail(request, slug):
     query = "&".join(f"{k}={v}" for k, v in params.items())
     is_engineer = has_role(request.user, ML_ENGINEER)
     versions = list(dataset.versions.order_by("-number")[:20])
+    boxes = dict(Annotation.objects.filter(image_id__in=[i.pk for i in page]).values_list("image_id", "boxes"))
+    for image in page:
+        image.grid_boxes = boxes.get(image.pk) or []  # drawn over the thumbnail when "Show boxes" is on
     context = {
         "dataset": dataset,
         "images": page,
@@ -100,7 +104,8 @@ def dataset_detail(request, slug):
         "import_jobs": list(dataset.import_jobs.all()[:5]) if is_engineer else [],
         "export_formats": EXPORT_FORMATS,
         "panels": dataset_panels(),
-        "image_page": image_page_for(dataset),
+        # Labelers open a grid image in the labeling page; ML engineers in the read-only image page.
+        "image_page": reverse("datasets:image_detail", args=[dataset.slug]) if is_engineer else image_page_for(dataset),
     }
     return render(request, "datasets/detail.html", context)
 

@@ -60,7 +60,7 @@ MATRIX = {
     "datasets/<slug:slug>/versions/freeze": {"post": ENGINEER},
     "datasets/<slug:slug>/overview": {"get": ANNOTATOR},
     "datasets/<slug:slug>/image": {"get": ANNOTATOR},
-    "datasets/<slug:slug>/versions/<int:old>/diff/<int:new>": {"get": ANNOTATOR},
+    "datasets/<slug:slug>/versions/<int:number>/diff": {"get": ANNOTATOR},
     "datasets/<slug:slug>/versions/<int:number>/export.<str:fmt>": {"get": ENGINEER},
     "datasets/<slug:slug>/import": {"post": ENGINEER},
     "datasets/<slug:slug>/imports/<int:job_id>/": {"get": ENGINEER},
