@@ -225,6 +225,7 @@ class TelemetryView(APIView):
             dataset=dataset,
             model_id=data.validated_data.get("model_id"),
             records=data.validated_data["records"],
+            shadow_skipped=data.validated_data.get("shadow_skipped"),
         )
         _touch(request)
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
@@ -285,6 +286,7 @@ class ModelPromoteView(APIView):
             user=request.user,
             reason=data.validated_data["reason"],
             canary_percent=data.validated_data.get("canary_percent"),
+            shadow_percent=data.validated_data.get("shadow_percent"),
         )
         changed = live is None or live.pk != deployment.pk
         body = DeploymentOutput(deployment).data

@@ -13,9 +13,12 @@ from apps.deployments.services.robots import (
     robot_revoke,
     robot_rotate_token,
 )
+from apps.deployments.services.shadow import shadow_end, shadow_start
 from apps.deployments.services.telemetry import MAX_TELEMETRY_RECORDS, telemetry_ingest
 
 __all__ = [
+    "shadow_end",
+    "shadow_start",
     "MAX_TELEMETRY_RECORDS",
     "MIN_ENROLLMENT_KEY_LENGTH",
     "canary_end",

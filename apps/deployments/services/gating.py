@@ -1,45 +1,24 @@
 """Evaluation and the promotion gate: a candidate is evaluated beside the production model on the same test set,
 the dataset's policy decides, and a passing candidate is promoted when the policy says so."""
 
-import logging
 
 from django.db import IntegrityError, transaction
 
 from apps.datasets.models import Dataset
-from apps.deployments import selectors
+from apps.deployments import selectors, shadow
 from apps.deployments.models import Deployment, Evaluation, GateDecision, PromotionPolicy
+from apps.deployments.services.handoff import model_handoff
 from apps.deployments.services.promotion import model_promote
+from apps.labeling.tasks import suspect_labels_task
 from apps.training.models import ModelVersion
 from vectormlops.errors import ValidationFailed
 from vectormlops.events import broadcast
-
-log = logging.getLogger(__name__)
 
 
 def policy_for(dataset: Dataset) -> PromotionPolicy:
     """The dataset's promotion policy (created with the defaults on first use)."""
     policy, _ = PromotionPolicy.objects.get_or_create(dataset=dataset)
     return policy
-
-
-def _queue_suspect_labels(dataset: Dataset, model: ModelVersion) -> None:
-    """After an evaluation, hand labeling plain data so it can rank the approved labels this model doubts most."""
-    try:
-        from apps.labeling.tasks import suspect_labels_task
-    except ImportError:
-        return
-    artifact = model.artifacts.filter(format="pt").first() or model.artifacts.filter(format="onnx").first()
-    if artifact is None:
-        return
-    dataset_id, model_id, path = dataset.pk, model.pk, artifact.storage_path
-
-    def _send():
-        try:
-            suspect_labels_task.delay(dataset_id, model_id, path)
-        except Exception:  # noqa: BLE001 - a broker hiccup must not fail the evaluation
-            log.warning("could not queue suspect labels for model %s", model_id, exc_info=True)
-
-    transaction.on_commit(_send)
 
 
 def model_evaluate(*, model: ModelVersion, items=None) -> Evaluation:
@@ -64,7 +43,7 @@ def model_evaluate(*, model: ModelVersion, items=None) -> Evaluation:
         return existing
     metrics, stats, seconds = ev.evaluate_model(model, items, classes)
     stats_path = ev.save_stats(model.pk, sha, stats)
-    _queue_suspect_labels(dataset, model)
+    model_handoff(suspect_labels_task, dataset=dataset, model=model)
     try:
         with transaction.atomic():
             return Evaluation.objects.create(
@@ -124,8 +103,12 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
         except ValidationFailed as exc:
             reasons_extra.append(f"The production model could not be evaluated on this test set: {exc.message}")
     decision = gate.decide(candidate=cand_eval.metrics, production=prod_metrics, test_images=len(items), policy=rules)
-    passed = decision.passed and not reasons_extra
-    reasons = decision.reasons + reasons_extra
+    # The shadow evidence (field numbers beside the live model) is listed beside the offline verdict.
+    shadow_passed, shadow_reasons, shadow_evidence = shadow.shadow_check(
+        model=model, live_model=production, policy=policy
+    )
+    passed = decision.passed and shadow_passed and not reasons_extra
+    reasons = decision.reasons + shadow_reasons + reasons_extra
     if duplicates["pairs"]:
         reasons.append(
             f"Leakage warning: {len(duplicates['pairs'])} test image(s) have a near-duplicate in the training data."
@@ -149,6 +132,7 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
             map_diff_ci=ci,
             near_duplicates=duplicates,
             policy=rules.as_dict(),
+            shadow=shadow_evidence,
         )
         broadcast(
             f"deployments.{dataset.slug}",
@@ -169,3 +153,29 @@ def model_evaluate_and_gate(*, model: ModelVersion) -> GateDecision:
             gate_decision=decision,
         )
     return decision
+
+
+GATE_REQUEST_TTL_S = 3600  # a queued gate computation is not queued again for this long (a lost one: after it)
+
+
+def _gate_request_key(model: ModelVersion) -> str:
+    return f"deployments:gate-requested:{model.pk}"
+
+
+def gate_request(*, model: ModelVersion) -> bool:
+    """Queue the computation of ``model``'s gate decision against the production model live now, unless one is
+    queued already (several open promote pages queue one). True when this call queued it."""
+    from django.core.cache import cache
+
+    from apps.deployments.tasks import model_gate_task
+
+    if not cache.add(_gate_request_key(model), 1, GATE_REQUEST_TTL_S):
+        return False
+    transaction.on_commit(lambda: model_gate_task.delay(model.pk))
+    return True
+
+
+def gate_request_done(*, model: ModelVersion) -> None:
+    from django.core.cache import cache
+
+    cache.delete(_gate_request_key(model))

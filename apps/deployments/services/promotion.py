@@ -4,7 +4,6 @@ Locks that span rows are taken in one fixed order: the Dataset row first, then t
 dataset (by id). Two people promoting at once therefore queue on the dataset row instead of both seeing "no live
 production" and writing two (the partial unique constraint would reject the second anyway)."""
 
-import logging
 from datetime import datetime
 
 from django.db import transaction
@@ -13,12 +12,12 @@ from django.utils import timezone
 from apps.datasets.models import Dataset
 from apps.deployments import robotstate
 from apps.deployments.models import Deployment, GateDecision, Robot
-from apps.deployments.selectors import rollback_target
+from apps.deployments.selectors import current_gate_decision, rollback_target
+from apps.deployments.services.handoff import model_handoff
+from apps.labeling.tasks import prelabel_dataset_task
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
-
-log = logging.getLogger(__name__)
 
 Channel = Deployment.Channel
 Action = Deployment.Action
@@ -87,26 +86,6 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-def _queue_prelabel(dataset: Dataset, model: ModelVersion) -> None:
-    """Hand labeling plain data so it can pre-label with the new production model (labeling may not exist yet)."""
-    try:
-        from apps.labeling.tasks import prelabel_dataset_task
-    except ImportError:
-        return
-    artifact = model.artifacts.filter(format="pt").first() or model.artifacts.filter(format="onnx").first()
-    if artifact is None:
-        return
-    dataset_id, model_id, path = dataset.pk, model.pk, artifact.storage_path
-
-    def _send():
-        try:
-            prelabel_dataset_task.delay(dataset_id, model_id, path)
-        except Exception:  # noqa: BLE001 - pre-labelling is a convenience; a broker hiccup must not fail promotion
-            log.warning("could not queue pre-labelling for model %s", model_id, exc_info=True)
-
-    transaction.on_commit(_send)
-
-
 @transaction.atomic
 def model_promote(
     *,
@@ -115,12 +94,22 @@ def model_promote(
     user=None,
     reason: str,
     canary_percent: int | None = None,
+    shadow_percent: int | None = None,
     gate_decision: GateDecision | None = None,
+    expected_production_id=...,
 ) -> Deployment:
-    """Put ``model`` live on ``channel`` of its dataset; returns the live deployment (unchanged if already live)."""
+    """Put ``model`` live on ``channel`` of its dataset; returns the live deployment (unchanged if already live).
+    ``expected_production_id``: the production model the person saw the comparison against (None: nothing was in
+    production); when another is live now, a 409 ``stale_comparison`` names it instead. The deployment records the
+    gate decision against the production model live now on the current test set (None when none was computed)."""
     reason = _check_reason(reason)
     if channel not in Channel.values:
         raise ValidationFailed(f"Unknown channel {channel!r}.", code="bad_channel")
+    if channel == Channel.SHADOW:
+        from apps.deployments.services.shadow import shadow_start
+
+        percent = 100 if shadow_percent is None else shadow_percent
+        return shadow_start(model=model, shadow_percent=percent, user=user, reason=reason, gate_decision=gate_decision)
     if channel == Channel.CANARY:
         if canary_percent is None or not 1 <= int(canary_percent) <= 100:
             raise ValidationFailed("A canary needs canary_percent between 1 and 100.", code="bad_canary_percent")
@@ -138,8 +127,23 @@ def model_promote(
         raise ValidationFailed(
             "A canary runs beside a different production model; promote to production first.", code="no_production"
         )
+    production_model = production.model if production is not None else None
+    if expected_production_id is not ... and (production_model.pk if production_model else None) != (
+        expected_production_id
+    ):
+        raise Conflict(
+            "Production changed since the comparison was shown: "
+            + (f"{production_model} is live now." if production_model else "nothing is live now.")
+            + " Look at the new comparison and confirm again.",
+            code="stale_comparison",
+            details={
+                "expected_production_id": expected_production_id,
+                "production_id": production_model.pk if production_model else None,
+                "production_number": production_model.number if production_model else None,
+            },
+        )
     if gate_decision is None:
-        gate_decision = GateDecision.objects.filter(candidate=model).order_by("-created_at", "-id").first()
+        gate_decision = current_gate_decision(model, production=production_model)
     now = timezone.now()
     if current is not None:
         _end(current, now)
@@ -162,7 +166,10 @@ def model_promote(
         if canary is not None and canary.model_id == model.pk:
             # The canary graduated: its channel empties.
             _canary_close(canary, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
-        _queue_prelabel(dataset, model)
+        from apps.deployments.services.shadow import shadow_graduate
+
+        shadow_graduate(dataset=dataset, live=live, model=model, reason=reason, user=user, now=now)
+        model_handoff(prelabel_dataset_task, dataset=dataset, model=model)
     _changed(dataset, deployment)
     return deployment
 
@@ -194,7 +201,7 @@ def deployment_rollback(*, dataset: Dataset, channel: str = Channel.PRODUCTION, 
         created_by=_person(user),
     )
     if channel == Channel.PRODUCTION:
-        _queue_prelabel(dataset, deployment.model)
+        model_handoff(prelabel_dataset_task, dataset=dataset, model=deployment.model)
     _changed(dataset, deployment)
     return deployment
 

@@ -20,8 +20,13 @@ def _float_or_none(value, field: str, index: int):
 
 
 @transaction.atomic
-def telemetry_ingest(*, robot_id: int, dataset: Dataset, model_id: int | None, records: list) -> int:
-    """Store a batch of a robot's telemetry records (at most 500); returns how many were stored."""
+def telemetry_ingest(
+    *, robot_id: int, dataset: Dataset, model_id: int | None, records: list, shadow_skipped=None
+) -> int:
+    """Store a batch of a robot's telemetry records (at most 500) with their shadow parts and the frames the shadow
+    model skipped; returns how many records were stored. A bad record refuses the whole batch."""
+    from apps.deployments.services.shadow import shadow_models_check, shadow_record_fields, shadow_skipped_store
+
     if not isinstance(records, list):
         raise ValidationFailed("records must be a list.", code="bad_telemetry")
     if len(records) > MAX_TELEMETRY_RECORDS:
@@ -33,6 +38,7 @@ def telemetry_ingest(*, robot_id: int, dataset: Dataset, model_id: int | None, r
     if model_id is not None and not ModelVersion.objects.filter(pk=model_id, dataset=dataset).exists():
         raise ValidationFailed(f"Model {model_id} is not a model of {dataset.slug}.", code="unknown_model")
     rows = []
+    classes = list(dataset.classes)
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise ValidationFailed(f"records[{index}] must be an object.", code="bad_telemetry")
@@ -62,7 +68,10 @@ def telemetry_ingest(*, robot_id: int, dataset: Dataset, model_id: int | None, r
                 detections=detections,
                 brightness=_float_or_none(stats.get("brightness"), "image_stats.brightness", index),
                 contrast=_float_or_none(stats.get("contrast"), "image_stats.contrast", index),
+                **shadow_record_fields(record.get("shadow"), index=index, live_detections=detections, classes=classes),
             )
         )
+    shadow_models_check(dataset, {row.shadow_model_id for row in rows if row.shadow_model_id})
+    shadow_skipped_store(robot_id=robot_id, dataset=dataset, model_id=model_id, entries=shadow_skipped)
     TelemetryRecord.objects.bulk_create(rows, batch_size=500)
     return len(rows)

@@ -1,0 +1,206 @@
+"""Shadow deployment end to end (issue 19) with real processes: the web server, two virtual Vectors in different
+generated rooms and two agents.
+
+A production and a shadow model (constant ONNX detectors registered as ModelVersions, so nothing is trained: the
+shadow sees a robot where production does not) are deployed; both agents run the shadow beside production, report
+both models' detections, and upload the frames they disagree on; those arrive first in the labeling queue, are
+labelled and approved through the API, and the gate's shadow evidence passes or refuses as the policy says.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from apps.datasets.models import Dataset, Image
+from apps.deployments import services as deployment_services
+from apps.deployments import shadow
+from apps.deployments.models import TelemetryRecord
+from apps.deployments.services.shadow import shadow_end
+from apps.labeling.services.claims import PRIORITY_SOURCES
+from apps.monitoring import services as monitoring
+from tests.agent.fakes import constant_detector
+from tests.builders import make_model
+from tests.conftest import free_port, test_database_url
+from tests.faults import private_redis
+from vectormlops.services import api_token_create
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+ENROLLMENT_KEY = "e2e-shadow-enrolment-key-24"
+SERIALS = {"0000ad01": 3, "0000ad02": 4}  # serial → the virtual Vector's room (scene seed)
+PYTHON = sys.executable
+LIVE = constant_detector([(32, 32, 16, 16, 0.9)])  # production: a robot in the middle
+SHADOW = constant_detector([(12, 44, 10, 10, 0.8)])  # the candidate: a robot somewhere else
+
+
+def wait_for(what: str, check, timeout: float = 90.0, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+@pytest.fixture
+def world(tmp_path, ml_engineer, settings):
+    with private_redis(settings) as (redis_url, _server):
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": redis_url,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "TRAINING_DIR": str(settings.TRAINING_DIR),
+            "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
+            "ROBOT_POLL_AFTER_S": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        robot_env = {**env, "HOME": str(home), "VECTOR_AGENT_CONFIG": str(tmp_path / "agent" / "config.json")}
+        port = free_port()
+        children = []
+
+        def start(name, args, child_env):
+            log = open(tmp_path / f"{name}.log", "wb")
+            children.append((subprocess.Popen(args, cwd=settings.BASE_DIR, env=child_env, stdout=log, stderr=log), log))
+
+        start("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"], env)
+        for serial, seed in SERIALS.items():
+            start(
+                f"vector-{serial}",
+                [PYTHON, "-m", "vectorsim", "--serial", serial, "--home", str(home), "--seed", str(seed)],
+                env,
+            )
+        url = f"http://127.0.0.1:{port}"
+
+        def web_up():
+            try:
+                return httpx.get(url + "/api/v1/datasets", timeout=2).status_code in (401, 403)
+            except httpx.TransportError:
+                return False
+
+        wait_for("the web server", web_up, timeout=60)
+        config = home / ".anki_vector" / "sdk_config.ini"
+        for serial in SERIALS:
+            wait_for(f"virtual Vector {serial}", lambda s=serial: config.exists() and s in config.read_text(), 30)
+        _, key = api_token_create(user=ml_engineer, expires_in=None)
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Token {key}"}, timeout=30)
+        try:
+            yield {"url": url, "api": api, "start": start, "robot_env": robot_env, "data": tmp_path / "agent-data"}
+        finally:
+            api.close()
+            for process, _log in children:
+                if process.poll() is None:
+                    process.terminate()
+            for process, log in children:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                log.close()
+
+
+def test_a_shadow_model_proves_itself_on_the_robots_frames(world):
+    api = world["api"]
+    created = api.post("/api/v1/datasets", json={"slug": "vector", "name": "Vector robots", "classes": ["vector"]})
+    assert created.status_code == 201, created.text
+    dataset = Dataset.objects.get(slug="vector")
+    live_model, candidate = make_model(dataset, 1, onnx=LIVE), make_model(dataset, 2, onnx=SHADOW)
+    deployment_services.model_promote(model=live_model, channel="production", reason="the demo model")
+    promoted = api.post(
+        f"/api/v1/models/{candidate.pk}/promote",
+        json={"channel": "shadow", "shadow_percent": 100, "reason": "see it in the rooms the fleet is in"},
+    )
+    assert promoted.status_code == 201, promoted.text
+
+    for serial in SERIALS:
+        enrolled = subprocess.run(
+            [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), "enroll", "--server", world["url"],
+             "--key", ENROLLMENT_KEY, "--serial", serial],
+            cwd=settings.BASE_DIR, env=world["robot_env"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert enrolled.returncode == 0, enrolled.stderr
+        # One disagreement upload a second (3600 an hour), a roomy shadow budget: every frame runs both models.
+        world["start"](
+            f"agent-{serial}",
+            [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), "run", "--serial", serial, "--dataset", "vector",
+             "--interval", "0.1", "--telemetry-every", "1", "--max-uploads-per-hour", "3600",
+             "--shadow-budget-ms", "60000", "--no-screen"],
+            world["robot_env"],
+        )  # fmt: skip
+
+    # Both robots report both models' detections on the same frames, and upload the frames they disagree on.
+    for serial in SERIALS:
+        wait_for(
+            f"shadow telemetry from {serial}",
+            lambda s=serial: TelemetryRecord.objects.filter(robot__serial=s, shadow_model=candidate).count() >= 5,
+        )
+    disagreements = wait_for(
+        "disagreement frames from both rooms",
+        lambda: (
+            (images := list(Image.objects.filter(dataset=dataset, source=Image.Source.SHADOW_DISAGREEMENT)))
+            and {i.robot_serial for i in images} == set(SERIALS)
+            and len(images) >= 3
+            and images
+        ),
+    )
+    meta = disagreements[0].meta
+    assert meta["model_id"] == live_model.pk and meta["shadow"]["model_id"] == candidate.pk
+    assert meta["predictions"] and meta["shadow"]["predictions"] and meta["disagreement"] > 0
+
+    monitoring.telemetry_aggregate(until=timezone.now())
+    numbers = shadow.comparison(candidate.pk)
+    assert numbers["overall"]["frames"] >= 10 and numbers["overall"]["agreement"] == 0.0
+    assert {row["robot"] for row in numbers["per_robot"]} == set(SERIALS)  # one room each
+    assert numbers["overall"]["live"]["detection_rate"] == 1.0 and numbers["overall"]["shadow"]["detection_rate"] == 1.0
+
+    # The disagreement frames come first in the labeling queue.
+    assert Image.Source.SHADOW_DISAGREEMENT in PRIORITY_SOURCES
+    listed = api.get("/api/v1/images?dataset=vector&source=shadow_disagreement").raise_for_status().json()["results"]
+    assert len(listed) >= 3
+
+    # A person labels three of them through the API: the robot is where the candidate saw it.
+    for image in listed[:3]:
+        frame = Image.objects.get(pk=image["id"])
+        box = frame.meta["shadow"]["predictions"][0]["box"]
+        current = api.get(f"/api/v1/images/{image['id']}/annotations").raise_for_status().json()
+        body = {"version": current["version"], "boxes": [{"label": "vector", "box": box}]}
+        saved = api.put(f"/api/v1/images/{image['id']}/annotations", json=body).raise_for_status().json()
+        if saved.get("status") == "submitted":
+            api.post(f"/api/v1/images/{image['id']}/review", json={"decision": "approve"}).raise_for_status()
+    field = shadow.field_scores(dataset, candidate.pk)
+    assert field["labelled"] == 3
+    assert field["shadow"]["recall"] == 1.0 and field["live"]["recall"] == 0.0
+
+    # The gate, as the policy says: agreement required → refused; the field comparison decides → passes.
+    policy = deployment_services.policy_for(dataset)
+    policy.shadow_min_frames, policy.shadow_min_agreement, policy.shadow_min_labelled = 10, 0.5, 3
+    policy.save()
+    passed, reasons, evidence = shadow.shadow_check(model=candidate, live_model=live_model, policy=policy)
+    assert not passed and any("agree on 0.0%" in r for r in reasons)
+    assert evidence["numbers"]["frames"] >= 10 and evidence["field"]["labelled"] == 3
+    policy.shadow_min_agreement = 0.0
+    policy.save()
+    passed, reasons, _ = shadow.shadow_check(model=candidate, live_model=live_model, policy=policy)
+    assert passed, reasons
+    assert any("F1 is 1.00 against the live model's 0.00" in r for r in reasons)
+
+    # Ending the shadow is in the history; robots drop the shadow model.
+    ended = shadow_end(dataset=dataset, reason="seen enough")
+    history = api.get("/api/v1/datasets/vector/deployments").raise_for_status().json()["results"]
+    assert history[0]["id"] == ended.pk and history[0]["channel"] == "shadow" and history[0]["action"] == "end"
+    for serial in SERIALS:
+        shadow_state = Path(world["data"]) / serial / "models" / "shadow" / "state.json"
+        wait_for(f"{serial} to drop the shadow model", lambda p=shadow_state: not p.exists(), timeout=30)
+    assert json.loads(promoted.text)["shadow_percent"] == 100
