@@ -1,7 +1,5 @@
 """Signal receivers and the answers deployments gives earlier apps (connected in DeploymentsConfig.ready)."""
 
-from django.db import transaction
-
 from apps.deployments import robotstate
 
 
@@ -9,10 +7,10 @@ def model_trained(sender, model_version=None, run=None, **kwargs):
     """Training produced a model: evaluate it and apply the gate in the background, once the row is committed."""
     if model_version is None:
         return
+    from apps.deployments.services.handoff import publish_after_commit
     from apps.deployments.tasks import evaluate_and_gate_task
 
-    model_id = model_version.pk
-    transaction.on_commit(lambda: evaluate_and_gate_task.delay(model_id))
+    publish_after_commit(evaluate_and_gate_task, model_version.pk)
 
 
 def dataset_changed(sender, instance, **kwargs):

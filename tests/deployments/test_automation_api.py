@@ -90,8 +90,12 @@ def test_a_production_promotion_queues_labelings_prelabel_task_with_plain_data(
     from apps.labeling import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.prelabel_dataset_task, "delay", lambda *args: sent.append(args))
+    task = tasks.prelabel_dataset_task
+    monkeypatch.setattr(task, "apply_async", lambda args, **options: sent.append((args, options)))
     v1 = make_model(dataset, 1)
     with django_capture_on_commit_callbacks(execute=True):
         services.model_promote(model=v1, channel="production", reason="v1")
-    assert sent == [(dataset.pk, v1.pk, v1.artifacts.get(format="pt").storage_path)]
+    [(args, options)] = sent
+    assert args == (dataset.pk, v1.pk, v1.artifacts.get(format="pt").storage_path)
+    # Published with a bounded retry and no result subscription: a dead broker cannot hold a promotion for long.
+    assert options["retry_policy"]["max_retries"] == 1 and options["ignore_result"] is True
