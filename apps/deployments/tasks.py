@@ -19,3 +19,17 @@ def evaluate_and_gate_task(model_id: int) -> dict:
         return {"model_id": model_id, "skipped": True}
     decision = model_evaluate_and_gate(model=model)
     return {"model_id": model_id, "decision_id": decision.pk, "passed": decision.passed}
+
+
+@shared_task(ignore_result=True)
+def shadow_gate_task() -> dict:
+    """Hourly: gate live shadow models again as their field evidence grows; the gate auto-promotes a passing one when
+    the dataset's policy says so (and requires shadow evidence)."""
+    from apps.deployments.services import model_evaluate_and_gate
+    from apps.deployments.services.shadow import shadow_gates_due
+
+    results = {}
+    for model in shadow_gates_due():
+        decision = model_evaluate_and_gate(model=model)
+        results[model.pk] = decision.passed
+    return {"gated": results}

@@ -8,12 +8,13 @@ from django.utils import timezone
 
 from apps.datasets.models import Image
 from apps.deployments import services, shadow
-from apps.deployments.models import Deployment, ShadowSkip, TelemetryRecord
+from apps.deployments.models import Deployment, GateDecision, ShadowSkip, TelemetryRecord
 from apps.deployments.robotstate import in_canary
-from apps.deployments.services.shadow import shadow_end, shadow_start
+from apps.deployments.services.shadow import shadow_end, shadow_gates_due, shadow_start
+from apps.deployments.tasks import shadow_gate_task
 from apps.monitoring import services as monitoring
 from apps.monitoring.models import ShadowHourly
-from tests.builders import make_image, make_model, make_robot
+from tests.builders import make_image, make_model, make_robot, stored_image_row
 from vectormlops.errors import Conflict, ValidationFailed
 
 pytestmark = pytest.mark.django_db
@@ -323,3 +324,35 @@ def test_the_gate_lists_shadow_evidence_and_applies_the_policy(robot_client, dat
     policy.save()
     passed, reasons, _ = shadow.shadow_check(model=v2, live_model=v1, policy=policy)
     assert not passed and any("latency" in r for r in reasons)
+
+
+def test_the_gate_verdict_carries_shadow_evidence_and_auto_promotes_on_it(robot_client, dataset, tiny_weights):
+    for i in range(4):
+        stored_image_row(dataset, seed=2000 + i)
+    policy = services.policy_for(dataset)
+    policy.min_map50, policy.min_test_images, policy.max_slice_drop, policy.min_slice_images = 0.0, 1, 1.0, 10_000
+    policy.auto_promote, policy.shadow_min_frames = True, 5
+    policy.save()
+    production = make_model(dataset, 1, pt=tiny_weights)
+    services.model_promote(model=production, channel="production", reason="first")
+    candidate = make_model(dataset, 2, pt=tiny_weights)
+
+    # Offline it is as good (same weights), but the policy wants shadow frames first: refused, not promoted.
+    decision = services.model_evaluate_and_gate(model=candidate)
+    assert not decision.passed and decision.shadow["required"] and decision.shadow["numbers"]["frames"] == 0
+    assert any("Shadow: 0 frame(s)" in reason for reason in decision.reasons)
+    assert Deployment.objects.get(dataset=dataset, channel="production", is_live=True).model_id == production.pk
+    assert shadow_gates_due() == []
+
+    # In shadow, the robots' frames arrive; the hourly re-gate passes it and auto-promotes it.
+    shadow_start(model=candidate, shadow_percent=100, reason="prove it in the field")
+    _, token = make_robot()
+    _frames(robot_client(token), production, candidate, n=6, agree=True)
+    assert shadow_gates_due() == [candidate]
+    assert shadow_gate_task.apply().result == {"gated": {candidate.pk: True}}
+    latest = GateDecision.objects.filter(candidate=candidate).latest("created_at")
+    assert latest.passed and latest.shadow["numbers"]["frames"] == 6
+    assert any("agree on 100.0%" in reason for reason in latest.reasons)
+    assert Deployment.objects.get(dataset=dataset, channel="production", is_live=True).model_id == candidate.pk
+    assert not Deployment.objects.filter(dataset=dataset, channel="shadow", is_live=True).exists()
+    assert shadow_gates_due() == []
