@@ -720,6 +720,7 @@
 
   async function submit() {
     if (!state.current || state.busy) return;
+    if (state.readOnly) { notice("secondary", esc(state.readOnly), { key: "read-only" }); return; }
     state.busy = true;
     clearTimeout(state.draftTimer);
     try {
@@ -760,7 +761,8 @@
     state.busy = true;
     try {
       await saveDraft();
-      await api("POST", urlFor("skip", state.current.id), {});
+      // Moving on from a read-only image is no skip (it was never this person's to label).
+      if (!state.readOnly) await api("POST", urlFor("skip", state.current.id), {});
       rememberShown();
       await advance();
     } finally {
@@ -883,7 +885,8 @@
 
   // --- heartbeat, live updates -----------------------------------------------------------------------------------
   if (!REVIEW) setInterval(async () => {
-    const ids = [state.current && state.current.id, state.prefetched && state.prefetched.bundle.id].filter(Boolean);
+    // A read-only image is not held: renewing would claim an approved image or someone else's.
+    const ids = [state.current && !state.readOnly && state.current.id, state.prefetched && state.prefetched.bundle.id].filter(Boolean);
     if (!ids.length) return;
     loadQueueState(); // also covers a dropped WebSocket
     const r = await api("POST", cfg.urls.renew, { image_ids: ids });
