@@ -1,13 +1,8 @@
 """Production performance alerts raised and resolved by telemetry; notifications by e-mail (locmem backend) and to
 a real webhook receiver on loopback that checks the signature; a failing webhook retried by a real worker and logged."""
 
-import hashlib
-import hmac
-import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -16,10 +11,8 @@ from django.utils import timezone
 from apps.deployments.models import GateDecision
 from apps.monitoring import services
 from apps.monitoring.models import Alert, Notification, NotificationRule, PerformancePolicy
-from apps.monitoring.services.notifications import SIGNATURE_HEADER
 from apps.training.models import TrainingRun
 from tests.builders import dataset_row, deployment_row, model_row, robot_row, telemetry_rows
-from tests.conftest import free_port
 
 
 def _frames(start, count, *, detect_every: int, minutes_apart: float = 1.0):
@@ -112,38 +105,6 @@ def test_without_enough_frames_nothing_is_judged():
         "robot:00e2d1a3": "waiting",
     }
     assert not Alert.objects.exists()
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    """A webhook endpoint: checks the signature; answers with the status the test sets."""
-
-    secret = b""
-    answers: list[int] = []
-    received: list[dict] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        valid = hmac.compare_digest(expected, self.headers.get(SIGNATURE_HEADER, ""))
-        status = self.answers.pop(0) if self.answers else 204
-        self.received.append({"body": json.loads(body), "valid": valid, "status": status})
-        self.send_response(status if valid else 401)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook_receiver():
-    port = free_port()
-    _Receiver.secret, _Receiver.answers, _Receiver.received = b"s3cret-key", [], []
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/hook", _Receiver
-    server.shutdown()
-    server.server_close()
 
 
 def _wait_for(predicate, timeout=30.0):
