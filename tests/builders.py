@@ -21,7 +21,7 @@ from PIL import Image as PILImage
 
 from apps.datasets.models import Annotation, Dataset, DatasetVersion, Image, VersionItem
 from apps.datasets.services import annotation_set, dataset_create, image_ingest, image_split_pin
-from apps.deployments.models import Deployment, Robot, TelemetryRecord
+from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from apps.deployments.services import robot_register
 from apps.training.models import ModelArtifact, ModelVersion, TrainingRun
 from apps.training.services import model_version_register, training_run_start
@@ -309,6 +309,17 @@ def deployment_row(
         Deployment.objects.filter(pk=deployment.pk).update(created_at=at)
         deployment.refresh_from_db()
     return deployment
+
+
+def gate_decision_row(candidate, production, *, passed=True, test_set_sha256=None, **fields) -> GateDecision:
+    """A gate decision as ``model_gate`` would have stored it (on the dataset's current test set by default)."""
+    from apps.deployments.selectors import current_test_set_sha256
+
+    sha = current_test_set_sha256(candidate.dataset) if test_set_sha256 is None else test_set_sha256
+    values = {"reasons": ["stored by a test"], "comparison": {}, "policy": {}, **fields}
+    return GateDecision.objects.create(
+        candidate=candidate, production=production, passed=passed, test_set_sha256=sha, **values
+    )
 
 
 def make_robot(serial="00e20115", name="") -> tuple[Robot, str]:

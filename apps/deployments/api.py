@@ -273,6 +273,7 @@ class ModelPromoteView(APIView):
     """POST /models/<id>/promote: put a model live (a person may override a refusing gate; its verdict is kept)."""
 
     permission_classes = [IsMLEngineer]
+    api_errors = {409: ("stale_comparison",)}
 
     @extend_schema(request=PromoteInput, responses={201: DeploymentOutput, 200: DeploymentOutput})
     def post(self, request, model_id: int):
@@ -287,6 +288,7 @@ class ModelPromoteView(APIView):
             reason=data.validated_data["reason"],
             canary_percent=data.validated_data.get("canary_percent"),
             shadow_percent=data.validated_data.get("shadow_percent"),
+            expected_production_id=data.validated_data.get("expected_production_id", ...),
         )
         changed = live is None or live.pk != deployment.pk
         body = DeploymentOutput(deployment).data

@@ -154,3 +154,29 @@ def training_images(model: ModelVersion) -> list[tuple[int, str, str]] | None:
 def enrollment_enabled() -> bool:
     """Whether robots may enrol themselves: a key in the environment or an active admin-set key."""
     return bool(settings.ROBOT_ENROLLMENT_KEY) or EnrollmentKey.objects.filter(is_active=True).exists()
+
+
+def current_test_set_sha256(dataset) -> str:
+    """The hash of the dataset's test set as it is now (approved test images and their boxes)."""
+    from apps.deployments import evaluation as ev
+
+    return ev.test_set_sha256(ev.current_test_set(dataset), list(dataset.classes))
+
+
+def current_gate_decision(model: ModelVersion, *, production: ModelVersion | None | bool = False):
+    """The newest gate decision of ``model`` that still applies: against the model live in production now (nothing,
+    when ``model`` is that model) and on the test set as it is now. None: it must be computed. ``production`` when
+    the caller already knows it."""
+    if production is False:
+        production = production_model(model.dataset)
+    if production is not None and production.pk == model.pk:
+        production = None
+    decisions = GateDecision.objects.filter(candidate=model, production=production).order_by("-created_at", "-id")
+    sha = current_test_set_sha256(model.dataset)
+    # A candidate that could not be evaluated at all has no test-set hash: that verdict stands until it changes.
+    return decisions.filter(Q(test_set_sha256=sha) | Q(test_set_sha256="", candidate_evaluation=None)).first()
+
+
+def gate_decision_is_stale(decision: GateDecision, *, production_id: int | None) -> bool:
+    """Whether a decision was made against another production model than ``production_id``."""
+    return decision.production_id != production_id

@@ -26,6 +26,12 @@ class PromoteInput(serializers.Serializer):
     canary_percent = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100)
     shadow_percent = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100)
     reason = serializers.CharField(max_length=2000)
+    expected_production_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The production model the comparison was read against (null: none was live). When another "
+        "model is live now: 409 stale_comparison. Omitted: not checked.",
+    )
 
 
 class RollbackInput(serializers.Serializer):

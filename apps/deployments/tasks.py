@@ -21,6 +21,23 @@ def evaluate_and_gate_task(model_id: int) -> dict:
     return {"model_id": model_id, "decision_id": decision.pk, "passed": decision.passed}
 
 
+@shared_task(acks_late=True, max_retries=2, default_retry_delay=30)
+def model_gate_task(model_id: int) -> dict:
+    """Compute a candidate's gate decision against the production model live now (asked for by its promote page);
+    never promotes. The page hears the "gate" event and shows the verdict."""
+    from apps.deployments.services import gate_request_done, model_gate
+    from apps.training.models import ModelVersion
+
+    model = ModelVersion.objects.filter(pk=model_id).select_related("dataset").first()
+    if model is None:
+        return {"model_id": model_id, "skipped": True}
+    try:
+        decision = model_gate(model=model)
+    finally:
+        gate_request_done(model=model)
+    return {"model_id": model_id, "decision_id": decision.pk, "passed": decision.passed}
+
+
 @shared_task(ignore_result=True)
 def shadow_gate_task() -> dict:
     """Hourly: gate live shadow models again as their field evidence grows; the gate auto-promotes a passing one when

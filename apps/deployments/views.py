@@ -64,11 +64,14 @@ def model_list(request):
     return render(request, "deployments/model_list.html", {"models": models})
 
 
-def _confirm_page(request, *, title, form, dataset, candidate, production, baseline=None, **extra):
+def _confirm_page(request, *, title, form, dataset, candidate, production, baseline=None, decision=None, **extra):
     """The confirmation page behind an admin action: the side-by-side comparison (candidate against ``baseline``,
-    by default the production model) and the reason form."""
+    by default the production model; from ``decision`` when given) and the reason form."""
     baseline = production if baseline is None else baseline
-    comparison, decision = selectors.comparison_for(candidate, baseline or None) if candidate else (None, None)
+    if decision is not None:
+        comparison = decision.comparison or None
+    else:
+        comparison, decision = selectors.comparison_for(candidate, baseline or None) if candidate else (None, None)
     context = {
         "title": title,
         "form": form,
@@ -102,7 +105,8 @@ class PromoteForm(ReasonForm):
         label="Canary share (% of robots)",
         widget=forms.NumberInput(attrs={"class": "form-control"}),
     )
-    field_order = ["channel", "canary_percent", "reason"]
+    production_id = forms.IntegerField(required=False, widget=forms.HiddenInput)  # what the comparison was against
+    field_order = ["channel", "canary_percent", "reason", "production_id"]
 
 
 class CanaryEndForm(ReasonForm):
@@ -115,11 +119,17 @@ class CanaryEndForm(ReasonForm):
 
 @role_required(ML_ENGINEER)
 def confirm_promote(request, model_id):
-    """Confirm "Promote to production" / "Start canary (N%)": comparison with production, reason required."""
+    """Confirm "Promote to production" / "Start canary (N%)": the gate's verdict against the production model live
+    now (computed in the background when missing; the page updates when it is ready), reason required. A confirm
+    after production changed underneath is refused and shows the new comparison."""
     model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
     live = selectors.live_deployments(model.dataset)
     production = live["production"].model if live["production"] else None
-    initial = {"channel": request.GET.get("channel", "production"), "canary_percent": request.GET.get("percent", 10)}
+    initial = {
+        "channel": request.GET.get("channel", "production"),
+        "canary_percent": request.GET.get("percent", 10),
+        "production_id": production.pk if production else "",
+    }
     form = PromoteForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -129,12 +139,25 @@ def confirm_promote(request, model_id):
                 user=request.user,
                 reason=form.cleaned_data["reason"],
                 canary_percent=form.cleaned_data.get("canary_percent"),
+                # Absent (an old form or script): unchecked; empty: nothing was in production.
+                expected_production_id=form.cleaned_data["production_id"] if "production_id" in request.POST else ...,
             )
         except DomainError as exc:
             form.add_error(None, exc.message)
+            if exc.code == "stale_comparison":
+                # The page shows the comparison against the production live now, and confirms against that one.
+                live = selectors.live_deployments(model.dataset)
+                production = live["production"].model if live["production"] else None
+                form.data = form.data.copy()
+                form.data["production_id"] = production.pk if production else ""
         else:
             messages.success(request, f"{model} is live on {deployment.channel}.")
             return redirect("deployments:dataset", slug=model.dataset.slug)
+    decision = selectors.current_gate_decision(model, production=production)
+    computing = False
+    if decision is None and production != model and model.artifacts.exists():
+        services.gate_request(model=model)
+        computing = True
     return _confirm_page(
         request,
         title=f"Promote {model}",
@@ -143,6 +166,9 @@ def confirm_promote(request, model_id):
         candidate=model,
         production=production,
         baseline=production if production != model else False,  # the live model itself: compare with nothing
+        decision=decision,
+        computing=computing,
+        gate_current=True,
     )
 
 

@@ -2,7 +2,14 @@
 robots (registration, enrolment, revocation), telemetry intake and the promotion gate (evaluation, decisions).
 Views, API views, admin actions and Celery tasks all call these; the public services are listed here."""
 
-from apps.deployments.services.gating import model_evaluate, model_evaluate_and_gate, model_gate, policy_for
+from apps.deployments.services.gating import (
+    gate_request,
+    gate_request_done,
+    model_evaluate,
+    model_evaluate_and_gate,
+    model_gate,
+    policy_for,
+)
 from apps.deployments.services.promotion import canary_end, deployment_rollback, model_promote, robot_pin
 from apps.deployments.services.robots import (
     MIN_ENROLLMENT_KEY_LENGTH,
@@ -24,6 +31,8 @@ __all__ = [
     "canary_end",
     "deployment_rollback",
     "enrollment_key_create",
+    "gate_request",
+    "gate_request_done",
     "model_evaluate",
     "model_evaluate_and_gate",
     "model_gate",
