@@ -25,3 +25,7 @@ class DeploymentsConfig(AppConfig):
         model_trained.connect(receivers.model_trained, dispatch_uid="deployments-evaluate-and-gate")
         # Training asks which model is live in production (to fine-tune it): deployments answers.
         install_production_model_provider(selectors.production_model)
+        # A run's page leads on to its model's pages here and in monitoring.
+        from apps.training.hooks import install_model_links
+
+        install_model_links(selectors.model_links)

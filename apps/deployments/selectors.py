@@ -180,3 +180,16 @@ def current_gate_decision(model: ModelVersion, *, production: ModelVersion | Non
 def gate_decision_is_stale(decision: GateDecision, *, production_id: int | None) -> bool:
     """Whether a decision was made against another production model than ``production_id``."""
     return decision.production_id != production_id
+
+
+def model_links(model: ModelVersion) -> list[tuple[str, str]]:
+    """The pages about a model that a training run's page leads on to (installed in training's hooks)."""
+    from django.urls import reverse
+
+    slug = model.dataset.slug
+    return [
+        (f"Promote v{model.number}…", reverse("deployments:confirm_promote", args=[model.pk])),
+        ("Model registry", reverse("deployments:model_list")),
+        (f"Deployments of {slug}", reverse("deployments:dataset", args=[slug])),
+        (f"Monitoring of {slug}", reverse("monitoring:dataset", args=[slug])),
+    ]

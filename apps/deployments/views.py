@@ -40,13 +40,28 @@ def dataset_page(request, slug):
         .select_related("candidate", "production")
         .order_by("-created_at", "-id")[:20]
     )
+    live = selectors.live_deployments(dataset)
+    production_id = live["production"].model_id if live["production"] else None
+    for decision in decisions:
+        # A verdict against another production model than the one live now no longer applies.
+        decision.stale = decision.candidate_id != production_id and selectors.gate_decision_is_stale(
+            decision, production_id=production_id
+        )
+    history = list(selectors.deployment_history(dataset).select_related("gate_decision", "previous")[:100])
+    for entry in history:
+        # A production promotion that recorded a verdict against another model than the one it replaced.
+        entry.gate_stale = (
+            entry.gate_decision is not None
+            and entry.channel == "production"
+            and entry.gate_decision.production_id != (entry.previous.model_id if entry.previous else None)
+        )
     return render(
         request,
         "deployments/dataset.html",
         {
             "dataset": dataset,
-            "live": selectors.live_deployments(dataset),
-            "history": selectors.deployment_history(dataset)[:100],
+            "live": live,
+            "history": history,
             "decisions": decisions,
             "policy": selectors.promotion_policy_of(dataset),
         },
@@ -57,10 +72,16 @@ def dataset_page(request, slug):
 def model_list(request):
     """The model registry: every model with its lifecycle status and latest gate verdict."""
     models = list(selectors.models_with_status())
+    production_by_dataset = {}
     for model in models:
         model.status = selectors.lifecycle_status(model)
         decisions = model.prefetched_decisions
         model.latest_decision = decisions[0] if decisions else None
+        if model.latest_decision is not None:
+            production = production_by_dataset.setdefault(model.dataset_id, selectors.production_model(model.dataset))
+            model.latest_decision.stale = model.status != "production" and selectors.gate_decision_is_stale(
+                model.latest_decision, production_id=production.pk if production else None
+            )
     return render(request, "deployments/model_list.html", {"models": models})
 
 

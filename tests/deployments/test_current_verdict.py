@@ -118,3 +118,39 @@ def test_stale_verdict_scenario_end_to_end_with_real_evaluations(dataset, tiny_w
     assert f"[{low:.4f}, {high:.4f}]" in page
     deployment = services.model_promote(model=v1, channel="production", reason="v1 back", expected_production_id=v2.pk)
     assert deployment.gate_decision == fresh
+
+
+def test_decisions_against_an_earlier_production_are_marked_stale_where_listed(two_models, client, ml_engineer):
+    dataset, v1, v2 = two_models
+    gate_decision_row(v1, None, passed=False)
+    # Before this fix a promotion recorded the candidate's latest decision whatever it was against.
+    services.model_promote(model=v2, channel="production", reason="v2 first")
+    Deployment.objects.create(
+        dataset=dataset,
+        channel="production",
+        action="promote",
+        model=v1,
+        previous=Deployment.objects.get(model=v2),
+        reason="old row",
+        gate_decision=GateDecision.objects.get(candidate=v1),
+        gate_passed=False,
+        is_live=False,
+    )
+    client.force_login(ml_engineer)
+    page = client.get(reverse("deployments:dataset", args=[dataset.slug])).content.decode()
+    assert page.count('class="badge text-bg-secondary gate-stale"') == 1  # the decision list
+    assert "fail (stale: vs no production)" in page  # the history row
+    registry = client.get(reverse("deployments:model_list")).content.decode()
+    assert registry.count("gate-stale") == 1
+
+
+def test_the_run_page_leads_to_the_models_pages(client, ml_engineer, tmp_path):
+    from tests.builders import make_training_dataset, register_fake_model, run_in_state
+
+    dataset = make_training_dataset(slug="links")
+    run = run_in_state(dataset, status="training")
+    model = register_fake_model(run, tmp_path)
+    client.force_login(ml_engineer)
+    page = client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
+    assert reverse("deployments:confirm_promote", args=[model.pk]) in page
+    assert reverse("monitoring:dataset", args=["links"]) in page

@@ -1,7 +1,6 @@
 """Evaluation and the promotion gate: a candidate is evaluated beside the production model on the same test set,
 the dataset's policy decides, and a passing candidate is promoted when the policy says so."""
 
-
 from django.db import IntegrityError, transaction
 
 from apps.datasets.models import Dataset
