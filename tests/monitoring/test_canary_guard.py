@@ -72,7 +72,9 @@ def test_a_worse_canary_is_ended_with_the_reason_in_the_history_and_an_alert(can
     # Production is untouched.
     assert Deployment.objects.get(dataset=dataset, channel="production", is_live=True).model_id == models[0].id
     alert = Alert.objects.get(dataset=dataset, kind="canary")
-    assert alert.scope == f"model:{models[1].id}" and "detection rate" in alert.message
+    assert alert.scope == f"model:{models[1].id}" and "detection rate" in alert.details["reason"]
+    assert alert.message.startswith(f"The canary model v{models[1].number} was stopped: it does worse than production")
+    assert "finds objects in" in alert.message
     # The next minute finds nothing to judge.
     assert services.canary_guard_check(dataset=dataset, now=now)["status"] == "no_canary"
 

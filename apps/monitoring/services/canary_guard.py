@@ -51,6 +51,12 @@ def canary_guard_check(*, dataset: Dataset, now: datetime | None = None) -> dict
         ("mean top confidence", p["mean_confidence"], c["mean_confidence"], policy.max_confidence_drop, -1),
         ("feedback per frame", p["feedback_rate"], c["feedback_rate"], policy.max_feedback_rate_increase, 1),
     )
+    words = {
+        "detection rate": "finds objects in {c:.0%} of frames vs {p:.0%}",
+        "mean top confidence": "mean confidence {c:.2f} vs {p:.2f}",
+        "feedback per frame": "{c100:.1f} feedback uploads per 100 frames vs {p100:.1f}",
+    }
+    sentences = []
     for label, prod_value, canary_value, limit, direction in checks:
         if prod_value is None or canary_value is None:
             continue
@@ -58,6 +64,9 @@ def canary_guard_check(*, dataset: Dataset, now: datetime | None = None) -> dict
         if worse_by > limit:
             reasons.append(
                 f"{label} {canary_value:.3f} vs production {prod_value:.3f} (worse by {worse_by:.3f} > {limit})"
+            )
+            sentences.append(
+                words[label].format(c=canary_value, p=prod_value, c100=canary_value * 100, p100=prod_value * 100)
             )
             worst = max(worst, worse_by / limit if limit else math.inf)
     if not reasons:
@@ -76,8 +85,19 @@ def canary_guard_check(*, dataset: Dataset, now: datetime | None = None) -> dict
                 scope=f"model:{canary.model_id}",
                 value=worst,
                 threshold=1.0,
-                message=reason,
-                details={"canary": c, "production": p, "deployment_id": ended.id},
+                message=(
+                    f"The canary model v{canary.model.number} was stopped: it does worse than production model "
+                    f"v{production.model.number} ({'; '.join(sentences)}) over {c['frames']} / {p['frames']} frames "
+                    f"since {since:%Y-%m-%d %H:%M} UTC."
+                ),
+                details={
+                    "canary": c,
+                    "production": p,
+                    "deployment_id": ended.id,
+                    "model_id": canary.model_id,
+                    "model_version": canary.model.number,
+                    "reason": reason,
+                },
                 now=now,
             )
     except DomainError as exc:
