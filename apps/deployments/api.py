@@ -113,6 +113,7 @@ class RobotModelView(APIView):
             dataset_by_slug(slug)  # a missing dataset is the API's one 404; one created a moment ago has nothing live
             raise NotFound(f"Nothing is deployed for {slug}.", code="no_deployment")
         _touch(request)
+        robotstate.robot_polls(request.user, slug)  # its downloads are limited to the datasets it polls
         user = request.user
         choice = robotstate.robot_choice(current, serial=user.serial, pinned_model_id=user.pinned_model_id)
         if choice is None:

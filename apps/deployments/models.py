@@ -34,6 +34,21 @@ class Robot(models.Model):
         return self.name or self.serial
 
 
+class RobotDataset(models.Model):
+    """A dataset a robot polls, written on its first poll of it (robots x datasets rows at most): a robot downloads
+    only models of the datasets it polls (robotstate.robot_may_fetch)."""
+
+    robot = models.ForeignKey(Robot, on_delete=models.CASCADE, related_name="+")
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    first_polled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["robot", "dataset"], name="robot_dataset_once")]
+
+    def __str__(self):
+        return f"{self.robot_id} polls {self.dataset_id}"
+
+
 class Deployment(models.Model):
     """One entry of the append-only history of a (dataset, channel): who put which model live, when and why.
 

@@ -141,11 +141,13 @@ class _LocalCopy:
 
 
 _local = _LocalCopy()
+_polled: set[tuple[str, int]] = set()  # (robot token digest, dataset id) known recorded: robots x datasets at most
 
 
 def reset() -> None:
     """Forget this process's copy and seen-buffer (tests)."""
     _local.clear()
+    _polled.clear()
     with _seen.lock:
         _seen.written.clear()
         _seen.pending.clear()
@@ -307,11 +309,29 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     return False
 
 
-def robot_may_fetch(principal: "RobotPrincipal", model_id: int) -> bool:
-    """A robot downloads the model pinned to it or a model that is or was deployed (production, canary or shadow)."""
-    from apps.deployments.models import Deployment
+def robot_polls(principal: "RobotPrincipal", slug: str) -> None:
+    """Record once that a robot polls this (existing) dataset; later polls find it in this process's set."""
+    from apps.deployments.models import RobotDataset
 
-    return model_id == principal.pinned_model_id or Deployment.objects.filter(model_id=model_id).exists()
+    dataset_id = _local.slugs.get(slug)
+    # The token's digest, not the robot's id, names the robot here: ids can come back (a rolled-back test), tokens not.
+    key = (principal.token_digest, dataset_id)
+    if dataset_id is None or key in _polled:
+        return
+    row = RobotDataset(robot_id=principal.id, dataset_id=dataset_id)
+    RobotDataset.objects.bulk_create([row], ignore_conflicts=True)
+    _polled.add(key)
+
+
+def robot_may_fetch(principal: "RobotPrincipal", model_id: int) -> bool:
+    """A robot downloads the model pinned to it, or a model that is or was deployed (production, canary or shadow)
+    for a dataset it polls."""
+    from apps.deployments.models import Deployment, RobotDataset
+
+    if model_id == principal.pinned_model_id:
+        return True
+    polled = RobotDataset.objects.filter(robot_id=principal.id).values("dataset_id")
+    return Deployment.objects.filter(model_id=model_id, dataset_id__in=polled).exists()
 
 
 # --- robot tokens ----------------------------------------------------------------------------------------------

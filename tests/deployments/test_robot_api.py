@@ -127,6 +127,7 @@ def test_artifact_download_has_checksum_headers_and_honours_range(robot_client, 
     services.model_promote(model=model, channel="production", reason="first")
     _, token = make_robot()
     client = robot_client(token)
+    client.get(POLL, {"dataset": "vector"})
     url = f"/api/v1/models/{model.pk}/artifacts/onnx"
     sha = hashlib.sha256(content).hexdigest()
 
@@ -213,6 +214,7 @@ def test_a_robot_fetches_only_deployed_or_pinned_models_an_engineer_any(robot_cl
     candidate = make_model(live_v1.dataset, 2)
     robot, token = make_robot()
     client = robot_client(token)
+    client.get(POLL, {"dataset": "vector"})
     assert client.get(f"/api/v1/models/{live_v1.pk}/artifacts/onnx").status_code == 200
     refused = client.get(f"/api/v1/models/{candidate.pk}/artifacts/onnx")
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "artifact_not_found"
@@ -224,6 +226,28 @@ def test_a_robot_fetches_only_deployed_or_pinned_models_an_engineer_any(robot_cl
     services.model_promote(model=candidate, channel="production", reason="v2")
     services.deployment_rollback(dataset=live_v1.dataset, reason="back")
     assert client.get(f"/api/v1/models/{candidate.pk}/artifacts/onnx").status_code == 200
+
+
+def test_a_robot_fetches_only_models_of_the_datasets_it_polls(robot_client, live_v1):
+    from apps.deployments.models import RobotDataset
+
+    other = dataset_row("other", ["vector"])
+    theirs = make_model(other, 1)
+    services.model_promote(model=theirs, channel="production", reason="other's first")
+    robot, token = make_robot()
+    client = robot_client(token)
+    assert client.get(POLL, {"dataset": "vector"}).status_code == 200
+    assert client.get(f"/api/v1/models/{live_v1.pk}/artifacts/onnx").status_code == 200
+    # Deployed, but for a dataset this robot never polled: it does not exist for it.
+    refused = client.get(f"/api/v1/models/{theirs.pk}/artifacts/onnx")
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "artifact_not_found"
+    assert client.get(POLL, {"dataset": "other"}).status_code == 200
+    assert client.get(f"/api/v1/models/{theirs.pk}/artifacts/onnx").status_code == 200
+    # One row a robot and dataset, written on the first poll only; an unknown dataset writes nothing.
+    client.get(POLL, {"dataset": "other"})
+    assert client.get(POLL, {"dataset": "nope"}).status_code == 404
+    polled = RobotDataset.objects.filter(robot=robot).values_list("dataset__slug", flat=True)
+    assert sorted(polled) == ["other", "vector"]
 
 
 def test_unknown_tokens_are_throttled_per_address_and_cache_nothing(robot_client, live_v1, settings):
