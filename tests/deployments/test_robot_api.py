@@ -270,6 +270,24 @@ def test_unknown_tokens_are_throttled_per_address_and_cache_nothing(robot_client
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "authentication_failed"
 
 
+def test_behind_a_proxy_unknown_tokens_are_counted_per_forwarded_client(robot_client, live_v1, settings):
+    """NUM_PROXIES=1 (nginx): every request comes from the proxy's address; the client is the address the proxy
+    appended to X-Forwarded-For, whatever a client wrote before it."""
+    from apps.deployments import robotstate
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    def guess(i, forwarded):
+        client = robot_client(f"vr_guess{i}")
+        return client.get(POLL, {"dataset": "vector"}, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+    # One client forging a new first entry each time is still one client.
+    codes = [guess(i, f"10.9.9.{i}, 203.0.113.7").status_code for i in range(robotstate.BAD_TOKENS_PER_MIN + 1)]
+    assert codes[-2:] == [401, 429]
+    # Another client behind the same proxy is not affected.
+    assert guess(99, "198.51.100.2").status_code == 401
+
+
 def test_a_nonexistent_dataset_is_a_404_and_creates_nothing(robot_client, live_v1):
     from apps.deployments import robotstate
 
