@@ -246,10 +246,10 @@ class EnrollmentKeyAdmin(EngineerAdmin):
         return () if obj is None else ("created_at",)
 
     def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         try:
+            if change:
+                services.enrollment_key_update(key=obj, note=obj.note, is_active=obj.is_active)
+                return
             row = services.enrollment_key_create(key=form.cleaned_data["key"], note=obj.note)
         except DomainError as exc:
             messages.error(request, exc.message)
@@ -258,4 +258,4 @@ class EnrollmentKeyAdmin(EngineerAdmin):
 
     @admin.action(description="Deactivate")
     def deactivate(self, request, queryset):
-        queryset.update(is_active=False)
+        services.enrollment_keys_deactivate(keys=list(queryset))

@@ -7,7 +7,7 @@ from celery import shared_task
 log = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, max_retries=2, default_retry_delay=30)
+@shared_task(acks_late=True)
 def evaluate_and_gate_task(model_id: int) -> dict:
     """Evaluate a freshly trained model against production and apply the promotion gate (and auto-promotion)."""
     from apps.deployments.services import model_evaluate_and_gate
@@ -21,7 +21,7 @@ def evaluate_and_gate_task(model_id: int) -> dict:
     return {"model_id": model_id, "decision_id": decision.pk, "passed": decision.passed}
 
 
-@shared_task(acks_late=True, max_retries=2, default_retry_delay=30)
+@shared_task(acks_late=True)
 def model_gate_task(model_id: int) -> dict:
     """Compute a candidate's gate decision against the production model live now (asked for by its promote page);
     never promotes. The page hears the "gate" event and shows the verdict."""

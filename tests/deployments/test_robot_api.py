@@ -322,7 +322,7 @@ def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(client, m
 
     from django.conf import settings as django_settings
 
-    from vectormlops.errors import ValidationFailed
+    from vectormlops.errors import Forbidden, ValidationFailed
 
     env = {"ROBOT_ENROLLMENT_KEY": "too-short-key", "SECRET_KEY": "x" * 60, "PATH": "/usr/bin:/bin"}
     started = subprocess.run(
@@ -341,3 +341,12 @@ def test_a_short_enrolment_key_is_refused_at_start_up_and_in_the_admin(client, m
     assert page.status_code == 200 and "at least 24 characters" in page.content.decode()
     client.post("/admin/deployments/enrollmentkey/add/", {"key": "c" * 24, "note": "field"})
     assert [k.note for k in EnrollmentKey.objects.all()] == ["field"]
+    # Editing and the admin's "Deactivate" action go through the services; a switched-off key enrols no robot.
+    key = EnrollmentKey.objects.get()
+    client.post(f"/admin/deployments/enrollmentkey/{key.pk}/change/", {"note": "yard", "is_active": "on"})
+    assert EnrollmentKey.objects.get().note == "yard"
+    client.post("/admin/deployments/enrollmentkey/", {"action": "deactivate", "_selected_action": [key.pk], "index": 0})
+    assert not EnrollmentKey.objects.get().is_active
+    with pytest.raises(Forbidden) as refused:
+        services.robot_enroll(key="c" * 24, serial="00e2e5ff")
+    assert refused.value.code == "enrollment_disabled"  # the only key is off

@@ -14,11 +14,12 @@ from apps.deployments.services.promotion import canary_end, deployment_rollback,
 from apps.deployments.services.robots import (
     MIN_ENROLLMENT_KEY_LENGTH,
     enrollment_key_create,
+    enrollment_key_update,
+    enrollment_keys_deactivate,
     robot_enroll,
     robot_register,
     robot_rename,
     robot_revoke,
-    robot_rotate_token,
 )
 from apps.deployments.services.shadow import shadow_end, shadow_start
 from apps.deployments.services.telemetry import MAX_TELEMETRY_RECORDS, telemetry_ingest
@@ -31,6 +32,8 @@ __all__ = [
     "canary_end",
     "deployment_rollback",
     "enrollment_key_create",
+    "enrollment_key_update",
+    "enrollment_keys_deactivate",
     "gate_request",
     "gate_request_done",
     "model_evaluate",
@@ -43,6 +46,5 @@ __all__ = [
     "robot_register",
     "robot_rename",
     "robot_revoke",
-    "robot_rotate_token",
     "telemetry_ingest",
 ]

@@ -73,6 +73,22 @@ def enrollment_key_create(*, key: str, note: str = "") -> EnrollmentKey:
 
 
 @transaction.atomic
+def enrollment_key_update(*, key: EnrollmentKey, note: str, is_active: bool) -> EnrollmentKey:
+    """Change an enrolment key's note, or switch it off (robots enrolled with it keep their tokens) or on again."""
+    key = EnrollmentKey.objects.select_for_update().get(pk=key.pk)
+    key.note, key.is_active = note, is_active
+    key.full_clean()
+    key.save(update_fields=["note", "is_active"])
+    return key
+
+
+@transaction.atomic
+def enrollment_keys_deactivate(*, keys) -> int:
+    """Switch these enrolment keys off; returns how many were on."""
+    return EnrollmentKey.objects.filter(pk__in=[key.pk for key in keys], is_active=True).update(is_active=False)
+
+
+@transaction.atomic
 def robot_revoke(*, robot: Robot, user=None) -> Robot:
     """Revoke a robot's token (every process refuses it within the staleness bound: receivers.robot_changed)."""
     robot = Robot.objects.select_for_update().get(pk=robot.pk)
@@ -89,14 +105,3 @@ def robot_rename(*, robot: Robot, name: str) -> Robot:
     robot.full_clean()
     robot.save(update_fields=["name"])
     return robot
-
-
-@transaction.atomic
-def robot_rotate_token(*, robot: Robot) -> tuple[Robot, str]:
-    """Give a robot a new token (the old one stops working); returns the new token, shown once."""
-    robot = Robot.objects.select_for_update().get(pk=robot.pk)
-    token = _new_token()
-    robot.token_hash = token_hash(token)
-    robot.is_active = True
-    robot.save(update_fields=["token_hash", "is_active"])
-    return robot, token
