@@ -60,7 +60,7 @@ def _touch(request) -> None:
 # --- robot endpoints ----------------------------------------------------------------------------------------
 
 
-class RobotEnrollView(APIView):
+class RobotEnrollApi(APIView):
     """POST /robots/enroll: a robot enrols itself with the enrolment key and gets its token (once).
 
     At most ``ENROLL_FAILURES_PER_MIN`` wrong keys a minute per client address; past that, 429 until the minute
@@ -89,7 +89,7 @@ class RobotEnrollView(APIView):
         return Response({"serial": robot.serial, "token": token}, status=status.HTTP_201_CREATED)
 
 
-class RobotModelView(APIView):
+class RobotModelApi(APIView):
     """GET /robot/model?dataset=: the model this robot should run now (ETag / 304 without a database query)."""
 
     permission_classes = [IsRobot]
@@ -158,7 +158,7 @@ def _stream(path: str, start: int, length: int):
             yield chunk
 
 
-class ArtifactDownloadView(APIView):
+class ArtifactDownloadApi(APIView):
     """GET /models/<id>/artifacts/<format>: the artifact's bytes, streamed from storage; Range → 206."""
 
     permission_classes = [IsRobotOrMLEngineer]
@@ -210,7 +210,7 @@ class ArtifactDownloadView(APIView):
         return response
 
 
-class TelemetryView(APIView):
+class TelemetryApi(APIView):
     """POST /telemetry: a robot's batch of per-frame reports (at most 500)."""
 
     permission_classes = [IsRobot]
@@ -240,7 +240,7 @@ def ping(request):
 # --- automation endpoints -----------------------------------------------------------------------------------
 
 
-class ModelListView(generics.ListAPIView):
+class ModelListApi(generics.ListAPIView):
     """GET /models?dataset=: models with their lifecycle status (candidate|production|canary|retired|rejected)."""
 
     permission_classes = [IsMLEngineer]
@@ -253,7 +253,7 @@ class ModelListView(generics.ListAPIView):
         return selectors.models_with_status(dataset).order_by("-id")
 
 
-class ModelDetailView(generics.RetrieveAPIView):
+class ModelDetailApi(generics.RetrieveAPIView):
     """GET /models/<id>: one model, its lifecycle status, its artifacts and its latest gate decision."""
 
     permission_classes = [IsMLEngineer]
@@ -270,7 +270,7 @@ class ModelDetailView(generics.RetrieveAPIView):
         return Response(body)
 
 
-class ModelPromoteView(APIView):
+class ModelPromoteApi(APIView):
     """POST /models/<id>/promote: put a model live (a person may override a refusing gate; its verdict is kept)."""
 
     permission_classes = [IsMLEngineer]
@@ -297,7 +297,7 @@ class ModelPromoteView(APIView):
         return Response(body, status=status.HTTP_201_CREATED if changed else status.HTTP_200_OK)
 
 
-class DatasetRollbackView(APIView):
+class DatasetRollbackApi(APIView):
     """POST /datasets/<slug>/rollback: re-deploy the model live before the current one."""
 
     permission_classes = [IsMLEngineer]
@@ -316,7 +316,7 @@ class DatasetRollbackView(APIView):
         return Response(DeploymentOutput(deployment).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetDeploymentsView(generics.ListAPIView):
+class DatasetDeploymentsApi(generics.ListAPIView):
     """GET /datasets/<slug>/deployments: the deployment history, newest first."""
 
     permission_classes = [IsMLEngineer]
