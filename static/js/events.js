@@ -6,6 +6,7 @@
 // are applied on top (handlers must tolerate an event the fetched state already holds).
 window.VectorEvents = {
   topics: new Map(),
+  handlers: new Map(), // topic -> its handlers (tests hand events to them directly)
   follow(topic, onEvent, { resync } = {}) {
     const known = this.topics.get(topic);
     if (known) {
@@ -18,6 +19,7 @@ window.VectorEvents = {
     }
     const state = { handlers: [onEvent], resyncs: resync ? [resync] : [], open: false, held: null, opens: 0, closes: [] };
     this.topics.set(topic, state);
+    this.handlers.set(topic, state.handlers);
     const deliver = (body) => state.handlers.forEach((handler) => handler(body.event, body.data));
     state.sync = async (resyncs) => {
       if (!resyncs.length) return;

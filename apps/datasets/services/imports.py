@@ -446,7 +446,9 @@ def import_jobs_sweep(*, grace_s: float = 60, now=None) -> dict:
     """Queued jobs whose message the broker lost are published again; running jobs that no live worker executes
     (a worker killed with -9 holds its message unacknowledged for hours) are failed with the reason, keeping what
     they imported (it can be rolled back). Jobs run by ``manage.py import_dataset`` (no archive, no message) are
-    left to their process. Nothing is judged when the broker or the workers cannot be asked.
+    left to their process. Nothing is judged when the broker or the workers cannot be asked. Liveness is asked of the
+    workers (Celery's inspect): imports belong on a worker that answers while it works (prefork or threads, as the
+    Procfile's ``worker``), never on a solo-pool one.
     Returns {"republished": [ids], "failed": [ids]}."""
     from vectormlops.broker import broker_messages, worker_tasks
     from vectormlops.celery import app

@@ -86,16 +86,29 @@
   }));
   zone.addEventListener("drop", (e) => add(e.dataTransfer.files));
 
-  // Live: count images that arrive (robots, other people, imports) while this page is open.
+  // Live: count images that arrive (robots, other people, imports) while this page is open. After a reconnect the
+  // newest images are fetched, so arrivals while disconnected count too (ids above those there at the first connect).
   const notice = document.getElementById("new-images");
   if (notice && window.VectorEvents) {
-    let arrived = 0;
-    window.VectorEvents.follow("dataset." + slug, (event) => {
-      if (event !== "image_ingested") return;
-      arrived += 1;
-      document.getElementById("new-count").textContent = String(arrived);
+    const arrived = new Set();
+    let baseline = null;
+    const show = () => {
+      if (!arrived.size) return;
+      document.getElementById("new-count").textContent = String(arrived.size);
       notice.classList.remove("d-none");
+    };
+    const resync = () => VectorApi.request("GET", `/api/v1/images?dataset=${encodeURIComponent(slug)}`).then((result) => {
+      if (!result.ok) return;
+      const ids = result.body.results.map((image) => image.id);
+      if (baseline === null) baseline = Math.max(0, ...ids);
+      else ids.filter((id) => id > baseline).forEach((id) => arrived.add(id));
+      show();
     });
+    window.VectorEvents.follow("dataset." + slug, (event, data) => {
+      if (event !== "image_ingested") return;
+      arrived.add(data.id);
+      show();
+    }, { resync });
   }
   input.addEventListener("change", () => { add(input.files); input.value = ""; });
 })();
