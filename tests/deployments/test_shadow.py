@@ -245,6 +245,11 @@ def test_shadow_boxes_are_cleaned_and_bounded():
     clean = shadow.detections_clean(dirty, classes=["vector"])
     assert clean[0] == {"label": "vector", "confidence": 1.0, "box": [1, 2, 3, 4]}
     assert len(clean) == shadow.MAX_SHADOW_BOXES - 6 + 1
+    # Matching stays within numbers: boxes too large to measure match nothing, without an error.
+    huge = [{"label": "vector", "confidence": 0.5, "box": [0.0, 0.0, 1e308, 1e308]}]
+    assert shadow.matched_pairs(huge, huge) == []
+    near = [{"label": "vector", "box": [11.0, 11.0, 20.0, 20.0]}, {"label": "cube", "box": BOX}]
+    assert shadow.matched_pairs([{"label": "vector", "box": BOX}], near) == [(0, 0)]
 
 
 # --- field comparison and the gate -------------------------------------------------------------------------------
