@@ -58,19 +58,9 @@ def model_evaluate(*, model: ModelVersion, items=None) -> Evaluation:
         return Evaluation.objects.get(model=model, test_set_sha256=sha)
 
 
-def model_gate(*, model: ModelVersion) -> GateDecision:
-    """Evaluate the candidate and the current production model on the same test set and apply the policy."""
+def _leakage_check(model: ModelVersion, items, policy: PromotionPolicy) -> dict:
+    """Test images with a near-duplicate among the images the candidate was trained on (a leak flatters it)."""
     from apps.deployments import evaluation as ev
-    from apps.deployments import gate
-
-    dataset = model.dataset
-    policy = policy_for(dataset)
-    rules = gate.Policy.of(policy)
-    items = ev.current_test_set(dataset)
-    classes = list(dataset.classes)
-    production = selectors.production_model(dataset)
-    if production == model:
-        production = None
 
     training = selectors.training_images(model)
     duplicates = {
@@ -80,9 +70,45 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
     }
     if training is None:
         duplicates["note"] = "The model's training data is unknown (no training run with a dataset version)."
+    return duplicates
 
-    reasons_extra: list[str] = []
-    cand_eval = prod_eval = None
+
+def _production_evaluate(production: ModelVersion | None, items) -> tuple[Evaluation | None, list[str]]:
+    """The production model's evaluation on the candidate's test set, or None and why not."""
+    if production is None:
+        return None, []
+    try:
+        return model_evaluate(model=production, items=items), []
+    except ValidationFailed as exc:
+        return None, [f"The production model could not be evaluated on this test set: {exc.message}"]
+
+
+def _map_diff_interval(candidate: Evaluation, production: Evaluation | None, classes: list[str]) -> list:
+    """Bootstrap interval of the mAP difference from both evaluations' per-image stats; [] when not computable."""
+    from apps.deployments import evaluation as ev
+
+    if production is None:
+        return []
+    cand_stats, prod_stats = ev.load_stats(candidate.stats_path), ev.load_stats(production.stats_path)
+    if cand_stats is None or prod_stats is None:
+        return []
+    return ev.bootstrap_map_diff(cand_stats, prod_stats, classes)
+
+
+def model_gate(*, model: ModelVersion) -> GateDecision:
+    """Evaluate the candidate and the current production model on the same test set and apply the policy; the
+    leakage check and the shadow evidence are listed beside the verdict."""
+    from apps.deployments import evaluation as ev
+    from apps.deployments import gate
+
+    dataset = model.dataset
+    policy = policy_for(dataset)
+    rules = gate.Policy.of(policy)
+    items = ev.current_test_set(dataset)
+    production = selectors.production_model(dataset)
+    if production == model:
+        production = None
+    duplicates = _leakage_check(model, items, policy)
     try:
         cand_eval = model_evaluate(model=model, items=items)
     except ValidationFailed as exc:
@@ -94,14 +120,13 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
             near_duplicates=duplicates,
             policy=rules.as_dict(),
         )
-    prod_metrics = None
-    if production is not None:
-        try:
-            prod_eval = model_evaluate(model=production, items=items)
-            prod_metrics = prod_eval.metrics
-        except ValidationFailed as exc:
-            reasons_extra.append(f"The production model could not be evaluated on this test set: {exc.message}")
-    decision = gate.decide(candidate=cand_eval.metrics, production=prod_metrics, test_images=len(items), policy=rules)
+    prod_eval, reasons_extra = _production_evaluate(production, items)
+    decision = gate.decide(
+        candidate=cand_eval.metrics,
+        production=prod_eval.metrics if prod_eval else None,
+        test_images=len(items),
+        policy=rules,
+    )
     # The shadow evidence (field numbers beside the live model) is listed beside the offline verdict.
     shadow_passed, shadow_reasons, shadow_evidence = shadow.shadow_check(
         model=model, live_model=production, policy=policy
@@ -112,11 +137,7 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
         reasons.append(
             f"Leakage warning: {len(duplicates['pairs'])} test image(s) have a near-duplicate in the training data."
         )
-    ci = []
-    if prod_eval is not None:
-        cand_stats, prod_stats = ev.load_stats(cand_eval.stats_path), ev.load_stats(prod_eval.stats_path)
-        if cand_stats is not None and prod_stats is not None:
-            ci = ev.bootstrap_map_diff(cand_stats, prod_stats, classes)
+    interval = _map_diff_interval(cand_eval, prod_eval, list(dataset.classes))  # CPU work: before the transaction
     with transaction.atomic():
         row = GateDecision.objects.create(
             candidate=model,
@@ -128,7 +149,7 @@ def model_gate(*, model: ModelVersion) -> GateDecision:
             reasons=reasons,
             comparison=decision.comparison,
             map_diff=decision.map_diff,
-            map_diff_ci=ci,
+            map_diff_ci=interval,
             near_duplicates=duplicates,
             policy=rules.as_dict(),
             shadow=shadow_evidence,
