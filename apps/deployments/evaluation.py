@@ -200,6 +200,11 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
 
     def capture(validator):
         original = validator.metrics.update_stats
+        # plots=True makes ultralytics fill its confusion matrix; its drawings are skipped (they need fonts from the
+        # internet and cost time): the page draws the stored numbers.
+        validator.plot_val_samples = validator.plot_predictions = lambda *args, **kwargs: None
+        process = validator.metrics.process
+        validator.metrics.process = lambda save_dir=None, plot=False, on_plot=None: process(save_dir=save_dir)
 
         def update_stats(stat):
             per_image[Path(stat["im_name"]).stem] = (
@@ -212,14 +217,18 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
 
         validator.metrics.update_stats = update_stats
 
+    def quiet_confusion_matrix(validator):
+        validator.confusion_matrix.plot = lambda *args, **kwargs: None
+
     yolo = YOLO(str(weights), task="detect")
     yolo.add_callback("on_val_start", capture)
+    yolo.add_callback("on_val_batch_start", quiet_confusion_matrix)
     metrics = yolo.val(
         data=str(data_yaml),
         split="test",
         imgsz=imgsz,
         batch=16,
-        plots=False,
+        plots=True,
         workers=0,
         verbose=False,
         save_json=False,
@@ -243,7 +252,37 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
         "map50": float(metrics.box.map50),
         "map50_95": float(metrics.box.map),
     }
-    return {"overall": overall, "per_class": per_class}, per_image
+    return {"overall": overall, "per_class": per_class, "analysis": analysis_of(metrics)}, per_image
+
+
+CURVE_POINTS = 101  # of ultralytics' 1000-point curves, 101 evenly spaced points are stored
+
+
+def analysis_of(metrics) -> dict:
+    """What ultralytics computed in this validation, stored for the pages to draw: its confusion matrix
+    ([predicted][true], the last row and column "background"), its per-class AP arrays and its precision-recall and
+    F1-confidence curves per class."""
+    names = [metrics.names[k] for k in sorted(metrics.names)]
+    box = metrics.box
+    picks = np.linspace(0, len(box.px) - 1, CURVE_POINTS).round().astype(int)
+    classes = [names[int(c)] for c in box.ap_class_index]
+    matrix = getattr(getattr(metrics, "confusion_matrix", None), "matrix", None)
+    return {
+        "names": names,
+        "confusion_matrix": np.asarray(matrix).round().astype(int).tolist() if matrix is not None else None,
+        "ap_classes": classes,
+        "ap50": [float(v) for v in box.ap50],
+        "ap50_95": [float(v) for v in box.ap],
+        "curve_x": [round(float(v), 4) for v in np.asarray(box.px)[picks]],
+        "pr": {
+            name: [round(float(v), 4) for v in np.asarray(row)[picks]]
+            for name, row in zip(classes, box.prec_values, strict=False)
+        },
+        "f1": {
+            name: [round(float(v), 4) for v in np.asarray(row)[picks]]
+            for name, row in zip(classes, box.f1_curve, strict=False)
+        },
+    }
 
 
 def subset_metrics(stats: PerImageStats, indices, names: list[str]) -> dict:

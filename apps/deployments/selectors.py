@@ -193,3 +193,14 @@ def model_links(model: ModelVersion) -> list[tuple[str, str]]:
         (f"Deployments of {slug}", reverse("deployments:dataset", args=[slug])),
         (f"Monitoring of {slug}", reverse("monitoring:dataset", args=[slug])),
     ]
+
+
+def gate_analysis(decision: GateDecision) -> dict:
+    """The stored ultralytics analyses (confusion matrix, per-class AP, curves) of a decision's two evaluations."""
+    return {
+        role: (evaluation.metrics or {}).get("analysis") if evaluation is not None else None
+        for role, evaluation in (
+            ("candidate", decision.candidate_evaluation),
+            ("production", decision.production_evaluation),
+        )
+    }

@@ -190,6 +190,7 @@ def confirm_promote(request, model_id):
         decision=decision,
         computing=computing,
         gate_current=True,
+        analysis=selectors.gate_analysis(decision) if decision else {},
     )
 
 

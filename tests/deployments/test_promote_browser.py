@@ -1,0 +1,60 @@
+"""The promote page in a real browser: the current verdict with its interval, and what the candidate gets wrong
+beside production (per-class AP, PR and F1 curves, confusion matrices) drawn from the stored analyses."""
+
+import pytest
+
+from apps.deployments import services
+from apps.deployments.models import Evaluation
+from tests.builders import gate_decision_row, make_dataset, make_model
+from tests.conftest import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _analysis(ap: float, matrix: list[list[int]]) -> dict:
+    x = [i / 100 for i in range(101)]
+    return {
+        "names": ["vector"],
+        "confusion_matrix": matrix,
+        "ap_classes": ["vector"],
+        "ap50": [min(1.0, ap + 0.2)],
+        "ap50_95": [ap],
+        "curve_x": x,
+        "pr": {"vector": [1 - v * (1 - ap) for v in x]},
+        "f1": {"vector": [ap * (1 - abs(v - 0.5)) for v in x]},
+    }
+
+
+def test_promote_page_draws_the_error_analysis_of_candidate_and_production(open_browser, live_server, make_user):
+    make_user("eng", "ml_engineer")
+    dataset = make_dataset(slug="analysis", classes=("vector",))
+    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
+    services.model_promote(model=v2, channel="production", reason="v2 first")
+    evaluations = [
+        Evaluation.objects.create(
+            model=model,
+            dataset=dataset,
+            test_set_sha256="a" * 64,
+            image_count=20,
+            metrics={"overall": {}, "analysis": _analysis(ap, matrix)},
+        )  # fmt: skip
+        for model, ap, matrix in ((v1, 0.6, [[18, 3], [2, 0]]), (v2, 0.4, [[12, 6], [8, 0]]))
+    ]
+    gate_decision_row(
+        v1, v2, passed=True, map_diff=0.2, map_diff_ci=[0.1, 0.3],
+        candidate_evaluation=evaluations[0], production_evaluation=evaluations[1],
+    )  # fmt: skip
+
+    page = open_browser()
+    errors = page.js_errors
+    log_in(page, live_server, "eng")
+    page.goto(f"{live_server.url}/models/{v1.pk}/promote/")
+    page.wait_for_function("!!window.analysisCharts")
+    assert "(a real gain)" in page.text_content("#gate-verdict")
+    assert page.evaluate("window.analysisCharts.ap.data.datasets.map(d => d.data)") == [[0.6], [0.4]]
+    assert page.evaluate("window.analysisCharts.pr.data.datasets.length") == 2
+    assert page.locator("table.confusion").count() == 2
+    cells = page.locator('table.confusion[data-model="production"] tbody td').all_text_contents()
+    assert cells == ["12", "6", "8", "0"]
+    page.screenshot(path="/tmp/decide-promote.png", full_page=True)
+    assert errors == []
