@@ -320,7 +320,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several models have a `status`; the image's gets a stable name instead of a hash-suffixed one.
-    "ENUM_NAME_OVERRIDES": {"ImageStatusEnum": "apps.datasets.models.Image.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "apps.datasets.models.Image.Status",
+        # two models have a `channel`: a deployment's and a notification rule's
+        "DeploymentChannelEnum": "apps.deployments.models.Deployment.Channel",
+        "NotificationChannelEnum": "apps.monitoring.models.NotificationRule.Channel",
+    },
 }
 
 # People's API tokens (django-rest-knox): only a digest is stored, the key is shown once; the header stays
