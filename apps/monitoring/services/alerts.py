@@ -83,7 +83,7 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
 def alert_resolve(*, alert: Alert, now: datetime | None = None) -> Alert:
     """The problem went away by itself (the figures recovered): close the alert without a person."""
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().select_related("dataset", "robot").get(pk=alert.pk)
+        alert = Alert.objects.select_for_update(of=("self",)).select_related("dataset", "robot").get(pk=alert.pk)
         if not alert.is_open:
             return alert
         alert.resolved_at = now or timezone.now()
