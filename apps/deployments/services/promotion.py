@@ -41,16 +41,18 @@ def _person(user):
     return user if getattr(user, "is_authenticated", False) and not getattr(user, "is_robot", False) else None
 
 
-def _canary_close(canary: Deployment, *, dataset: Dataset, reason: str, user, now: datetime) -> Deployment:
-    """End the live canary and record it in the history (an END entry); robots fall back to production."""
-    _end(canary, now)
+def _channel_close(live: Deployment, *, dataset: Dataset, reason: str, user, now: datetime) -> Deployment:
+    """End a live canary or shadow and record it in the history (an END entry): robots fall back to production,
+    or stop running the shadow model, on their next poll."""
+    _end(live, now)
     ended = Deployment.objects.create(
         dataset=dataset,
-        channel=Channel.CANARY,
+        channel=live.channel,
         action=Action.END,
-        model=canary.model,
-        previous=canary,
-        canary_percent=canary.canary_percent,
+        model=live.model,
+        previous=live,
+        canary_percent=live.canary_percent,
+        shadow_percent=live.shadow_percent,
         reason=reason,
         created_by=_person(user),
         is_live=False,
@@ -165,7 +167,7 @@ def model_promote(
         canary = live.get(Channel.CANARY)
         if canary is not None and canary.model_id == model.pk:
             # The canary graduated: its channel empties.
-            _canary_close(canary, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
+            _channel_close(canary, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
         from apps.deployments.services.shadow import shadow_graduate
 
         shadow_graduate(dataset=dataset, live=live, model=model, reason=reason, user=user, now=now)
@@ -217,7 +219,7 @@ def canary_end(*, dataset: Dataset, promote: bool, user=None, reason: str) -> De
     if promote:
         model_promote(model=canary.model, channel=Channel.PRODUCTION, user=user, reason=reason)
         return Deployment.objects.filter(dataset=dataset, channel=Channel.CANARY).order_by("-id").first()
-    return _canary_close(canary, dataset=dataset, reason=reason, user=user, now=timezone.now())
+    return _channel_close(canary, dataset=dataset, reason=reason, user=user, now=timezone.now())
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip
-from apps.deployments.services.promotion import _changed, _check_reason, _end, _lock_dataset, _person
+from apps.deployments.services.promotion import _changed, _channel_close, _check_reason, _end, _lock_dataset, _person
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, ValidationFailed
 
@@ -22,25 +22,6 @@ def _percent(shadow_percent) -> int:
     if isinstance(shadow_percent, bool) or not isinstance(shadow_percent, int) or not 1 <= shadow_percent <= 100:
         raise ValidationFailed("A shadow needs shadow_percent between 1 and 100.", code="bad_shadow_percent")
     return shadow_percent
-
-
-def _shadow_close(shadow: Deployment, *, dataset: Dataset, reason: str, user, now) -> Deployment:
-    """End the live shadow and record it (an END entry); robots stop running the shadow model on their next poll."""
-    _end(shadow, now)
-    ended = Deployment.objects.create(
-        dataset=dataset,
-        channel=Channel.SHADOW,
-        action=Action.END,
-        model=shadow.model,
-        previous=shadow,
-        shadow_percent=shadow.shadow_percent,
-        reason=reason,
-        created_by=_person(user),
-        is_live=False,
-        ended_at=now,
-    )
-    _changed(dataset, ended)
-    return ended
 
 
 @transaction.atomic
@@ -92,14 +73,14 @@ def shadow_end(*, dataset: Dataset, user=None, reason: str) -> Deployment:
     shadow = live.get(Channel.SHADOW)
     if shadow is None:
         raise Conflict("No shadow is live for this dataset.", code="no_shadow")
-    return _shadow_close(shadow, dataset=dataset, reason=reason, user=user, now=timezone.now())
+    return _channel_close(shadow, dataset=dataset, reason=reason, user=user, now=timezone.now())
 
 
 def shadow_graduate(*, dataset: Dataset, live: dict, model: ModelVersion, reason: str, user, now) -> None:
     """Inside a promotion to production (dataset locked): a shadow of the promoted model ends, it now drives."""
     shadow = live.get(Channel.SHADOW)
     if shadow is not None and shadow.model_id == model.pk:
-        _shadow_close(shadow, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
+        _channel_close(shadow, dataset=dataset, reason=f"promoted to production: {reason}", user=user, now=now)
 
 
 def shadow_skipped_store(*, robot_id: int, dataset: Dataset, model_id: int | None, entries) -> int:
