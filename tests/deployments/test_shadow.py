@@ -361,3 +361,15 @@ def test_the_gate_verdict_carries_shadow_evidence_and_auto_promotes_on_it(robot_
     assert Deployment.objects.get(dataset=dataset, channel="production", is_live=True).model_id == candidate.pk
     assert not Deployment.objects.filter(dataset=dataset, channel="shadow", is_live=True).exists()
     assert shadow_gates_due() == []
+
+
+def test_disagreement_frames_come_first_in_the_labeling_queue_and_count_as_robot_frames(dataset, models, annotator):
+    from apps.labeling.services.claims import image_claim_next
+    from apps.monitoring.selectors import ROBOT_SOURCES
+
+    v1, v2 = models
+    make_image(dataset, seed=1, source=Image.Source.CAMERA)  # uploaded first
+    meta = {"model_id": v1.pk, "predictions": [], "shadow": {"model_id": v2.pk, "predictions": []}}
+    frame = make_image(dataset, seed=2, source=Image.Source.SHADOW_DISAGREEMENT, meta=meta)
+    assert image_claim_next(dataset=dataset, user=annotator) == frame
+    assert Image.Source.SHADOW_DISAGREEMENT in ROBOT_SOURCES

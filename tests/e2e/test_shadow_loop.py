@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -24,10 +25,10 @@ from apps.deployments import services as deployment_services
 from apps.deployments import shadow
 from apps.deployments.models import TelemetryRecord
 from apps.deployments.services.shadow import shadow_end
-from apps.labeling.services.claims import PRIORITY_SOURCES
+from apps.labeling.services.claims import image_claim_next, image_claim_release
 from apps.monitoring import services as monitoring
 from tests.agent.fakes import constant_detector
-from tests.builders import make_model
+from tests.builders import make_image, make_model
 from tests.conftest import free_port, test_database_url
 from tests.faults import private_redis
 from vectormlops.services import api_token_create
@@ -111,7 +112,7 @@ def world(tmp_path, ml_engineer, settings):
                 log.close()
 
 
-def test_a_shadow_model_proves_itself_on_the_robots_frames(world):
+def test_a_shadow_model_proves_itself_on_the_robots_frames(world, ml_engineer):
     api = world["api"]
     created = api.post("/api/v1/datasets", json={"slug": "vector", "name": "Vector robots", "classes": ["vector"]})
     assert created.status_code == 201, created.text
@@ -165,8 +166,12 @@ def test_a_shadow_model_proves_itself_on_the_robots_frames(world):
     assert {row["robot"] for row in numbers["per_robot"]} == set(SERIALS)  # one room each
     assert numbers["overall"]["live"]["detection_rate"] == 1.0 and numbers["overall"]["shadow"]["detection_rate"] == 1.0
 
-    # The disagreement frames come first in the labeling queue.
-    assert Image.Source.SHADOW_DISAGREEMENT in PRIORITY_SOURCES
+    # The disagreement frames come first in the labeling queue (before a camera frame uploaded earlier).
+    make_image(dataset, seed=99, source=Image.Source.CAMERA)
+    Image.objects.filter(source=Image.Source.CAMERA).update(uploaded_at=timezone.now() - timedelta(days=1))
+    first_in_queue = image_claim_next(dataset=dataset, user=ml_engineer)
+    assert first_in_queue.source == Image.Source.SHADOW_DISAGREEMENT
+    image_claim_release(image=first_in_queue, user=ml_engineer)
     listed = api.get("/api/v1/images?dataset=vector&source=shadow_disagreement").raise_for_status().json()["results"]
     assert len(listed) >= 3
 
