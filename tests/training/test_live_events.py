@@ -101,3 +101,52 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
                 web.wait(timeout=30)
             log.close()
         assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+def test_the_dataset_page_counts_images_that_arrived_while_the_server_was_down(
+    open_browser, make_user, settings, tmp_path
+):
+    import io
+
+    from apps.datasets.services import image_ingest
+    from tests.builders import jpeg, make_dataset
+
+    with private_redis(settings) as (redis_url, _server):
+        make_user("ann", "annotator")
+        dataset = make_dataset("arrivals")
+        image_ingest(dataset=dataset, fileobj=io.BytesIO(jpeg(1)), source="upload")
+        port, log_path = free_port(), tmp_path / "web.log"
+        web, log = start_web(port, redis_url, log_path)
+        topic = "dataset.arrivals"
+        try:
+            page = open_browser()
+            server = SimpleNamespace(url=f"http://127.0.0.1:{port}")
+            log_in(page, server, "ann")
+            page.goto(f"{server.url}/datasets/arrivals/")
+            page.wait_for_function(f"VectorEvents.opens('{topic}') === 1")
+            page.wait_for_timeout(1000)  # the first re-sync has fetched the newest images
+            assert "d-none" in page.get_attribute("#new-images", "class")
+
+            # two images arrive while the web server is down: their events reach nobody
+            web.send_signal(signal.SIGKILL)
+            web.wait(timeout=30)
+            log.close()
+            for seed in (2, 3):
+                sender = threading.Thread(
+                    target=image_ingest,
+                    kwargs={"dataset": dataset, "fileobj": io.BytesIO(jpeg(seed)), "source": "camera"},
+                )
+                sender.start()
+                sender.join()
+            web, log = start_web(port, redis_url, log_path)
+
+            page.wait_for_function(f"VectorEvents.opens('{topic}') >= 2", timeout=60_000)
+            page.wait_for_selector("#new-images:not(.d-none)")
+            assert page.text_content("#new-count") == "2"
+            assert page.js_errors == []
+        finally:
+            if web.poll() is None:
+                web.terminate()
+                web.wait(timeout=30)
+            log.close()
+        assert "Traceback" not in log_path.read_text(errors="replace")
