@@ -192,14 +192,38 @@ def local_weights(model, workdir: Path) -> Path:
     return target
 
 
+PREDICTION_MIN_CONF = 0.1  # predictions kept per image for the error viewer (the validator keeps down to 0.001)
+
+
 def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) -> tuple[dict, dict[str, tuple]]:
-    """Validate with ultralytics; returns the headline metrics and the per-image matched stats by file stem."""
+    """Validate with ultralytics; returns the headline metrics (with each image's predictions, matched by the
+    validator at IoU 0.5, under "predictions") and the per-image matched stats by file stem."""
     from ultralytics import YOLO
 
     per_image: dict[str, tuple] = {}
+    predictions: dict[str, list] = {}
 
     def capture(validator):
         original = validator.metrics.update_stats
+        match = validator._process_batch
+
+        def process_batch(preds, batch):
+            # The validator's own matching of this image's predictions, with the boxes in original pixels.
+            result = match(preds, batch)
+            boxes = validator.scale_preds(preds, batch)["bboxes"].cpu().numpy()
+            rows = []
+            for box, cls, conf, tp in zip(
+                boxes, preds["cls"].cpu().numpy(), preds["conf"].cpu().numpy(), result["tp"][:, 0], strict=True
+            ):
+                if conf >= PREDICTION_MIN_CONF:
+                    x1, y1, x2, y2 = (round(float(v), 1) for v in box)
+                    rows.append(
+                        [x1, y1, round(x2 - x1, 1), round(y2 - y1, 1), int(cls), round(float(conf), 3), bool(tp)]
+                    )
+            predictions[Path(batch["im_file"]).stem] = rows
+            return result
+
+        validator._process_batch = process_batch
         # plots=True makes ultralytics fill its confusion matrix; its drawings are skipped (they need fonts from the
         # internet and cost time): the page draws the stored numbers.
         validator.plot_val_samples = validator.plot_predictions = lambda *args, **kwargs: None
@@ -252,7 +276,8 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
         "map50": float(metrics.box.map50),
         "map50_95": float(metrics.box.map),
     }
-    return {"overall": overall, "per_class": per_class, "analysis": analysis_of(metrics)}, per_image
+    analysis = {**analysis_of(metrics), "predictions": predictions}
+    return {"overall": overall, "per_class": per_class, "analysis": analysis}, per_image
 
 
 CURVE_POINTS = 101  # of ultralytics' 1000-point curves, 101 evenly spaced points are stored

@@ -204,3 +204,46 @@ def gate_analysis(decision: GateDecision) -> dict:
             ("production", decision.production_evaluation),
         )
     }
+
+
+def error_viewer_images(decision: GateDecision, *, conf: float) -> list[dict]:
+    """Every test image of a decision with its ground truth and both models' predictions at ``conf`` or above, as
+    ultralytics matched them at IoU 0.5: per model the true positives, false positives and misses (ground-truth
+    boxes no prediction found), its slices, and how much the two models disagree on it (the page sorts by that)."""
+    from apps.deployments import evaluation as ev
+
+    items = ev.current_test_set(decision.candidate.dataset)
+    slices = {index: {} for index in range(len(items))}
+    for kind, groups in ev.slices_of(items).items():
+        for name, indices in groups.items():
+            for index in indices:
+                slices[index][kind] = name
+    stored = {
+        role: ((evaluation.metrics or {}).get("analysis") or {}).get("predictions") if evaluation else None
+        for role, evaluation in (
+            ("candidate", decision.candidate_evaluation),
+            ("production", decision.production_evaluation),
+        )
+    }
+    rows = []
+    for index, item in enumerate(items):
+        row = {"image_id": item.image_id, "width": item.width, "height": item.height, "slices": slices[index]}
+        row["truth"] = [{"class_id": b["class_id"], "box": b["box"]} for b in item.boxes]
+        for role, predictions in stored.items():
+            if predictions is None:
+                continue
+            kept = [p for p in predictions.get(item.sha256, []) if p[5] >= conf]
+            true_positives = sum(1 for p in kept if p[6])
+            row[role] = {
+                "boxes": [{"box": p[:4], "class_id": p[4], "confidence": p[5], "tp": p[6]} for p in kept],
+                "tp": true_positives,
+                "fp": len(kept) - true_positives,
+                "missed": max(len(item.boxes) - true_positives, 0),
+            }
+        if "candidate" in row and "production" in row:
+            c, p = row["candidate"], row["production"]
+            row["disagreement"] = abs(c["tp"] - p["tp"]) + abs(c["fp"] - p["fp"]) + abs(c["missed"] - p["missed"])
+        else:
+            row["disagreement"] = 0
+        rows.append(row)
+    return sorted(rows, key=lambda row: (-row["disagreement"], row["image_id"]))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.deployments import views, views_shadow
+from apps.deployments import views, views_errors, views_shadow
 
 app_name = "deployments"
 urlpatterns = [
@@ -12,4 +12,5 @@ urlpatterns = [
     path("models/<int:model_id>/shadow/", views_shadow.confirm_shadow_start, name="confirm_shadow_start"),
     path("models/", views.model_list, name="model_list"),
     path("models/<int:model_id>/promote/", views.confirm_promote, name="confirm_promote"),
+    path("models/<int:model_id>/errors/", views_errors.model_errors, name="model_errors"),
 ]

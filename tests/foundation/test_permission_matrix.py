@@ -116,6 +116,7 @@ MATRIX = {
     "deployments/<slug:slug>/canary/end/": {"get": ENGINEER, "post": ENGINEER},
     "models/": {"get": ENGINEER},
     "models/<int:model_id>/promote/": {"get": ENGINEER, "post": ENGINEER},
+    "models/<int:model_id>/errors/": {"get": ENGINEER},
     # monitoring
     "api/v1/alerts/<int:alert_id>/acknowledge": {"post": ENGINEER},
     "api/v1/datasets/<slug:slug>/alerts": {"get": ENGINEER},
