@@ -130,7 +130,10 @@ def test_rejected_first_with_the_comment_then_skips_and_an_empty_queue_that_says
     assert "That is a charger." in page.inner_text("#notices")
 
     page.keyboard.press("s")
-    page.wait_for_function(f"window.labelTool.state.current && window.labelTool.state.current.id === {unlabeled.pk}")
+    page.wait_for_function(  # shown and settled (keys pressed while the page is busy are ignored)
+        f"window.labelTool.state.current && window.labelTool.state.current.id === {unlabeled.pk}"
+        " && !window.labelTool.state.busy"
+    )
     page.keyboard.press("s")
     page.wait_for_selector("#empty-queue:not([hidden])")
     why = page.inner_text("#empty-why")

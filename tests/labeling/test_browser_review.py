@@ -75,7 +75,7 @@ def test_review_zoom_pan_edit_delete_approve_by_key_back_and_batch_approve(
     page.wait_for_function(
         f"window.labelTool && window.labelTool.ready && window.labelTool.state.current.id === {first.pk}"
     )
-    assert page.inner_text("#image-status") == "approved"
+    assert page.inner_text("#image-status") == "approved" and "Reopen" in page.inner_text("#reject-btn")
 
     page.goto(f"{live_server.url}/review/robots/?annotator=bob")
     Canvas(page)
@@ -114,6 +114,10 @@ def test_a_planted_wrong_label_is_suspect_fixed_by_mouse_and_keys_and_then_read_
     assert rows.count() == 1 and rows.first.get_attribute("data-image-id") == str(planted.pk)
     assert "loose" in rows.first.inner_text()
     page.screenshot(path="/tmp/suspects.png", full_page=True)
+    page.goto(f"{live_server.url}/review/")
+    assert page.locator("a.btn", has_text="Suspect labels").count() == 1  # the review home leads to the queue
+    page.screenshot(path="/tmp/review-home.png")
+    page.goto(f"{live_server.url}/review/robots/suspects/")
     rows.first.locator("a", has_text="Open").click()
     c = Canvas(page)
     assert page.evaluate("window.labelTool.state.current.id") == planted.pk

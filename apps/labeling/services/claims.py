@@ -125,7 +125,7 @@ def refuse_if_read_only(image: Image, user) -> None:
 
 def refuse_if_claimed_by_other(image: Image, user, now) -> None:
     """Someone else's live claim is never dropped silently: the caller must take the image over explicitly."""
-    claim = ImageClaim.objects.select_for_update().filter(image=image).select_related("user").first()
+    claim = ImageClaim.objects.select_for_update(of=("self",)).filter(image=image).select_related("user").first()
     if claim is not None and claim.user_id != user.pk and claim.expires_at > now:
         raise Conflict(
             f"{claim.user.get_username()} is labeling this image.",

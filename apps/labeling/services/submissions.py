@@ -113,7 +113,7 @@ def image_review(
             "A rejection needs a comment.", details={"comment": ["Say what to fix."]}, code="comment_required"
         )
     with transaction.atomic():
-        locked = Image.objects.select_for_update().select_related("dataset").get(pk=image.pk)
+        locked = Image.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=image.pk)
         if locked.status not in (Image.Status.SUBMITTED, Image.Status.APPROVED):
             raise Conflict(
                 f"Only submitted or approved images can be reviewed; this one is {locked.status}.",
@@ -158,7 +158,7 @@ def images_approve_batch(*, dataset: Dataset, reviewer, image_ids: list[int]) ->
     approved = 0
     with transaction.atomic():
         images = (
-            Image.objects.select_for_update()
+            Image.objects.select_for_update(of=("self",))  # not the outer-joined annotation (PostgreSQL refuses)
             .filter(dataset=dataset, pk__in=image_ids, status=Image.Status.SUBMITTED)
             .select_related("annotation__updated_by")
             .order_by("id")

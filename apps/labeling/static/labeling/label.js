@@ -183,7 +183,7 @@
       boxGroup.add(tag);
       if (selected) selectedNode = rect;
     }
-    transformer.nodes(selectedNode ? [selectedNode] : []);
+    transformer.nodes(selectedNode && !state.readOnly ? [selectedNode] : []); // no resize handles when read-only
     if (selectedNode) transformer.moveToTop();
     // Draw now, not on the next animation frame: the hit canvas must know the new nodes before the next click.
     layer.draw();
@@ -326,7 +326,7 @@
       node.strokeWidth(on ? 3 : 2);
       node.fill(on ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.01)");
     });
-    transformer.nodes([rect]);
+    transformer.nodes(state.readOnly ? [] : [rect]);
     transformer.moveToTop();
     layer.batchDraw();
     renderSide();
@@ -575,6 +575,11 @@
     }
     if (state.readOnly) notice("secondary", esc(state.readOnly), { key: "read-only" });
     if (REVIEW) {
+      // Rejecting an approved image reopens it (the comment says why); the buttons say so.
+      const reopen = bundle.status === "approved";
+      $("reject-btn").innerHTML = `${reopen ? "Reopen" : "Reject"} <kbd>R</kbd>`;
+      $("reject-btn").title = reopen ? "Reopen: back to its annotator with your comment (R)" : "Reject with a comment (R)";
+      $("review-comment").placeholder = reopen ? "Why reopen it? What should be fixed?" : "What should be fixed?";
       showSuspect(bundle);
       $("queue-position").textContent = `labeled by ${bundle.annotation.updated_by || "unknown"} · ${bundle.annotation.boxes.length} boxes`;
     }
