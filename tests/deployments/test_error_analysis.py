@@ -41,3 +41,11 @@ def test_stored_analysis_equals_ultralytics_own_val(dataset, tiny_weights):
     boxes = sum(len(item.boxes) for item in items)
     assert matrix[:, 0].sum() == boxes and matrix.shape == (2, 2)
     assert len(analysis["curve_x"]) == ev.CURVE_POINTS and len(analysis["pr"]["vector"]) == ev.CURVE_POINTS
+    # Each image's predictions as the validator matched them (boxes in pixels of the original image).
+    predictions = analysis["predictions"]
+    assert set(predictions) <= {item.sha256 for item in items}
+    for item in items:
+        rows = predictions.get(item.sha256, [])
+        assert all(len(row) == 7 and row[5] >= ev.PREDICTION_MIN_CONF for row in rows)
+        assert sum(row[6] for row in rows) <= len(item.boxes)  # a ground-truth box is matched at most once
+        assert all(0 <= row[0] <= item.width and 0 <= row[1] <= item.height for row in rows)
