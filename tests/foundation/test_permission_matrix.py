@@ -114,8 +114,10 @@ MATRIX = {
     "deployments/<slug:slug>/": {"get": ENGINEER},
     "deployments/<slug:slug>/rollback/": {"get": ENGINEER, "post": ENGINEER},
     "deployments/<slug:slug>/canary/end/": {"get": ENGINEER, "post": ENGINEER},
+    "deployments/<slug:slug>/shadow/end/": {"get": ENGINEER, "post": ENGINEER},
     "models/": {"get": ENGINEER},
     "models/<int:model_id>/promote/": {"get": ENGINEER, "post": ENGINEER},
+    "models/<int:model_id>/shadow/": {"get": ENGINEER, "post": ENGINEER},
     "models/<int:model_id>/errors/": {"get": ENGINEER},
     # monitoring
     "api/v1/alerts/<int:alert_id>/acknowledge": {"post": ENGINEER},
