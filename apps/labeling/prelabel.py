@@ -14,6 +14,7 @@ from apps.datasets.models import Dataset, Image
 from apps.datasets.storage import place_stored_file, sha256_of_file, stored_file_on_disk
 from apps.labeling import services
 from apps.labeling.models import Prediction, PrelabelModel
+from apps.labeling.suspects import calibrated_confidence
 
 log = logging.getLogger(__name__)
 STORE_MIN_CONFIDENCE = 0.05  # low boxes are kept: they tell how unsure the model is
@@ -106,18 +107,32 @@ def predict_images(*, prelabel: PrelabelModel, images: list[Image]) -> int:
     return stored
 
 
+def _labels(image: Image) -> list[dict]:
+    annotation = getattr(image, "annotation", None)  # approved images have one; a missing one reads as no boxes
+    return annotation.boxes if annotation is not None else []
+
+
 def suspects_find(*, dataset: Dataset, model_id: int, artifact_storage_path: str) -> int:
     """Run a trained model over the dataset's approved images and score how much it doubts each one's labels
     (apps.labeling.suspects); the reviewers' "suspect labels" queue lists the worst first. Returns images scored."""
     path, sha256 = _local_copy(artifact_storage_path)
     model = _load_file(sha256, path)
     images = list(
-        Image.objects.filter(dataset=dataset, status=Image.Status.APPROVED).select_related("dataset").order_by("id")
+        Image.objects.filter(dataset=dataset, status=Image.Status.APPROVED)
+        .select_related("dataset", "annotation")
+        .order_by("id")
     )
+    predicted = list(_predictions(model, images))  # boxes only: a few per image, fine in memory
+    # The model's own bar for "confident", from how sure it is where it agrees with the labels.
+    pairs = [(_labels(image), boxes) for image, boxes in predicted]
+    confident = calibrated_confidence(pairs)
     scored = 0
-    for image, boxes in _predictions(model, images):
-        if services.suspects_store(image=image, model_id=model_id, predictions=boxes) is not None:
+    for image, boxes in predicted:
+        if services.suspects_store(image=image, model_id=model_id, predictions=boxes, confident=confident) is not None:
             scored += 1
+    log.info(
+        "suspect labels of %s: model %s, confident >= %.2f, %d images scored", dataset.slug, model_id, confident, scored
+    )
     return scored
 
 

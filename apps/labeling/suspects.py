@@ -6,11 +6,14 @@ The rule (boxes are [x, y, w, h] pixels; IoU = intersection over union):
   and no prediction of the label's class does; score = that prediction's confidence.
 - ``loose``: the best prediction of the label's class overlaps it only partly (IoU in [SUPPORT_IOU, TIGHT_IOU));
   score = (1 - IoU) x the prediction's confidence (a shifted or badly sized box).
-- ``unsupported``: no prediction of any class (>= SEEN) touches the label (IoU < SUPPORT_IOU); score UNSUPPORTED.
-- ``missing``: a confident prediction that no label matches (same class, IoU >= MATCH_IOU) and that is not already
-  explained by a ``wrong_class`` label; score = its confidence.
-An image's score is 1 - prod(1 - box score): the chance that at least one of its boxes is wrong, treating the
-box scores as independent guesses. Images where the model agrees score 0.
+- ``unsupported``: no prediction of any class (>= SEEN) touches the label (IoU < SUPPORT_IOU); score UNSUPPORTED x
+  (1 - the best confidence of any weaker prediction that does touch it), so a faint detection there doubts less.
+- ``missing``: a confident prediction that no label touches (same class, IoU >= SUPPORT_IOU) and that is not
+  already explained by a ``wrong_class`` or ``loose`` label; score = its confidence.
+"Confident" is CONFIDENT (0.5) for a well trained model; a young model that is right at lower confidences gets a
+lower bar (``calibrated_confidence``: 0.8 x the median confidence of its predictions that match a label, never
+below SEEN). An image's score is 1 - prod(1 - box score): the chance that at least one of its boxes is wrong,
+treating the box scores as independent guesses. Images where the model agrees score 0.
 """
 
 CONFIDENT = 0.5
@@ -41,7 +44,27 @@ def _best(box, predictions, keep) -> tuple[float, dict | None]:
     return best, found
 
 
-def label_doubts(labels: list[dict], predictions: list[dict], classes: list[str]) -> list[dict]:
+def calibrated_confidence(pairs: list[tuple[list[dict], list[dict]]]) -> float:
+    """The "confident" bar for one model from (labels, predictions) of many images: 0.8 x the median confidence of
+    its predictions that match a label (same class, IoU >= MATCH_IOU), between SEEN and CONFIDENT; CONFIDENT when
+    fewer than 5 labels are matched (too little to judge)."""
+    hits = []
+    for labels, predictions in pairs:
+        for label in labels:
+            cid = label["class_id"]
+            value, found = _best(label["box"], predictions, lambda p, cid=cid: p["class_id"] == cid)
+            if found is not None and value >= MATCH_IOU:
+                hits.append(found["confidence"])
+    if len(hits) < 5:
+        return CONFIDENT
+    hits.sort()
+    median = hits[len(hits) // 2]
+    return round(min(CONFIDENT, max(SEEN, 0.8 * median)), 3)
+
+
+def label_doubts(
+    labels: list[dict], predictions: list[dict], classes: list[str], confident: float = CONFIDENT
+) -> list[dict]:
     """Reasons to doubt ``labels`` ({class_id, box}) given ``predictions`` ({class_id, box, confidence})."""
 
     def name(class_id) -> str:
@@ -53,7 +76,7 @@ def label_doubts(labels: list[dict], predictions: list[dict], classes: list[str]
         cid, box = label["class_id"], label["box"]
         same_iou, same = _best(box, predictions, lambda p, cid=cid: p["class_id"] == cid and p["confidence"] >= SEEN)
         other_iou, other = _best(
-            box, predictions, lambda p, cid=cid: p["class_id"] != cid and p["confidence"] >= CONFIDENT
+            box, predictions, lambda p, cid=cid: p["class_id"] != cid and p["confidence"] >= confident
         )
         any_iou, _ = _best(box, predictions, lambda p: p["confidence"] >= SEEN)
         base = {"label": name(cid), "box": box}
@@ -72,6 +95,7 @@ def label_doubts(labels: list[dict], predictions: list[dict], classes: list[str]
                 }
             )
         elif any_iou < SUPPORT_IOU:
+            faint = max((p["confidence"] for p in predictions if iou(box, p["box"]) >= SUPPORT_IOU), default=0.0)
             reasons.append(
                 {
                     **base,
@@ -79,7 +103,7 @@ def label_doubts(labels: list[dict], predictions: list[dict], classes: list[str]
                     "predicted": None,
                     "confidence": None,
                     "iou": round(any_iou, 3),
-                    "score": UNSUPPORTED,
+                    "score": round(UNSUPPORTED * (1 - faint), 3),
                     "message": f"the model sees nothing where this {name(cid)} is",
                 }
             )
@@ -99,7 +123,7 @@ def label_doubts(labels: list[dict], predictions: list[dict], classes: list[str]
                 }
             )
     for p in predictions:
-        if p["confidence"] < CONFIDENT or id(p) in explained:
+        if p["confidence"] < confident or id(p) in explained:
             continue
         matched, _ = _best(p["box"], labels, lambda label, p=p: label["class_id"] == p["class_id"])
         if matched >= SUPPORT_IOU:

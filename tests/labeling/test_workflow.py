@@ -184,3 +184,23 @@ def test_stored_predictions_follow_a_class_merge(dataset, make_image):
     )
     dataset_class_merge(dataset=dataset, source_id=CUBE, target_id=VECTOR)
     assert [b["class_id"] for b in Prediction.objects.get(image=image).boxes] == [1, 0]  # charger moved up
+
+
+def test_a_young_model_gets_a_lower_bar_for_confident_so_its_missing_boxes_still_count():
+    from apps.labeling.suspects import CONFIDENT, calibrated_confidence
+
+    names = ["vector", "cube", "charger"]
+    weak = model_sees(TRUTH, confidence=0.36)  # right, but never sure
+    pairs = [(TRUTH, weak)] * 3
+    confident = calibrated_confidence(pairs)
+    assert 0.25 <= confident < 0.36 and calibrated_confidence(pairs[:1]) == CONFIDENT, "too few matches: default"
+    assert label_doubts([TRUTH[0]], weak, names) == [], "at 0.5 the weak model's boxes count for nothing"
+    missing = label_doubts([TRUTH[0]], weak, names, confident)
+    assert [(r["kind"], r["predicted"]) for r in missing] == [("missing", "cube")]
+    faint = label_doubts([{"class_id": VECTOR, "box": [130, 5, 20, 20]}], [], names)
+    seen_faintly = label_doubts(
+        [{"class_id": VECTOR, "box": [130, 5, 20, 20]}],
+        [{"class_id": VECTOR, "box": [131, 6, 20, 20], "confidence": 0.2}],
+        names,
+    )
+    assert faint[0]["score"] > seen_faintly[0]["score"] > 0, "a faint detection there doubts the label less"

@@ -5,22 +5,25 @@ from django.utils import timezone
 
 from apps.datasets.models import Annotation, Image
 from apps.labeling.models import SuspectLabel
-from apps.labeling.suspects import image_doubt, label_doubts
+from apps.labeling.suspects import CONFIDENT, image_doubt, label_doubts
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
 
 
-def suspects_store(*, image: Image, model_id: int, predictions: list[dict]) -> SuspectLabel | None:
+def suspects_store(
+    *, image: Image, model_id: int, predictions: list[dict], confident: float = CONFIDENT
+) -> SuspectLabel | None:
     """Score an approved image's labels against ``predictions`` ({class_id, box, confidence}) of model
-    ``model_id``. A verdict already given on the same annotation version is kept (the reviewer said these labels
-    are right, or fixed them); new boxes reopen the question. Returns None for an image not approved."""
+    ``model_id``; ``confident`` is this model's bar (apps.labeling.suspects.calibrated_confidence). A verdict
+    already given on the same annotation version is kept (the reviewer said these labels are right, or fixed
+    them); new boxes reopen the question. Returns None for an image not approved."""
     with transaction.atomic():
         annotation = Annotation.objects.filter(image=image).first()
         if image.status != Image.Status.APPROVED or annotation is None:
             SuspectLabel.objects.filter(image=image).delete()
             return None
         classes = list(image.dataset.classes)
-        reasons = label_doubts(annotation.boxes, predictions, classes)
+        reasons = label_doubts(annotation.boxes, predictions, classes, confident)
         shown = [
             {"label": classes[p["class_id"]], "box": p["box"], "confidence": round(p["confidence"], 3)}
             for p in predictions
