@@ -70,7 +70,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "vectormlops.inputs.ApiInputBoundsMiddleware",  # path ids and query values bounded before any view
-    "vectormlops.inputs.ApiInputBoundsMiddleware",  # path ids and query values bounded before any view
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -291,12 +290,6 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["vectormlops.permissions.IsPerson"],
     "EXCEPTION_HANDLER": "vectormlops.errors.api_exception_handler",
-    # JSON and form bodies bounded (depth, numbers, text) before they reach a serializer or the database
-    "DEFAULT_PARSER_CLASSES": [
-        "vectormlops.inputs.BoundedJSONParser",
-        "vectormlops.inputs.BoundedFormParser",
-        "vectormlops.inputs.BoundedMultiPartParser",
-    ],
     # JSON and form bodies bounded (depth, numbers, text) before they reach a serializer or the database
     "DEFAULT_PARSER_CLASSES": [
         "vectormlops.inputs.BoundedJSONParser",
