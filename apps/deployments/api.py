@@ -241,7 +241,8 @@ def ping(request):
 
 
 class ModelListApi(generics.ListAPIView):
-    """GET /models?dataset=: models with their lifecycle status (candidate|production|canary|retired|rejected)."""
+    """GET /models?dataset=: models with their lifecycle status (candidate, production, canary, shadow, retired or
+    rejected)."""
 
     permission_classes = [IsMLEngineer]
     serializer_class = ModelOutput

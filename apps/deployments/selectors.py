@@ -10,7 +10,7 @@ from apps.deployments import gate
 from apps.deployments.models import Deployment, EnrollmentKey, Evaluation, GateDecision, PromotionPolicy, Robot
 from apps.training.models import ModelVersion
 
-STATUSES = ("candidate", "production", "canary", "retired", "rejected")
+STATUSES = ("candidate", "production", "canary", "shadow", "retired", "rejected")
 
 
 def models_with_status(dataset=None) -> QuerySet:
@@ -21,7 +21,13 @@ def models_with_status(dataset=None) -> QuerySet:
         .annotate(
             in_production=Exists(live.filter(channel=Deployment.Channel.PRODUCTION)),
             in_canary=Exists(live.filter(channel=Deployment.Channel.CANARY)),
-            was_deployed=Exists(Deployment.objects.filter(model=OuterRef("pk")).exclude(action=Deployment.Action.END)),
+            in_shadow=Exists(live.filter(channel=Deployment.Channel.SHADOW)),
+            # A shadow never drove a robot: a model that only ran in shadow is still a candidate.
+            was_deployed=Exists(
+                Deployment.objects.filter(model=OuterRef("pk"))
+                .exclude(action=Deployment.Action.END)
+                .exclude(channel=Deployment.Channel.SHADOW)
+            ),
         )
         .prefetch_related(
             "artifacts",
@@ -39,13 +45,15 @@ def models_with_status(dataset=None) -> QuerySet:
 
 
 def lifecycle_status(model: ModelVersion) -> str:
-    """candidate | production | canary | retired | rejected, read from deployments and gate decisions."""
+    """candidate | production | canary | shadow | retired | rejected, read from deployments and gate decisions."""
     if not hasattr(model, "in_production"):
         model = models_with_status().get(pk=model.pk)
     if model.in_production:
         return "production"
     if model.in_canary:
         return "canary"
+    if model.in_shadow:
+        return "shadow"
     if model.was_deployed:
         return "retired"
     decisions = getattr(model, "prefetched_decisions", None) or []

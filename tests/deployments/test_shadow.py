@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from apps.datasets.models import Image
-from apps.deployments import services, shadow
+from apps.deployments import selectors, services, shadow
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip, TelemetryRecord
 from apps.deployments.robotstate import in_canary
 from apps.deployments.services.shadow import shadow_end, shadow_gates_due, shadow_start
@@ -48,11 +48,13 @@ def test_starting_and_ending_a_shadow_are_recorded_in_the_history(dataset, model
     started = shadow_start(model=v2, shadow_percent=50, user=ml_engineer, reason="see it in the field")
     assert (started.channel, started.action, started.shadow_percent, started.is_live) == ("shadow", "promote", 50, True)
     assert shadow_start(model=v2, shadow_percent=50, reason="again").pk == started.pk  # nothing changes
+    assert selectors.lifecycle_status(v2) == "shadow"
     ended = shadow_end(dataset=dataset, user=ml_engineer, reason="seen enough")
     assert (ended.channel, ended.action, ended.model_id, ended.is_live) == ("shadow", "end", v2.pk, False)
     assert ended.created_by == ml_engineer and ended.previous_id == started.pk
     started.refresh_from_db()
     assert not started.is_live and started.ended_at is not None
+    assert selectors.lifecycle_status(v2) == "candidate"  # a shadow never drove a robot: not retired
     with pytest.raises(Conflict) as none_live:
         shadow_end(dataset=dataset, reason="again")
     assert none_live.value.code == "no_shadow"
