@@ -165,17 +165,6 @@ def write_data_yaml(root: Path, test: str, classes: list[str], name: str = "data
     return yolo_data_yaml_write(root, classes=classes, train=test, val=test, test=test, name=name)
 
 
-def write_subset_list(root: Path, items: list[TestItem], indices: list[int], name: str) -> str:
-    """A text file listing some test images (ultralytics accepts such a list as a split)."""
-    lines = []
-    for index in indices:
-        item = items[index]
-        ext = Path(item.storage_path).suffix or ".jpg"
-        lines.append(str(root / "images" / "test" / f"{item.sha256}{ext}"))
-    (root / name).write_text("\n".join(lines) + "\n")
-    return name
-
-
 # --- running the validator ------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 import io
 import random
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,17 @@ def _test_images(dataset, count=24):
             )
         )
     return images
+
+
+def _subset_list(root: Path, items: list, indices: list[int], name: str) -> str:
+    """A text file listing some test images (ultralytics accepts such a list as a split)."""
+    lines = []
+    for index in indices:
+        item = items[index]
+        ext = Path(item.storage_path).suffix or ".jpg"
+        lines.append(str(root / "images" / "test" / f"{item.sha256}{ext}"))
+    (root / name).write_text("\n".join(lines) + "\n")
+    return name
 
 
 def test_evaluation_runs_ultralytics_and_reports_overall_per_class_and_slices(dataset, tiny_weights, tmp_path):
@@ -61,7 +73,7 @@ def test_evaluation_runs_ultralytics_and_reports_overall_per_class_and_slices(da
     # ... and a slice's numbers equal a real ultralytics val run on that slice alone.
     root = tmp_path / "slice"
     ev.materialise_test_set(items, list(dataset.classes), root)
-    listing = ev.write_subset_list(root, items, dark, "dark.txt")
+    listing = _subset_list(root, items, dark, "dark.txt")
     data_yaml = ev.write_data_yaml(root, listing, list(dataset.classes), name="dark.yaml")
     weights = ev.local_weights(model, tmp_path)
     on_slice, _ = ev.run_validator(weights, data_yaml, imgsz=64, workdir=tmp_path)
