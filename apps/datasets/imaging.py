@@ -9,7 +9,6 @@ import imagehash
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
-from scipy import ndimage
 
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
 
@@ -115,6 +114,12 @@ def _inspect(path, max_pixels: int) -> ImageFacts:
         image.close()
 
 
+def _laplace(luma: np.ndarray) -> np.ndarray:
+    """scipy.ndimage.laplace (mode "reflect") by slicing: the same values, about 6x faster on a camera frame."""
+    padded = np.pad(luma, 1, mode="symmetric")
+    return padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * luma
+
+
 def _describe(image: PILImage.Image) -> ImageFacts:
     fmt = image.format
     # Browsers (and so the labeling canvas) and OpenCV (ultralytics) show a photo turned by its EXIF orientation:
@@ -127,15 +132,16 @@ def _describe(image: PILImage.Image) -> ImageFacts:
         small = rgb.copy()
         small.thumbnail((STATS_MAX_SIDE, STATS_MAX_SIDE))
     # Pillow's "L" is ITU-R BT.601 luma; its C histogram is ~10x faster than numpy's on these sizes.
-    luma = np.asarray(small.convert("L"), dtype=np.float32)
+    grey = small.convert("L")
+    luma = np.asarray(grey, dtype=np.float32)
     brightness = float(luma.mean() / 255.0)
     contrast = float(luma.std() / 255.0)
-    sharpness = float(ndimage.laplace(luma).var())
+    sharpness = float(_laplace(luma).var())
     bins = np.asarray(small.histogram(), dtype=np.float64).reshape(3, 8, 32).sum(axis=2)
     totals = bins.sum(axis=1, keepdims=True)
     totals[totals == 0] = 1
     histogram = [[round(float(v), 6) for v in row] for row in bins / totals]
-    phash = str(imagehash.phash(small))
+    phash = str(imagehash.phash(grey))  # phash converts to L itself: the same hash, one conversion less
     thumb = small.copy()
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), reducing_gap=2.0)
     buffer = io.BytesIO()

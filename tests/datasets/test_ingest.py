@@ -145,3 +145,57 @@ def test_a_photo_turned_by_exif_is_measured_as_shown(dataset):
     image, _ = ingest(dataset, buffer.getvalue())
     assert (image.width, image.height) == (40, 60)
     assert (Path(settings.MEDIA_ROOT) / image.storage_path).read_bytes() == buffer.getvalue()
+
+
+def test_the_fast_laplacian_is_scipys():
+    import numpy as np
+    from scipy import ndimage
+
+    from apps.datasets.imaging import _laplace
+
+    rng = np.random.default_rng(3)
+    for shape in ((360, 640), (1, 1), (1, 7), (5, 2)):
+        luma = (rng.random(shape) * 255).astype(np.float32)
+        assert np.allclose(_laplace(luma), ndimage.laplace(luma), atol=1e-3)
+
+
+def test_the_ingested_event_is_published_off_the_request_and_a_failed_send_does_not_stop_the_publisher(
+    transactional_db, make_user, monkeypatch
+):
+    import asyncio
+
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from tests.builders import make_dataset
+    from vectormlops import events
+    from vectormlops.routing import websocket_urlpatterns
+
+    dataset = make_dataset(slug="live")
+    user = make_user("watcher", "ml_engineer")
+    real_layer, failures = events.get_channel_layer, []
+
+    def layer_failing_once():
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("redis went away")
+        return real_layer()
+
+    monkeypatch.setattr(events, "get_channel_layer", layer_failing_once)
+
+    async def scenario():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/dataset.live/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        assert connected
+        lost = await asyncio.to_thread(ingest, dataset, jpeg(41))  # its event meets the failure
+        while not failures:
+            await asyncio.sleep(0.05)
+        kept = await asyncio.to_thread(ingest, dataset, jpeg(42))
+        message = await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+        return lost[0], kept[0], message
+
+    lost, kept, message = asyncio.run(scenario())
+    assert failures == [1]
+    assert message["event"] == "image_ingested" and message["data"]["id"] == kept.pk != lost.pk

@@ -16,7 +16,7 @@ from apps.datasets.services.splits import split_for
 from apps.datasets.signals import image_ingested
 from apps.datasets.storage import CHUNK, store_once
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
-from vectormlops.events import broadcast
+from vectormlops.events import broadcast_soon
 from vectormlops.inputs import datetime_parse
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def image_files_forget(sha256: str, *names) -> None:
 
 def _announce(image: Image) -> None:
     image_ingested.send(sender=Image, image=image)
-    broadcast(
+    broadcast_soon(  # off the request: one upload must not wait for a Redis round trip
         f"dataset.{image.dataset.slug}",
         "image_ingested",
         {"id": image.pk, "split": image.split, "status": image.status, "source": image.source},
