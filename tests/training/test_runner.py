@@ -33,7 +33,7 @@ def test_a_failing_run_is_marked_failed_with_the_reason(tmp_path, sent):
     assert run.error  # the exception, in one line
     assert "materialised" in run.log_tail and run.error.split(":")[0] in run.log_tail
     assert not ModelVersion.objects.exists()
-    assert (tmp_path / "training" / f"run-{run.pk}").exists()  # kept for a look at what went wrong
+    assert not (tmp_path / "training" / f"run-{run.pk}").exists()  # ended runs leave no working folder (issue 13)
     # a second delivery of the same message does nothing
     assert execute_run(run_id=run.pk) == "skipped"
     assert TrainingRun.objects.get(pk=run.pk).status == "failed"
