@@ -124,9 +124,9 @@ def _describe(image: PILImage.Image) -> ImageFacts:
     fmt = image.format
     # Browsers (and so the labeling canvas) and OpenCV (ultralytics) show a photo turned by its EXIF orientation:
     # sizes, boxes and statistics are those of the image as shown. The stored bytes stay as uploaded.
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of a frame that needs no turning
     width, height = image.size
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     small = rgb
     if max(width, height) > STATS_MAX_SIDE:
         small = rgb.copy()

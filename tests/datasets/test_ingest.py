@@ -166,6 +166,7 @@ def test_the_ingested_event_is_published_off_the_request_and_a_failed_send_does_
 
     from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator
+    from django.db import connections
 
     from tests.builders import make_dataset
     from vectormlops import events
@@ -183,15 +184,21 @@ def test_the_ingested_event_is_published_off_the_request_and_a_failed_send_does_
 
     monkeypatch.setattr(events, "get_channel_layer", layer_failing_once)
 
+    def ingest_elsewhere(data):  # another thread, as a request is; its connection closed, or PostgreSQL keeps it
+        try:
+            return ingest(dataset, data)
+        finally:
+            connections.close_all()
+
     async def scenario():
         communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/dataset.live/")
         communicator.scope["user"] = user
         connected, _ = await communicator.connect()
         assert connected
-        lost = await asyncio.to_thread(ingest, dataset, jpeg(41))  # its event meets the failure
+        lost = await asyncio.to_thread(ingest_elsewhere, jpeg(41))  # its event meets the failure
         while not failures:
             await asyncio.sleep(0.05)
-        kept = await asyncio.to_thread(ingest, dataset, jpeg(42))
+        kept = await asyncio.to_thread(ingest_elsewhere, jpeg(42))
         message = await communicator.receive_json_from(timeout=10)
         await communicator.disconnect()
         return lost[0], kept[0], message

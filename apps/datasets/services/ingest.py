@@ -104,11 +104,8 @@ def image_ingest(
     captured = _parse_captured_at(captured_at)
     spool, sha256, size = _spool(fileobj, settings.MAX_UPLOAD_BYTES)
     with spool:
-        existing = Image.objects.filter(dataset=dataset, sha256=sha256).first()
-        if existing is not None:
-            # Its stored file is checked too: one left truncated (a crash, a full disk) is replaced by these bytes.
-            store_once(existing.storage_path, File(spool, name=existing.storage_path), sha256=sha256, size=size)
-            return existing, False
+        # No look-up first: a new image (the common case) costs one INSERT, and a duplicate meets the unique
+        # constraint below. Its stored files are checked on the way: one left truncated is replaced by these bytes.
         facts = inspect_image(spool.name, max_pixels=settings.MAX_IMAGE_PIXELS)
         storage_path = f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{facts.ext}"
         thumbnail_path = f"thumbs/{sha256[:2]}/{sha256[2:4]}/{sha256}.jpg"
@@ -141,7 +138,7 @@ def image_ingest(
             image.save()
             transaction.on_commit(lambda: _announce(image))
     except IntegrityError:
-        # A concurrent upload of the same bytes won the unique constraint: theirs is the image.
+        # These bytes are already in the dataset (sent again, or by a concurrent upload): theirs is the image.
         existing = Image.objects.filter(dataset=dataset, sha256=sha256).first()
         if existing is None:
             raise
