@@ -8,6 +8,7 @@ from django.http import FileResponse
 from django.shortcuts import render
 
 from apps.datasets import services
+from apps.datasets.formats.writers import EXPORT_FORMATS
 from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
 from vectormlops.errors import DomainError
 
@@ -71,12 +72,23 @@ class ImageAdmin(admin.ModelAdmin):
         return render(request, "datasets/admin_pin_split.html", context)
 
 
+def _export_action(fmt: str, title: str):
+    """An admin action exporting one selected version in ``fmt`` (one per format the export writers know)."""
+
+    @admin.action(description=f"Export as {title} (zip)")
+    def action(modeladmin, request, queryset):
+        return modeladmin._export(request, queryset, fmt)
+
+    action.__name__ = f"export_{fmt}"
+    return action
+
+
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(admin.ModelAdmin):
+    actions = [_export_action(fmt, title) for fmt, title in EXPORT_FORMATS.items()]
     list_display = ("dataset", "number", "image_count", "manifest_sha256", "created_at", "created_by")
     list_filter = ("dataset",)
     readonly_fields = [f.name for f in DatasetVersion._meta.fields]
-    actions = ["export_yolo", "export_coco"]
 
     def has_add_permission(self, request):
         return False  # versions are frozen by version_freeze only
@@ -93,14 +105,6 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
         os.unlink(path)
         return FileResponse(handle, as_attachment=True, filename=f"{version.dataset.slug}-v{version.number}-{fmt}.zip")
-
-    @admin.action(description="Export as a YOLO zip")
-    def export_yolo(self, request, queryset):
-        return self._export(request, queryset, "yolo")
-
-    @admin.action(description="Export as a COCO zip")
-    def export_coco(self, request, queryset):
-        return self._export(request, queryset, "coco")
 
 
 @admin.register(ImportJob)

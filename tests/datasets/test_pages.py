@@ -106,11 +106,13 @@ def test_admin_freeze_and_pin_actions_call_the_services(admin_client, dataset):
     assert admin_client.get("/admin/datasets/image/").status_code == 200
     assert admin_client.get("/admin/datasets/datasetversion/").status_code == 200
     assert admin_client.get("/admin/datasets/importjob/").status_code == 200
-    export = admin_client.post(
-        "/admin/datasets/datasetversion/",
-        {"action": "export_yolo", "_selected_action": [DatasetVersion.objects.get().pk]},
-    )
-    assert export.status_code == 200 and export["Content-Type"] == "application/zip"
+    for fmt in ("yolo", "coco", "voc", "labelstudio"):  # every export format has its admin action
+        export = admin_client.post(
+            "/admin/datasets/datasetversion/",
+            {"action": f"export_{fmt}", "_selected_action": [DatasetVersion.objects.get().pk]},
+        )
+        assert export.status_code == 200 and export["Content-Type"] == "application/zip"
+        assert export["Content-Disposition"].endswith(f'-{fmt}.zip"')
     assert Image.objects.count() == 1
 
 
