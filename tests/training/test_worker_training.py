@@ -113,7 +113,7 @@ def test_a_run_trains_exports_and_registers_a_model(celery_worker_thread, ml_eng
     # per-epoch metrics arrived, one row per epoch
     epochs = list(run.epoch_metrics.order_by("epoch"))
     assert [e.epoch for e in epochs] == [1, 2]
-    assert set(epochs[0].losses) == {"box", "cls", "dfl"} and epochs[0].seconds > 0
+    assert set(epochs[0].losses) == {"box", "cls", "dfl", "val_box", "val_cls", "val_dfl"} and epochs[0].seconds > 0
     assert epochs[-1].map50 is not None and epochs[-1].precision is not None
     assert set(run.final_metrics["val"]) == {"precision", "recall", "map50", "map50_95"}
     assert "test" in run.final_metrics and run.final_metrics["epochs_completed"] == 2
