@@ -7,6 +7,7 @@ from vectormlops.errors import ValidationFailed
 
 MAX_BOXES = 500
 BOX_TOLERANCE_PX = 0.5  # float round trips (YOLO's normalised centres) may overshoot the border by a hair
+MAX_DETECTIONS = 50  # a robot's boxes kept per model and frame in telemetry (bounds storage and box matching)
 
 
 def finite_number(value) -> float | None:
@@ -56,18 +57,36 @@ def boxes_validate(*, boxes, class_count: int, width: int, height: int) -> list[
     return cleaned
 
 
-def box_clip(x: float, y: float, w: float, h: float, *, width: int, height: int) -> tuple[float, float, float, float]:
+def box_clip(
+    x: float, y: float, w: float, h: float, *, width: float, height: float
+) -> tuple[float, float, float, float]:
     """The part of a box inside a width x height image, as (x, y, w, h); w or h is <= 0 when nothing is inside."""
     x0, y0 = max(0.0, x), max(0.0, y)
     x1, y1 = min(float(width), x + w), min(float(height), y + h)
     return x0, y0, x1 - x0, y1 - y0
 
 
+def _prediction_clean(item, *, width: float, height: float) -> tuple[list[float], float] | None:
+    """One predicted box's ``(box, confidence)`` cleaned, or None when it is unusable: the box must be four finite
+    numbers with at least a pixel on each side inside ``[0, width] x [0, height]`` (clipped to it), the confidence a
+    finite number (1 when missing), clamped to [0, 1]."""
+    box, conf = item.get("box"), finite_number(item.get("confidence", 1.0))
+    if conf is None or not isinstance(box, list | tuple) or len(box) != 4:
+        return None
+    coords = [finite_number(v) for v in box]
+    if None in coords:
+        return None
+    x, y, w, h = box_clip(*coords, width=width, height=height)
+    if not (1 <= w < math.inf and 1 <= h < math.inf):  # a box too large to measure overflows to infinity
+        return None
+    return [x, y, w, h], min(1.0, max(0.0, conf))
+
+
 def predicted_boxes_clean(boxes, *, classes: list[str], width: int, height: int) -> list[dict]:
-    """A model's boxes (``{"class_id"|"label", "box", "confidence"}``, from the server or a robot) cleaned leniently:
-    predictions are suggestions, not labels, so a box with an unknown class, bad numbers or less than a pixel inside
-    the image is dropped rather than refused. Boxes are clipped to the image (a robot's detector may run on a resized
-    frame and overshoot by a pixel); confidences are clamped to [0, 1]."""
+    """A model's boxes (``{"class_id"|"label", "box", "confidence"}``, from the server or a robot) on a stored image
+    of known size, cleaned leniently: predictions are suggestions, not labels, so a box with an unknown class, bad
+    numbers or less than a pixel inside the image is dropped rather than refused. Boxes are clipped to the image (a
+    robot's detector may run on a resized frame and overshoot by a pixel); confidences are clamped to [0, 1]."""
     clean = []
     for item in boxes or []:
         if not isinstance(item, dict):
@@ -75,24 +94,35 @@ def predicted_boxes_clean(boxes, *, classes: list[str], width: int, height: int)
         class_id = item.get("class_id")
         if class_id is None and item.get("label") in classes:
             class_id = classes.index(item["label"])
-        box, conf = item.get("box"), item.get("confidence", 1.0)
-        if not isinstance(class_id, int) or not 0 <= class_id < len(classes):
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id < len(classes):
             continue
-        try:
-            x, y, w, h = (float(v) for v in box)
-            conf = float(conf)
-        except (TypeError, ValueError):
+        cleaned = _prediction_clean(item, width=width, height=height)
+        if cleaned is not None:
+            box, conf = cleaned
+            clean.append({"class_id": class_id, "box": [round(v, 2) for v in box], "confidence": round(conf, 4)})
+    return clean
+
+
+def detections_clean(detections, *, classes: list[str], limit: int = MAX_DETECTIONS) -> list[dict] | None:
+    """A robot's detections as it reports them in telemetry, live and shadow (``[{"label", "confidence", "box":
+    [x, y, w, h]}]``, pixels of its camera frame), cleaned like ``predicted_boxes_clean``; None when ``detections``
+    is not a list.
+
+    A telemetry record carries no frame size, so the normalisation is what holds for any frame: the label must be
+    one of the dataset's classes, the four coordinates finite numbers, the box is clipped at the frame's origin
+    (nothing lies left of or above pixel 0) and kept only with at least a pixel of width and height left; the
+    confidence (1 when missing) is clamped to [0, 1]. Only the first ``limit`` entries are looked at: the count
+    bounds what a record stores and what matching the live and shadow boxes (``limit`` x ``limit`` pairs) costs."""
+    if not isinstance(detections, list):
+        return None
+    clean = []
+    for item in detections[:limit]:
+        if not isinstance(item, dict) or item.get("label") not in classes:
             continue
-        clipped = box_clip(x, y, w, h, width=width, height=height)
-        if clipped[2] < 1 or clipped[3] < 1:
-            continue
-        clean.append(
-            {
-                "class_id": class_id,
-                "box": [round(v, 2) for v in clipped],
-                "confidence": round(min(1.0, max(0.0, conf)), 4),
-            }
-        )
+        cleaned = _prediction_clean(item, width=math.inf, height=math.inf)
+        if cleaned is not None:
+            box, conf = cleaned
+            clean.append({"label": item["label"], "confidence": round(conf, 4), "box": [round(v, 2) for v in box]})
     return clean
 
 

@@ -1,10 +1,11 @@
 """Shadow evidence: a candidate runs beside the live model on the robots' own frames and is never acted on.
 
 One concept in one place: how the two models' boxes are matched (greedy, same label, IoU >= 0.5, as the agent's
-``agent/shadow.py`` does), how a telemetry record's ``shadow`` part is cleaned, the field numbers people and the gate
-read (frames, agreement, detection rate, confidence and latency of each model, per robot and lighting slice, over
-time, from monitoring's hourly buckets), the disagreement frames and, once people labelled them, the field precision
-and recall of both models on them. The gate's shadow bounds are ``shadow_check``.
+``agent/shadow.py`` does), how a telemetry record's ``shadow`` part is cleaned (its boxes by datasets'
+``detections_clean``, like the live ones), the field numbers people and the gate read (frames, agreement, detection
+rate, confidence and latency of each model, per robot and lighting slice, over time, from monitoring's hourly
+buckets), the disagreement frames and, once people labelled them, the field precision and recall of both models on
+them. The gate's shadow bounds are ``shadow_check``.
 """
 
 import math
@@ -13,41 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import Sum
 
-from apps.datasets.boxes import finite_number
+from apps.datasets.boxes import detections_clean, finite_number
 from apps.datasets.models import Image
 
 MATCH_IOU = 0.5
-MAX_SHADOW_BOXES = 50  # boxes kept per model and frame: bounds the matching (50 x 50 pairs) a telemetry record costs
 LIGHTING_BINS = (("dark", 0.3), ("normal", 0.65), ("bright", math.inf))  # frame brightness [0, 1] upper bounds
 
 
 # --- boxes ------------------------------------------------------------------------------------------------------
-
-
-def detections_clean(detections, *, classes: list[str]) -> list[dict] | None:
-    """A robot's detections ``[{"label", "confidence", "box": [x, y, w, h]}]`` kept when well-formed (known label,
-    finite confidence in [0, 1], a box with area); None when ``detections`` is not a list. Bounded."""
-    if not isinstance(detections, list):
-        return None
-    clean = []
-    for item in detections[:MAX_SHADOW_BOXES]:
-        if not isinstance(item, dict) or item.get("label") not in classes:
-            continue
-        confidence = finite_number(item.get("confidence"))
-        box = item.get("box")
-        if confidence is None or not isinstance(box, list | tuple) or len(box) != 4:
-            continue
-        coords = [finite_number(v) for v in box]
-        if None in coords or coords[2] <= 0 or coords[3] <= 0:
-            continue
-        clean.append(
-            {
-                "label": item["label"],
-                "confidence": round(min(1.0, max(0.0, confidence)), 4),
-                "box": [round(v, 1) for v in coords],
-            }
-        )
-    return clean
 
 
 def matched_pairs(first: list[dict], second: list[dict], *, iou_threshold: float = MATCH_IOU) -> list[tuple]:

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.utils import timezone
 
+from apps.datasets.boxes import MAX_DETECTIONS
 from apps.deployments import selectors, services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from tests.builders import dataset_row, make_model
@@ -177,6 +178,40 @@ def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
     naive = {**record, "captured_at": "2026-11-27T11:00:00"}
     assert services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[naive]) == 1
     assert TelemetryRecord.objects.latest("id").captured_at.isoformat() == "2026-11-27T11:00:00+00:00"
+
+
+def test_telemetry_boxes_are_cleaned_before_they_are_stored(dataset):
+    # Given a robot's record whose boxes are partly unusable (a telemetry record carries no frame size)
+    robot, _ = services.robot_register(serial="00e3")
+    detections = [
+        {"label": "vector", "confidence": 0.8, "box": [-5, 10.004, 20, 30]},  # overshoots the frame's left edge
+        {"label": "vector", "confidence": 1.7, "box": [1, 2, 3, 4]},  # confidence above 1
+        {"label": "cat", "confidence": 0.99, "box": [1, 2, 3, 4]},  # not a class of the dataset
+        {"label": "vector", "confidence": float("nan"), "box": [1, 2, 3, 4]},
+        {"label": "vector", "confidence": 0.5, "box": [1, 2, float("inf"), 4]},
+        {"label": "vector", "confidence": 0.5, "box": [1, 2, 0, 4]},  # no width
+        {"label": "vector", "confidence": 0.5, "box": [-30, 2, 20, 4]},  # nothing inside the frame
+        {"label": "vector", "confidence": 0.5, "box": [1, 2, 3]},
+        {"label": "vector", "confidence": 0.5, "box": ["1", 2, 3, 4]},
+        {"label": "vector", "confidence": 0.5, "box": [1e308, 0.0, 1e308, 4]},  # too large to measure
+    ] + [{"label": "vector", "confidence": 0.1, "box": [0, 0, 5, 5]}] * 100
+    record = {"captured_at": "2026-11-27T10:00:00Z", "detections": detections}
+    # When it is ingested
+    services.telemetry_ingest(robot_id=robot.pk, dataset=dataset, model_id=None, records=[record])
+    # Then only the usable boxes are stored, clipped at the origin, with confidences in [0, 1], at most MAX_DETECTIONS
+    row = TelemetryRecord.objects.get()
+    assert row.detections[:2] == [
+        {"label": "vector", "confidence": 0.8, "box": [0.0, 10.0, 15.0, 30.0]},
+        {"label": "vector", "confidence": 1.0, "box": [1.0, 2.0, 3.0, 4.0]},
+    ]
+    assert len(row.detections) == MAX_DETECTIONS - len(detections[:10]) + 2
+    assert row.detection_count == len(row.detections) and row.top_confidence == 1.0
+    # A record whose detections are not a list of objects still refuses the batch
+    with pytest.raises(ValidationFailed):
+        services.telemetry_ingest(
+            robot_id=robot.pk, dataset=dataset, model_id=None, records=[{**record, "detections": ["junk"]}]
+        )
+    assert TelemetryRecord.objects.count() == 1
 
 
 def test_last_seen_is_cheap_reports_are_written_at_once_refreshes_in_bulk(

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.datasets.boxes import MAX_DETECTIONS, detections_clean
 from apps.datasets.models import Image
 from apps.deployments import selectors, services, shadow
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip, TelemetryRecord
@@ -244,9 +245,9 @@ def test_shadow_boxes_are_cleaned_and_bounded():
         {"label": "vector", "confidence": 0.5, "box": [1, 2, 3]},
         "junk",
     ] + [{"label": "vector", "confidence": 0.1, "box": [0, 0, 1, 1]}] * 1000
-    clean = shadow.detections_clean(dirty, classes=["vector"])
+    clean = detections_clean(dirty, classes=["vector"])
     assert clean[0] == {"label": "vector", "confidence": 1.0, "box": [1, 2, 3, 4]}
-    assert len(clean) == shadow.MAX_SHADOW_BOXES - 6 + 1
+    assert len(clean) == MAX_DETECTIONS - 6 + 1
     # Matching stays within numbers: boxes too large to measure match nothing, without an error.
     huge = [{"label": "vector", "confidence": 0.5, "box": [0.0, 0.0, 1e308, 1e308]}]
     assert shadow.matched_pairs(huge, huge) == []

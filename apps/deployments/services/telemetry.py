@@ -2,6 +2,7 @@
 
 from django.db import transaction
 
+from apps.datasets.boxes import detections_clean
 from apps.datasets.models import Dataset
 from apps.deployments.models import TelemetryRecord
 from apps.training.models import ModelVersion
@@ -24,7 +25,8 @@ def telemetry_ingest(
     *, robot_id: int, dataset: Dataset, model_id: int | None, records: list, shadow_skipped=None
 ) -> int:
     """Store a batch of a robot's telemetry records (at most 500) with their shadow parts and the frames the shadow
-    model skipped; returns how many records were stored. A bad record refuses the whole batch."""
+    model skipped; returns how many records were stored. A bad record refuses the whole batch; the boxes of a
+    well-formed one are cleaned leniently (``detections_clean``: unusable boxes dropped, at most 50 kept)."""
     from apps.deployments.services.shadow import shadow_models_check, shadow_record_fields, shadow_skipped_store
 
     if not isinstance(records, list):
@@ -45,14 +47,10 @@ def telemetry_ingest(
         captured_at = datetime_parse(
             record.get("captured_at"), field=f"records[{index}].captured_at", code="bad_telemetry"
         )
-        detections = record.get("detections") or []
-        if not isinstance(detections, list) or not all(isinstance(d, dict) for d in detections):
+        raw = record.get("detections") or []
+        if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
             raise ValidationFailed(f"records[{index}].detections must be a list of objects.", code="bad_telemetry")
-        confidences = [
-            float(d["confidence"])
-            for d in detections
-            if isinstance(d.get("confidence"), int | float) and not isinstance(d.get("confidence"), bool)
-        ]
+        detections = detections_clean(raw, classes=classes)
         stats = record.get("image_stats") or {}
         if not isinstance(stats, dict):
             raise ValidationFailed(f"records[{index}].image_stats must be an object.", code="bad_telemetry")
@@ -64,7 +62,7 @@ def telemetry_ingest(
                 captured_at=captured_at,
                 latency_ms=_float_or_none(record.get("latency_ms"), "latency_ms", index),
                 detection_count=len(detections),
-                top_confidence=max(confidences) if confidences else None,
+                top_confidence=max((d["confidence"] for d in detections), default=None),
                 detections=detections,
                 brightness=_float_or_none(stats.get("brightness"), "image_stats.brightness", index),
                 contrast=_float_or_none(stats.get("contrast"), "image_stats.contrast", index),
