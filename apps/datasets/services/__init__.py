@@ -10,8 +10,8 @@ from apps.datasets.services.classes import (
     dataset_classes_reorder,
 )
 from apps.datasets.services.datasets import dataset_class_add, dataset_class_rename, dataset_create
+from apps.datasets.services.import_archive import dataset_import
 from apps.datasets.services.imports import (
-    dataset_import,
     import_job_create,
     import_job_run,
     import_job_run_path,
