@@ -1,6 +1,7 @@
 """Deployments fixtures: a dataset row, robot clients, an empty process-local copy, fast passwords, tiny weights."""
 
 import random
+import time
 
 import pytest
 
@@ -22,6 +23,15 @@ def _empty_local_copy():
 def _fast_passwords(settings):
     """Many users per test in the permissions matrix: a fast hasher keeps the suite quick (tests only)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def one_throttle_window():
+    """Failure and throttle counters are per clock minute (apps.deployments.robotstate): a test that counts up to a
+    limit starts with at least 20 s of its minute left, so that its requests all fall in one window."""
+    left = 60 - time.time() % 60
+    if left < 20:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture

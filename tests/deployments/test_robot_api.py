@@ -178,6 +178,7 @@ def test_enrolment_over_the_api(client, db, settings):
     assert Robot.objects.filter(serial="00e20115").exists()
 
 
+@pytest.mark.usefixtures("one_throttle_window")
 def test_robot_endpoints_are_throttled_per_robot(robot_client, live_v1, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"robot": "3/min"}}
     _, token_a = make_robot("aa01")
@@ -250,6 +251,7 @@ def test_a_robot_fetches_only_models_of_the_datasets_it_polls(robot_client, live
     assert sorted(polled) == ["other", "vector"]
 
 
+@pytest.mark.usefixtures("one_throttle_window")
 def test_unknown_tokens_are_throttled_per_address_and_cache_nothing(robot_client, live_v1, settings):
     from apps.deployments import robotstate
 
@@ -270,6 +272,7 @@ def test_unknown_tokens_are_throttled_per_address_and_cache_nothing(robot_client
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "authentication_failed"
 
 
+@pytest.mark.usefixtures("one_throttle_window")
 def test_behind_a_proxy_unknown_tokens_are_counted_per_forwarded_client(robot_client, live_v1, settings):
     """NUM_PROXIES=1 (nginx): every request comes from the proxy's address; the client is the address the proxy
     appended to X-Forwarded-For, whatever a client wrote before it."""
@@ -302,6 +305,7 @@ def test_a_nonexistent_dataset_is_a_404_and_creates_nothing(robot_client, live_v
     assert set(robotstate._local.states) <= {"vector"}
 
 
+@pytest.mark.usefixtures("one_throttle_window")
 def test_enrolment_is_throttled_per_address_after_10_wrong_keys(client, db, settings):
     settings.ROBOT_ENROLLMENT_KEY = "the-right-key-of-24-characters"
     url = "/api/v1/robots/enroll"
