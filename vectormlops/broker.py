@@ -1,6 +1,7 @@
-"""What the broker and the workers hold right now, for the sweeper: a queued row whose message is nowhere was lost
-(a flushed or restarted Redis) and must be published again; a running row that no live worker is executing lost
-its worker. Every reader returns None when it cannot tell (broker unreachable, not Redis): then nobody is judged."""
+"""What the broker holds right now, for the sweepers: a queued row whose message is nowhere was lost (a flushed or
+restarted Redis) and must be published again. Whether a running row still has a live worker is read from the row's
+heartbeat in the database, never from which workers answer a broadcast (a busy or slow one misses the reply window).
+The reader returns None when it cannot tell (broker unreachable, not Redis): then nobody is judged."""
 
 import ast
 import json
@@ -42,23 +43,3 @@ def broker_messages(queues: list[str]) -> list[dict] | None:
         log.warning("cannot read the broker's queues", exc_info=True)
         return None
     return [described for raw in raws if (described := _described(raw)) is not None]
-
-
-def worker_tasks(timeout_s: float = 2.0) -> list[dict] | None:
-    """The tasks live workers are executing or have reserved, as {"id", "task", "args"}; [] when no worker
-    answered (none alive), None when the broker cannot be reached. A solo-pool worker busy with a task cannot
-    answer: its tasks are found by other means (a training run's heartbeat)."""
-    from vectormlops.celery import app
-
-    try:
-        inspect = app.control.inspect(timeout=timeout_s)
-        replies = [inspect.active() or {}, inspect.reserved() or {}]
-    except Exception:  # noqa: BLE001
-        log.warning("cannot ask the workers what they run", exc_info=True)
-        return None
-    return [
-        {"id": task.get("id"), "task": task.get("name") or task.get("type"), "args": list(task.get("args") or [])}
-        for reply in replies
-        for tasks in reply.values()
-        for task in tasks
-    ]

@@ -219,6 +219,8 @@ MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
 MAX_IMPORT_UNCOMPRESSED_BYTES = env.int("MAX_IMPORT_UNCOMPRESSED_BYTES", default=2 * 1024**3)
 IMPORT_TIME_LIMIT_S = env.int("IMPORT_TIME_LIMIT_S", default=1800)  # one import, unpacking included
+IMPORT_HEARTBEAT_S = env.int("IMPORT_HEARTBEAT_S", default=10)  # a running import beats its job row this often
+IMPORT_HEARTBEAT_TIMEOUT_S = env.int("IMPORT_HEARTBEAT_TIMEOUT_S", default=120)  # silence: the sweeper fails the job
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # bigger uploads spool to a temp file, not RAM
 

@@ -15,6 +15,7 @@ from apps.datasets.services.imports import (
     import_job_create,
     import_job_run,
     import_job_run_path,
+    import_jobs_sweep,
     import_rollback,
 )
 from apps.datasets.services.ingest import image_ingest, image_upload_source
@@ -52,6 +53,7 @@ __all__ = [
     "import_job_run",
     "predicted_boxes_clean",
     "import_job_run_path",
+    "import_jobs_sweep",
     "import_rollback",
     "split_for",
     "version_export_name",

@@ -5,10 +5,12 @@ import hashlib
 import logging
 import os
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.datasets.models import Annotation, Dataset, Image, ImportJob, VersionItem
@@ -16,8 +18,10 @@ from apps.datasets.services.annotations import annotation_set
 from apps.datasets.services.import_archive import dataset_import
 from apps.datasets.services.ingest import image_files_forget as forget_files
 from apps.datasets.storage import stored_file_on_disk
+from vectormlops.broker import broker_messages
 from vectormlops.errors import Conflict, DomainError, ValidationFailed
 from vectormlops.events import broadcast
+from vectormlops.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +81,38 @@ def import_job_run_path(
     return _import_job_execute(job, path)
 
 
+def import_job_heartbeat(*, job_id: int) -> None:
+    """The process running the job is alive (one UPDATE, no lock): the sweeper judges running jobs by this."""
+    ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
 def _import_job_execute(job: ImportJob, path) -> ImportJob:
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
+    now = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, started_at=now, heartbeat_at=now)
     topic = f"dataset.{job.dataset.slug}"
 
     def progress(done: int, total: int) -> None:
-        ImportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+        ImportJob.objects.filter(pk=job.pk).update(done=done, total=total, heartbeat_at=timezone.now())
         if done == total or done % 10 == 0:
             broadcast(topic, "import_progress", {"job": job.pk, "done": done, "total": total})
 
+    # Progress beats with every file; the timer beats while one step takes long (unpacking, detecting, a big file).
+    beat = Heartbeat(
+        lambda: import_job_heartbeat(job_id=job.pk),
+        interval_s=settings.IMPORT_HEARTBEAT_S,
+        name=f"heartbeat-import-{job.pk}",
+    )
     try:
-        report = dataset_import(
-            dataset=job.dataset,
-            path=path,
-            approve=job.approve,
-            keep_split=job.keep_split,
-            user=job.created_by,
-            progress=progress,
-            job_id=job.pk,
-        )
+        with beat:
+            report = dataset_import(
+                dataset=job.dataset,
+                path=path,
+                approve=job.approve,
+                keep_split=job.keep_split,
+                user=job.created_by,
+                progress=progress,
+                job_id=job.pk,
+            )
     except DomainError as exc:
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportJob.Status.FAILED,
@@ -189,60 +206,74 @@ def import_rollback(*, job: ImportJob, user=None) -> ImportJob:
 IMPORT_TASK = "apps.datasets.tasks.dataset_import_task"
 
 
-def import_jobs_sweep(*, grace_s: float = 60, now=None) -> dict:
-    """Queued jobs whose message the broker lost are published again; running jobs that no live worker executes
-    (a worker killed with -9 holds its message unacknowledged for hours) are failed with the reason, keeping what
-    they imported (it can be rolled back). Jobs run by ``manage.py import_dataset`` (no archive, no message) are
-    left to their process. Nothing is judged when the broker or the workers cannot be asked. Liveness is asked of the
-    workers (Celery's inspect): imports belong on a worker that answers while it works (prefork or threads, as the
-    Procfile's ``worker``), never on a solo-pool one.
+def import_jobs_sweep(*, heartbeat_timeout_s: float | None = None, now: datetime | None = None) -> dict:
+    """Nothing stays queued or running without an owner; the database is the truth. A running job whose process
+    stopped beating its row (killed with -9, crashed, cut off) for ``IMPORT_HEARTBEAT_TIMEOUT_S`` is failed with the
+    reason, keeping what it imported; a live one beats while it works, however long one file takes, so it is never
+    judged by whether its worker answers a broadcast. Queued jobs older than ``TRAINING_QUEUED_GRACE_S`` whose message
+    the broker lost are published again (nothing is republished when the broker cannot be read).
     Returns {"republished": [ids], "failed": [ids]}."""
-    from vectormlops.broker import broker_messages, worker_tasks
-    from vectormlops.celery import app
-
     now = now or timezone.now()
-    old = now - timedelta(seconds=grace_s)
-    result = {"republished": [], "failed": []}
-    jobs = ImportJob.objects.exclude(upload_name="")
-    queued = set(jobs.filter(status=ImportJob.Status.QUEUED, created_at__lt=old).values_list("pk", flat=True))
-    running = set(jobs.filter(status=ImportJob.Status.RUNNING, started_at__lt=old).values_list("pk", flat=True))
-    if not queued and not running:
-        return result
-    workers = worker_tasks()
-    if workers is None:
-        return result
-    live = {task["args"][0] for task in workers if task["task"] == IMPORT_TASK and task["args"]}
-    if queued:
-        queue = app.amqp.router.route({}, IMPORT_TASK)["queue"].name
-        messages = broker_messages([queue])
-        if messages is not None:
-            held = live | {m["args"][0] for m in messages if m["task"] == IMPORT_TASK and m["args"]}
-            for pk in sorted(queued - held):
-                if ImportJob.objects.filter(pk=pk, status=ImportJob.Status.QUEUED).exists():
-                    from apps.datasets.tasks import dataset_import_task
+    timeout = heartbeat_timeout_s if heartbeat_timeout_s is not None else settings.IMPORT_HEARTBEAT_TIMEOUT_S
+    failed = _fail_silent_jobs(cutoff=now - timedelta(seconds=timeout), now=now)
+    return {"republished": _republish_lost_messages(now=now), "failed": failed}
 
-                    dataset_import_task.delay(pk)
-                    result["republished"].append(pk)
-                    log.warning("import job %s: queue message lost; published again", pk)
-    for pk in sorted(running - live):
-        job = ImportJob.objects.select_related("dataset").get(pk=pk)
+
+def _fail_silent_jobs(*, cutoff: datetime, now: datetime) -> list[int]:
+    # Rows from before heartbeats were recorded are judged by their start.
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    failed = []
+    for job in (
+        ImportJob.objects.filter(silent, status=ImportJob.Status.RUNNING).select_related("dataset").order_by("pk")
+    ):
+        last = job.heartbeat_at or job.started_at
         why = (
-            f"The worker running this import stopped (killed, crashed or cut off) after {job.done} of {job.total}"
-            " files. What it imported stays and can be rolled back; import the archive again for the rest."
+            "The worker running this import stopped (killed, crashed or cut off): no heartbeat for"
+            f" {(now - last).total_seconds():.0f} s, after {job.done} of {job.total} files. The images it stored stay"
+            " in the dataset; import the archive again for the rest (images already there are not added twice)."
         )
-        if not ImportJob.objects.filter(pk=pk, status=ImportJob.Status.RUNNING).update(
+        # The same condition again in the UPDATE: a beat that arrived while we looked keeps the job alive.
+        if not ImportJob.objects.filter(silent, pk=job.pk, status=ImportJob.Status.RUNNING).update(
             status=ImportJob.Status.FAILED, error=why, finished_at=now
         ):
-            continue  # it finished while we looked
-        result["failed"].append(pk)
-        log.warning("import job %s: worker lost", pk)
-        try:
-            default_storage.delete(job.upload_name)
-        except Exception:  # noqa: BLE001 - the archive is scratch
-            log.warning("could not delete %s", job.upload_name, exc_info=True)
+            continue
+        failed.append(job.pk)
+        log.warning("import job %s: %s", job.pk, why)
+        if job.upload_name:  # a job of ``manage.py import_dataset`` has no archive in storage
+            try:
+                default_storage.delete(job.upload_name)
+            except Exception:  # noqa: BLE001 - the archive is scratch
+                log.warning("could not delete %s", job.upload_name, exc_info=True)
         broadcast(
             f"dataset.{job.dataset.slug}",
             "import_finished",
-            {"job": pk, "status": ImportJob.Status.FAILED, "done": job.done, "total": job.total},
+            {"job": job.pk, "status": ImportJob.Status.FAILED, "done": job.done, "total": job.total},
         )
-    return result
+    return failed
+
+
+def _republish_lost_messages(*, now: datetime) -> list[int]:
+    """Queued jobs past the grace period whose message is neither waiting in the queue nor held unacknowledged by a
+    worker (Redis flushed, or restarted without persistence) get a new message."""
+    from apps.datasets.tasks import dataset_import_task
+    from vectormlops.celery import app
+
+    grace = timedelta(seconds=settings.TRAINING_QUEUED_GRACE_S)
+    queued = set(
+        ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=now - grace)
+        .exclude(upload_name="")
+        .values_list("pk", flat=True)
+    )
+    if not queued:
+        return []
+    messages = broker_messages([app.amqp.router.route({}, IMPORT_TASK)["queue"].name])
+    if messages is None:
+        return []
+    held = {message["args"][0] for message in messages if message["task"] == IMPORT_TASK and message["args"]}
+    republished = []
+    for pk in sorted(queued - held):
+        if ImportJob.objects.filter(pk=pk, status=ImportJob.Status.QUEUED).exists():
+            dataset_import_task.delay(pk)
+            republished.append(pk)
+            log.warning("import job %s: queue message lost; published again", pk)
+    return republished
