@@ -1,6 +1,7 @@
 """Input and output shapes of the datasets API (shared/API.md)."""
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.datasets.models import Dataset, DatasetVersion, Image, ImportJob
@@ -100,6 +101,19 @@ class ImportStartInput(serializers.Serializer):
 
 class ImportJobOutput(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    report = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "The import's report: counts, one entry per file, skipped files and label errors, notes, "
+            "classes added, and the rollback once done. Empty while queued.",
+        }
+    )
+    def get_report(self, job: ImportJob) -> dict:
+        """The report without what a rollback needs (``undo``: internal, kept in the row)."""
+        return {key: value for key, value in (job.report or {}).items() if key != "undo"}
 
     class Meta:
         model = ImportJob

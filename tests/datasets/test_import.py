@@ -269,9 +269,39 @@ def test_the_import_api_queues_a_job_that_a_worker_runs(celery_worker_thread, ap
         time.sleep(0.2)
         body = client.get(job_url).json()
     assert body["status"] == "succeeded" and body["report"]["imported"] == 1 and body["keep_split"] is True
+    # what a rollback needs stays inside: the API shows the report without it
+    assert "undo" not in body["report"] and ImportJob.objects.get().report["undo"]
     image = Image.objects.get(dataset__slug="api")
     assert (image.split, image.split_pinned, image.status) == ("val", True, "submitted")
     not_zip = client.post(
         "/api/v1/datasets/api/imports", {"archive": SimpleUploadedFile("a.tar", b"x")}, format="multipart"
     )
     assert not_zip.status_code == 400 and not_zip.json()["error"]["code"] == "not_a_zip"
+
+
+def test_the_sweeper_fails_running_jobs_whose_heartbeat_stopped_and_leaves_beating_ones(dataset):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.datasets.services import import_jobs_sweep
+
+    now = timezone.now()
+
+    def running(name, **fields):
+        return ImportJob.objects.create(dataset=dataset, upload_name=name, status="running", total=9, done=4, **fields)
+
+    beating = running("imports/a.zip", started_at=now - timedelta(hours=1), heartbeat_at=now - timedelta(seconds=5))
+    silent = running("imports/b.zip", started_at=now - timedelta(hours=1), heartbeat_at=now - timedelta(minutes=5))
+    before_heartbeats = running("imports/c.zip", started_at=now - timedelta(minutes=5))
+    command_run = running("", started_at=now - timedelta(hours=1), heartbeat_at=now - timedelta(minutes=5))
+    finished = ImportJob.objects.create(dataset=dataset, upload_name="imports/d.zip", status="succeeded")
+
+    result = import_jobs_sweep(heartbeat_timeout_s=60, now=now)
+
+    assert result == {"republished": [], "failed": sorted([silent.pk, before_heartbeats.pk, command_run.pk])}
+    statuses = dict(ImportJob.objects.values_list("pk", "status"))
+    assert statuses[beating.pk] == "running" and statuses[finished.pk] == "succeeded"
+    silent.refresh_from_db()
+    assert silent.status == "failed" and silent.finished_at == now
+    assert "no heartbeat for 300 s, after 4 of 9 files" in silent.error
