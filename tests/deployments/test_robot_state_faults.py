@@ -294,6 +294,67 @@ def test_restart_from_an_older_snapshot_and_a_flush(world):
     stays(world, token, v3.pk, 1.0)
 
 
+def _cut_every_connection_by_id(world):
+    admin = world["valkey"].client()
+    me = admin.client_id()
+    for client in admin.client_list():
+        if int(client["id"]) != me:
+            admin.client_kill_filter(_id=client["id"])
+
+
+def _idle_timeout(world):
+    world["valkey"].client().config_set("timeout", 1)
+    time.sleep(1.5)
+
+
+def _silent_proxy(world):
+    world["proxy"].forwarding = False
+
+
+def _restart_from_older_snapshot(world):
+    world["valkey"].shutdown()
+    world["valkey"].start()
+
+
+def _redis_down(world):
+    world["valkey"].shutdown()
+
+
+FAULTS = {
+    "kill-normal-clients": lambda world: kill_clients(world, _type="normal"),
+    "kill-each-client-by-id": _cut_every_connection_by_id,
+    "idle-timeout": _idle_timeout,
+    "silent-proxy": _silent_proxy,
+    "restart-from-older-snapshot": _restart_from_older_snapshot,
+    "flushall": lambda world: world["valkey"].client().flushall(),
+    "redis-down": _redis_down,
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_new_token_a_rollback_and_a_revoke_reach_every_process_under_each_fault(world, fault):
+    """The issue's done-when, case by case: after the fault, each change is answered by every process in the bound."""
+    v1, v2, _ = world["models"]
+    world["valkey"].client().save()  # the snapshot an older restart comes back from: v1 live, no new robot
+    FAULTS[fault](world)
+    enrolled = httpx.post(
+        world["urls"]["A"] + "/api/v1/robots/enroll",
+        json={"enrollment_key": ENROLLMENT_KEY, "serial": f"n{time.monotonic_ns()}"[:20], "name": ""},
+        timeout=30,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    new_token = enrolled.json()["token"]
+    converge(world, new_token, v1.pk)
+    services.model_promote(model=v2, channel="production", reason="v2")
+    converge(world, new_token, v2.pk)
+    services.deployment_rollback(dataset=world["dataset"], reason="v2 is bad")
+    converge(world, new_token, v1.pk)
+    stays(world, new_token, v1.pk, 0.5)
+    services.robot_revoke(robot=Robot.objects.get(serial=enrolled.json()["serial"]))
+    converge(world, new_token, 401)
+    converge(world, world["token"], v1.pk)  # the other robot is untouched
+
+
 def test_redis_down_polls_still_answer_and_promotions_reach_robots(world, ml_engineer):
     from vectormlops.services import api_token_create
 
