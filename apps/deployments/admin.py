@@ -110,7 +110,7 @@ class DatasetDeploymentsAdmin(ReadOnlyAdmin):
         return f"v{live.model.number} at {live.canary_percent}%" if live else "–"
 
     def shadow(self, obj):
-        live = Deployment.objects.filter(dataset=obj, channel=Deployment.Channel.SHADOW, is_live=True).first()
+        live = selectors.live_deployment(dataset=obj, channel=Deployment.Channel.SHADOW)
         return f"v{live.model.number} on {live.shadow_percent}%" if live else "–"
 
     @admin.action(description="Roll back production")

@@ -181,15 +181,10 @@ def payload_digest(payload: dict) -> str:
 
 
 def _build_state(dataset_id: int, slug: str) -> dict:
-    from apps.deployments.models import Deployment
+    from apps.deployments.selectors import live_deployments_query
 
     state = {"dataset": slug, "production": None, "canary": None, "shadow": None}
-    live = (
-        Deployment.objects.filter(dataset_id=dataset_id, is_live=True, model__isnull=False)
-        .select_related("model__dataset")
-        .prefetch_related("model__artifacts")
-    )
-    for deployment in live:
+    for deployment in live_deployments_query(dataset_id).prefetch_related("model__artifacts"):
         payload = model_payload(deployment.model)
         state[deployment.channel] = {
             "deployment_id": deployment.pk,

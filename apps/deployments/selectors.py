@@ -62,9 +62,16 @@ def lifecycle_status(model: ModelVersion) -> str:
     return "candidate"
 
 
+def live_deployments_query(dataset=None) -> QuerySet:
+    """The live deployments (at most one per channel of a dataset: production, canary, shadow) with their models, of
+    one dataset (a Dataset or its id) or of all. Every "which model is live" read starts here."""
+    queryset = Deployment.objects.filter(is_live=True, model__isnull=False).select_related("model__dataset")
+    return queryset if dataset is None else queryset.filter(dataset=dataset)
+
+
 def live_deployment(*, dataset, channel: str = Deployment.Channel.PRODUCTION) -> Deployment | None:
     """The deployment live on ``channel`` (production unless named) for ``dataset``, with its model; None if none."""
-    return Deployment.objects.filter(dataset=dataset, channel=channel, is_live=True).select_related("model").first()
+    return live_deployments_query(dataset).filter(channel=channel).first()
 
 
 def production_model(dataset) -> ModelVersion | None:
@@ -81,7 +88,7 @@ def promotion_policy_of(dataset) -> PromotionPolicy:
 
 def live_deployments(dataset) -> dict:
     """{"production": Deployment|None, "canary": Deployment|None}."""
-    live = {d.channel: d for d in Deployment.objects.filter(dataset=dataset, is_live=True).select_related("model")}
+    live = {d.channel: d for d in live_deployments_query(dataset)}
     return {"production": live.get("production"), "canary": live.get("canary")}
 
 

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.datasets.models import Dataset
+from apps.deployments import selectors
 from apps.deployments.models import Deployment
 from apps.deployments.services.shadow import shadow_end, shadow_start
 from apps.training.models import ModelVersion
@@ -27,11 +28,6 @@ class ShadowStartForm(forms.Form):
 
 class ShadowEndForm(forms.Form):
     reason = forms.CharField(widget=REASON_WIDGET, max_length=2000)
-
-
-def _production(dataset):
-    live = Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.PRODUCTION, is_live=True).first()
-    return live.model if live else None
 
 
 @role_required(ML_ENGINEER)
@@ -60,7 +56,7 @@ def confirm_shadow_start(request, model_id):
             "form": form,
             "dataset": model.dataset,
             "model": model,
-            "production": _production(model.dataset),
+            "production": selectors.production_model(model.dataset),
         },
     )
 
@@ -69,7 +65,7 @@ def confirm_shadow_start(request, model_id):
 def confirm_shadow_end(request, slug):
     """End the live shadow (recorded in the history); robots drop the shadow model on their next poll."""
     dataset = get_object_or_404(Dataset, slug=slug)
-    live = Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.SHADOW, is_live=True).first()
+    live = selectors.live_deployment(dataset=dataset, channel=Deployment.Channel.SHADOW)
     form = ShadowEndForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -87,7 +83,7 @@ def confirm_shadow_end(request, slug):
             "form": form,
             "dataset": dataset,
             "model": live.model if live else None,
-            "production": _production(dataset),
+            "production": selectors.production_model(dataset),
             "ending": True,
             "nothing_to_do": live is None,
         },

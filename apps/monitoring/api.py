@@ -10,11 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.datasets.selectors import dataset_by_slug
-from apps.deployments.models import Robot
 from apps.monitoring import selectors, services
-from apps.monitoring.models import Alert
 from apps.monitoring.serializers import AlertOutput, FieldMetricsQuery
-from vectormlops.errors import NotFound
 from vectormlops.permissions import IsMLEngineer
 
 
@@ -25,10 +22,7 @@ class AlertAcknowledgeApi(APIView):
 
     @extend_schema(request=None, responses=AlertOutput)
     def post(self, request, alert_id: int):
-        alert = Alert.objects.filter(pk=alert_id).first()
-        if alert is None:
-            raise NotFound(f"No alert {alert_id}.", code="alert_not_found")
-        alert = services.alert_acknowledge(alert=alert, user=request.user)
+        alert = services.alert_acknowledge(alert=selectors.alert_by_id(alert_id), user=request.user)
         return Response(AlertOutput(alert).data, status=status.HTTP_200_OK)
 
 
@@ -60,13 +54,7 @@ class FieldMetricsApi(APIView):
         dataset = dataset_by_slug(slug)
         query = FieldMetricsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        robot = None
-        if query.validated_data.get("robot"):
-            robot = Robot.objects.filter(serial=query.validated_data["robot"]).first()
-            if robot is None:
-                raise NotFound(f"No robot {query.validated_data['robot']!r}.", code="robot_not_found")
+        serial = query.validated_data.get("robot")
+        robot = selectors.robot_by_serial(serial) if serial else None
         since = timezone.now() - timedelta(hours=query.validated_data["hours"])
-        body = selectors.field_metrics(dataset=dataset, since=since, robot=robot)
-        body["fleet"] = selectors.fleet_table(dataset=dataset, since=since)
-        body["version_skew"] = selectors.version_skew(dataset=dataset, seen_since=timezone.now() - timedelta(days=1))
-        return Response(body)
+        return Response(selectors.field_report(dataset=dataset, since=since, robot=robot))

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset, Image, VersionItem
 from apps.deployments.models import Deployment, Robot, TelemetryRecord
-from apps.deployments.selectors import production_model
+from apps.deployments.selectors import live_deployments_query, production_model
 from apps.monitoring import histograms, statistics
 from apps.monitoring.models import (
     CONFIDENCE_BINS,
@@ -22,6 +22,7 @@ from apps.monitoring.models import (
     PerformancePolicy,
 )
 from apps.training.models import ModelVersion
+from vectormlops.errors import NotFound
 
 ROBOT_SOURCES = (
     Image.Source.CAMERA,
@@ -90,7 +91,7 @@ def field_metrics(
         _merge(bucket, row)
         _merge(totals[row.model_id], row)
     numbers = dict(ModelVersion.objects.filter(id__in=[m for m in series if m]).values_list("id", "number"))
-    channels = dict(Deployment.objects.filter(dataset=dataset, is_live=True).values_list("model_id", "channel"))
+    channels = dict(live_deployments_query(dataset).values_list("model_id", "channel"))
     models = []
     for model_id in sorted(series, key=lambda m: (m is None, numbers.get(m, 0))):
         models.append(
@@ -110,6 +111,15 @@ def field_metrics(
         "robot": robot.serial if robot else None,
         "models": models,
     }
+
+
+def field_report(*, dataset: Dataset, since: datetime, robot: Robot | None = None) -> dict:
+    """What the field-metrics API answers: ``field_metrics`` since a time (fleet-wide or of one robot), with the
+    fleet table of that period and the version skew of the robots seen in the last day."""
+    body = field_metrics(dataset=dataset, since=since, robot=robot)
+    body["fleet"] = fleet_table(dataset=dataset, since=since)
+    body["version_skew"] = version_skew(dataset=dataset, seen_since=timezone.now() - timedelta(days=1))
+    return body
 
 
 def fleet_table(*, dataset: Dataset, since: datetime) -> list[dict]:
@@ -153,7 +163,7 @@ def version_skew(*, dataset: Dataset, seen_since: datetime) -> list[dict]:
             "running_model_id", "running_model__number"
         )
     )
-    live = dict(Deployment.objects.filter(dataset=dataset, is_live=True).values_list("model_id", "channel"))
+    live = dict(live_deployments_query(dataset).values_list("model_id", "channel"))
     counts: dict[tuple, int] = defaultdict(int)
     for model_id, number in robots:
         counts[(model_id, number)] += 1
@@ -189,6 +199,22 @@ def dataset_alerts(*, dataset: Dataset, limit: int = 50) -> list[Alert]:
         .order_by("-last_seen", "-id")[:limit]
     )
     return sorted(alerts, key=lambda a: not a.is_open)
+
+
+def alert_by_id(alert_id: int) -> Alert:
+    """One alert with what its pages show; a missing one is a 404 ``alert_not_found``."""
+    alert = Alert.objects.select_related("dataset", "robot", "acknowledged_by").filter(pk=alert_id).first()
+    if alert is None:
+        raise NotFound(f"No alert {alert_id}.", code="alert_not_found")
+    return alert
+
+
+def robot_by_serial(serial: str) -> Robot:
+    """The robot with this serial; a missing one is a 404 ``robot_not_found``."""
+    robot = Robot.objects.filter(serial=serial).first()
+    if robot is None:
+        raise NotFound(f"No robot {serial!r}.", code="robot_not_found")
+    return robot
 
 
 def alert_drift_report(alert: Alert) -> DriftReport | None:
@@ -234,7 +260,7 @@ def datasets_overview(*, since: datetime) -> list[dict]:
         .values_list("dataset_id", "n")
     )
     live: dict[int, dict[str, Deployment]] = {}
-    for deployment in Deployment.objects.filter(is_live=True).select_related("model"):
+    for deployment in live_deployments_query():
         live.setdefault(deployment.dataset_id, {})[deployment.channel] = deployment
     return [
         {

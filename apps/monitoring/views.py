@@ -4,6 +4,7 @@ drift, alerts, the fleet and the version skew, the open alerts of all datasets, 
 from datetime import timedelta
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -11,11 +12,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.datasets.models import Dataset
-from apps.deployments.models import Robot
 from apps.deployments.selectors import live_deployments
 from apps.monitoring import selectors, services
 from apps.monitoring.models import Alert
 from apps.monitoring.presentation import alert_links
+from vectormlops.errors import NotFound
 from vectormlops.permissions import ML_ENGINEER, role_required
 
 PERIODS = {24: "24 hours", 7 * 24: "7 days", 30 * 24: "30 days"}
@@ -26,6 +27,14 @@ def home(request):
     """Datasets with their live models, open alerts and the last day's frames."""
     rows = selectors.datasets_overview(since=timezone.now() - timedelta(hours=24))
     return render(request, "monitoring/home.html", {"rows": rows, "open_alerts": selectors.open_alerts()})
+
+
+def _found(lookup, *args):
+    """A selector's answer on a page: its domain 404 becomes the page's 404."""
+    try:
+        return lookup(*args)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
 
 
 def _alert_context(alert: Alert) -> dict:
@@ -46,7 +55,7 @@ def dataset_detail(request, slug: str):
     hours = hours if hours in PERIODS else 7 * 24
     robot = None
     if request.GET.get("robot"):
-        robot = get_object_or_404(Robot, serial=request.GET["robot"])
+        robot = _found(selectors.robot_by_serial, request.GET["robot"])
     now = timezone.now()
     since = now - timedelta(hours=hours)
     live = live_deployments(dataset)
@@ -72,14 +81,14 @@ def dataset_detail(request, slug: str):
 @role_required(ML_ENGINEER)
 def alert_detail(request, alert_id: int):
     """One alert: its sentence, what it links to and the statistics behind it (notifications link here)."""
-    alert = get_object_or_404(Alert.objects.select_related("dataset", "robot", "acknowledged_by"), pk=alert_id)
+    alert = _found(selectors.alert_by_id, alert_id)
     return render(request, "monitoring/alert.html", _alert_context(alert))
 
 
 @role_required(ML_ENGINEER)
 def alert_fragment(request, alert_id: int):
     """The alert as the dataset page shows it; the page's script swaps it in when an event announces a change."""
-    alert = get_object_or_404(Alert.objects.select_related("dataset", "robot", "acknowledged_by"), pk=alert_id)
+    alert = _found(selectors.alert_by_id, alert_id)
     return render(request, "monitoring/_alert.html", _alert_context(alert))
 
 
@@ -87,7 +96,7 @@ def alert_fragment(request, alert_id: int):
 @role_required(ML_ENGINEER)
 def alert_acknowledge(request, alert_id: int):
     """The page's acknowledge button without JavaScript (the script uses the JSON API)."""
-    alert = get_object_or_404(Alert.objects.select_related("dataset"), pk=alert_id)
+    alert = _found(selectors.alert_by_id, alert_id)
     services.alert_acknowledge(alert=alert, user=request.user)
     messages.success(request, f"Alert {alert.id} acknowledged.")
     target = request.POST.get("next", "")
