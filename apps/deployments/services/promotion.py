@@ -41,6 +41,30 @@ def _person(user):
     return user if getattr(user, "is_authenticated", False) and not getattr(user, "is_robot", False) else None
 
 
+def _promote_entry(
+    *, dataset: Dataset, channel: str, model, current, reason: str, user, gate_decision, now: datetime, **percent
+) -> Deployment:
+    """End ``current`` (the channel's live entry, if any) and record ``model`` live on ``channel`` in its place, with
+    the gate's verdict beside the reason; ``percent`` is the canary's or the shadow's share."""
+    if current is not None:
+        _end(current, now)
+    deployment = Deployment(
+        dataset=dataset,
+        channel=channel,
+        action=Action.PROMOTE,
+        model=model,
+        previous=current,
+        reason=reason,
+        created_by=_person(user),
+        gate_decision=gate_decision,
+        gate_passed=gate_decision.passed if gate_decision else None,
+        **percent,
+    )
+    deployment.full_clean(exclude=["previous", "restores", "gate_decision", "created_by", "model", "dataset"])
+    deployment.save()
+    return deployment
+
+
 def _channel_close(live: Deployment, *, dataset: Dataset, reason: str, user, now: datetime) -> Deployment:
     """End a live canary or shadow and record it in the history (an END entry): robots fall back to production,
     or stop running the shadow model, on their next poll."""
@@ -147,22 +171,17 @@ def model_promote(
     if gate_decision is None:
         gate_decision = current_gate_decision(model, production=production_model)
     now = timezone.now()
-    if current is not None:
-        _end(current, now)
-    deployment = Deployment(
+    deployment = _promote_entry(
         dataset=dataset,
         channel=channel,
-        action=Action.PROMOTE,
         model=model,
-        previous=current,
-        canary_percent=canary_percent,
+        current=current,
         reason=reason,
-        created_by=_person(user),
+        user=user,
         gate_decision=gate_decision,
-        gate_passed=gate_decision.passed if gate_decision else None,
+        now=now,
+        canary_percent=canary_percent,
     )
-    deployment.full_clean(exclude=["previous", "restores", "gate_decision", "created_by", "model", "dataset"])
-    deployment.save()
     if channel == Channel.PRODUCTION:
         canary = live.get(Channel.CANARY)
         if canary is not None and canary.model_id == model.pk:

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip
-from apps.deployments.services.promotion import _changed, _channel_close, _check_reason, _end, _lock_dataset, _person
+from apps.deployments.selectors import live_deployments_query
+from apps.deployments.services.promotion import _changed, _channel_close, _check_reason, _lock_dataset, _promote_entry
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, ValidationFailed
 
@@ -46,20 +47,16 @@ def shadow_start(
         )
     if gate_decision is None:
         gate_decision = GateDecision.objects.filter(candidate=model).order_by("-created_at", "-id").first()
-    now = timezone.now()
-    if current is not None:
-        _end(current, now)
-    deployment = Deployment.objects.create(
+    deployment = _promote_entry(
         dataset=dataset,
         channel=Channel.SHADOW,
-        action=Action.PROMOTE,
         model=model,
-        previous=current,
-        shadow_percent=shadow_percent,
+        current=current,
         reason=reason,
-        created_by=_person(user),
+        user=user,
         gate_decision=gate_decision,
-        gate_passed=gate_decision.passed if gate_decision else None,
+        now=timezone.now(),
+        shadow_percent=shadow_percent,
     )
     _changed(dataset, deployment)
     return deployment
@@ -163,8 +160,7 @@ def shadow_gates_due() -> list[ModelVersion]:
     from apps.monitoring.models import ShadowHourly
 
     due = []
-    live = Deployment.objects.filter(channel=Channel.SHADOW, is_live=True).select_related("model__dataset")
-    for deployment in live:
+    for deployment in live_deployments_query().filter(channel=Channel.SHADOW):
         policy = PromotionPolicy.objects.filter(dataset_id=deployment.dataset_id).first()
         if policy is None or not policy.auto_promote or policy.shadow_min_frames == 0:
             continue

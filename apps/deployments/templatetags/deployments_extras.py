@@ -1,16 +1,30 @@
+"""Number filters of the deployments pages (a missing number shows as a dash) and the colour of a difference."""
+
 from django import template
 
 register = template.Library()
+DASH = "–"
+
+# filter name → (format spec, suffix): ``{{ x|fmt3 }}``, ``{{ x|signed3 }}``, ``{{ x|dec2 }}``, ``{{ x|pct }}``,
+# ``{{ x|ms }}``.
+NUMBER_FORMATS = {
+    "fmt3": (".3f", ""),
+    "signed3": ("+.3f", ""),
+    "dec2": (".2f", ""),
+    "pct": (".0%", ""),
+    "ms": (".1f", " ms"),
+}
 
 
-@register.filter
-def fmt3(value):
-    return "–" if value is None else f"{value:.3f}"
+def _number_filter(spec: str, suffix: str):
+    def show(value):
+        return DASH if value is None else f"{value:{spec}}{suffix}"
+
+    return show
 
 
-@register.filter
-def signed3(value):
-    return "–" if value is None else f"{value:+.3f}"
+for _name, (_spec, _suffix) in NUMBER_FORMATS.items():
+    register.filter(_name, _number_filter(_spec, _suffix))
 
 
 @register.filter

@@ -3,7 +3,7 @@
 
 from django import template
 
-from apps.deployments import shadow
+from apps.deployments import selectors, shadow
 from apps.deployments.models import Deployment
 
 register = template.Library()
@@ -11,11 +11,7 @@ register = template.Library()
 
 def shadow_context(dataset, model=None) -> dict:
     """The live shadow, and the evidence of ``model`` (default: the live or last shadow model) beside the live one."""
-    live = (
-        Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.SHADOW, is_live=True)
-        .select_related("model")
-        .first()
-    )
+    live = selectors.live_deployment(dataset=dataset, channel=Deployment.Channel.SHADOW)
     if model is None:
         last = live or (
             Deployment.objects.filter(dataset=dataset, channel=Deployment.Channel.SHADOW)
@@ -40,18 +36,3 @@ def shadow_context(dataset, model=None) -> dict:
 @register.inclusion_tag("deployments/_shadow_panel.html")
 def shadow_panel(dataset, model=None):
     return shadow_context(dataset, model)
-
-
-@register.filter
-def pct(value):
-    return "–" if value is None else f"{value:.0%}"
-
-
-@register.filter
-def ms(value):
-    return "–" if value is None else f"{value:.1f} ms"
-
-
-@register.filter
-def dec2(value):
-    return "–" if value is None else f"{value:.2f}"
