@@ -17,6 +17,7 @@ from apps.monitoring.selectors import feedback_model_id, feedback_reason
 from apps.monitoring.services.shadow_buckets import (
     FRAME_FIELDS,
     ShadowAccumulator,
+    folded_rows_prune,
     shadow_skipped_aggregate,
     shadow_skipped_prune,
 )
@@ -27,7 +28,6 @@ from vectormlops.events import broadcast_now
 TELEMETRY_CURSOR = "telemetry"
 FEEDBACK_CURSOR = "feedback"
 AGGREGATE_CHUNK = 50_000
-PRUNE_CHUNK = 5_000
 
 
 def _hour(moment: datetime) -> datetime:
@@ -265,19 +265,5 @@ def telemetry_prune(*, older_than: datetime) -> int:
     """Delete raw telemetry received before ``older_than`` that has been aggregated already; returns rows deleted."""
     if older_than > timezone.now():
         raise ValidationFailed("Refusing to prune telemetry from the future.", code="invalid_prune_time")
-    aggregated_up_to = (
-        AggregationCursor.objects.filter(name=TELEMETRY_CURSOR).values_list("last_id", flat=True).first() or 0
-    )
-    deleted = 0
-    while True:
-        # Small batches: a long delete would hold locks against the ingestion endpoint.
-        with transaction.atomic():
-            ids = list(
-                TelemetryRecord.objects.filter(id__lte=aggregated_up_to, received_at__lt=older_than)
-                .order_by("id")
-                .values_list("id", flat=True)[:PRUNE_CHUNK]
-            )
-            if not ids:
-                break
-            deleted += TelemetryRecord.objects.filter(id__in=ids).delete()[0]
+    deleted = folded_rows_prune(TelemetryRecord, cursor=TELEMETRY_CURSOR, older_than=older_than)
     return deleted + shadow_skipped_prune(older_than=older_than)

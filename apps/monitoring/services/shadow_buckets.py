@@ -166,17 +166,24 @@ def shadow_skipped_aggregate(*, cutoff: datetime) -> int:
             return folded
 
 
-def shadow_skipped_prune(*, older_than: datetime) -> int:
-    """Delete skipped-frame reports received before ``older_than`` that were folded already."""
-    done = AggregationCursor.objects.filter(name=SKIP_CURSOR).values_list("last_id", flat=True).first() or 0
+def folded_rows_prune(model, *, cursor: str, older_than: datetime) -> int:
+    """Delete the rows of ``model`` received before ``older_than`` that the aggregation cursor ``cursor`` has passed
+    (folded into buckets already); returns how many. Small batches: a long delete would hold locks against the
+    ingestion endpoint."""
+    done = AggregationCursor.objects.filter(name=cursor).values_list("last_id", flat=True).first() or 0
     deleted = 0
     while True:
         with transaction.atomic():
             ids = list(
-                ShadowSkip.objects.filter(id__lte=done, received_at__lt=older_than)
+                model.objects.filter(id__lte=done, received_at__lt=older_than)
                 .order_by("id")
                 .values_list("id", flat=True)[:PRUNE_CHUNK]
             )
             if not ids:
                 return deleted
-            deleted += ShadowSkip.objects.filter(id__in=ids).delete()[0]
+            deleted += model.objects.filter(id__in=ids).delete()[0]
+
+
+def shadow_skipped_prune(*, older_than: datetime) -> int:
+    """Delete skipped-frame reports received before ``older_than`` that were folded already."""
+    return folded_rows_prune(ShadowSkip, cursor=SKIP_CURSOR, older_than=older_than)
