@@ -10,7 +10,20 @@ from pathlib import Path
 
 from django.core.files.storage import default_storage
 
+from vectormlops.errors import PayloadTooLarge
+
 CHUNK = 1024 * 1024
+
+
+def chunks_within(chunks, *, limit: int, message: str, code: str, already: int = 0):
+    """``chunks`` passed through until they (after ``already`` bytes counted before them) pass ``limit`` bytes: then
+    a 413 ``code`` with ``message``. A copy stops at the limit, not at the end of a file that claims to be small."""
+    size = already
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(message, code=code, details={"max_bytes": limit})
+        yield chunk
 
 
 def local_path(name: str) -> str | None:

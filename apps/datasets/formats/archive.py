@@ -3,12 +3,12 @@ links are never created; the import's time limit is checked per entry."""
 
 import stat
 import zipfile
+from functools import partial
 from pathlib import Path
 
 from apps.datasets.formats.common import NO_DEADLINE, Deadline, unsafe_name
+from apps.datasets.storage import CHUNK, chunks_within
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
-
-CHUNK = 1024 * 1024
 
 
 def safe_extract(archive_path: Path, dest: Path, *, max_bytes: int, deadline: Deadline = NO_DEADLINE) -> None:
@@ -53,14 +53,14 @@ def safe_extract(archive_path: Path, dest: Path, *, max_bytes: int, deadline: De
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with archive.open(info) as src, open(target, "wb") as dst:
-                    while chunk := src.read(CHUNK):
+                    for chunk in chunks_within(
+                        iter(partial(src.read, CHUNK), b""),
+                        limit=max_bytes,
+                        already=written,
+                        message=f"The archive unpacks to more than the limit of {max_bytes} bytes.",
+                        code="archive_too_large",
+                    ):
                         written += len(chunk)
-                        if written > max_bytes:
-                            raise PayloadTooLarge(
-                                f"The archive unpacks to more than the limit of {max_bytes} bytes.",
-                                code="archive_too_large",
-                                details={"max_bytes": max_bytes},
-                            )
                         dst.write(chunk)
             except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
                 raise ValidationFailed(

@@ -91,19 +91,12 @@ def read_coco(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) -
             bbox = a.get("bbox")
             ok = isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)
             if not ok:
-                source.label_errors.append(
-                    {"file": rel_json, "line": number, "code": "invalid_bbox", "message": "bbox must be 4 numbers"}
-                )
+                source.label_error(rel_json, number, "invalid_bbox", "bbox must be 4 numbers")
                 continue
             name = local.get(str(a.get("category_id")))
             if name is None:
-                source.label_errors.append(
-                    {
-                        "file": rel_json,
-                        "line": number,
-                        "code": "unknown_class",
-                        "message": f"category {a.get('category_id')} is not in categories",
-                    }
+                source.label_error(
+                    rel_json, number, "unknown_class", f"category {a.get('category_id')} is not in categories"
                 )
                 continue
             by_image.setdefault(a.get("image_id"), []).append(
@@ -118,9 +111,7 @@ def read_coco(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) -
             file_name = entry["file_name"]
             image_path = index.find(file_name, places)
             if image_path is None:
-                source.label_errors.append(
-                    {"file": rel_json, "line": None, "code": "missing_image", "message": f"{file_name} not found"}
-                )
+                source.label_error(rel_json, None, "missing_image", f"{file_name} not found")
                 continue
             rel = image_path.relative_to(root)
             split = json_split or split_of(rel.parts[:-1])

@@ -54,6 +54,10 @@ class Source:
     label_errors: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)  # files looked at and left out, with the reason
 
+    def label_error(self, file: str, line: int | None, code: str, message: str) -> None:
+        """A problem with one label (or the image it names), reported with the import and left out of it."""
+        self.label_errors.append({"file": file, "line": line, "code": code, "message": message})
+
 
 class Deadline:
     """The time limit of one import; readers and the importer check it between files."""

@@ -70,9 +70,7 @@ def read_labelstudio(root: Path, files: list[tuple[Path, list]], deadline: Deadl
             deadline.check()
             ref = _image_ref(task)
             if not ref:
-                source.label_errors.append(
-                    {"file": rel_json, "line": number, "code": "missing_image", "message": "task names no image"}
-                )
+                source.label_error(rel_json, number, "missing_image", "task names no image")
                 continue
             name = PurePosixPath(ref).name
             places = [root, path.parent, root / "images", path.parent / "images"]
@@ -80,9 +78,7 @@ def read_labelstudio(root: Path, files: list[tuple[Path, list]], deadline: Deadl
             if image_path is None and UPLOAD_PREFIX.match(name):
                 image_path = index.find(UPLOAD_PREFIX.sub("", name), places)
             if image_path is None:
-                source.label_errors.append(
-                    {"file": rel_json, "line": number, "code": "missing_image", "message": f"{ref} not found"}
-                )
+                source.label_error(rel_json, number, "missing_image", f"{ref} not found")
                 continue
             boxes = []
             for result in _results(task):
@@ -93,19 +89,13 @@ def read_labelstudio(root: Path, files: list[tuple[Path, list]], deadline: Deadl
                 try:
                     x, y, w, h = (float(value[k]) / 100 for k in ("x", "y", "width", "height"))
                 except (KeyError, TypeError, ValueError):
-                    source.label_errors.append(
-                        {"file": rel_json, "line": number, "code": "invalid_bbox", "message": "x/y/width/height"}
-                    )
+                    source.label_error(rel_json, number, "invalid_bbox", "x/y/width/height")
                     continue
                 if not labels:
-                    source.label_errors.append(
-                        {"file": rel_json, "line": number, "code": "unknown_class", "message": "rectangle unlabeled"}
-                    )
+                    source.label_error(rel_json, number, "unknown_class", "rectangle unlabeled")
                     continue
                 if float(value.get("rotation") or 0) % 360:
-                    source.label_errors.append(
-                        {"file": rel_json, "line": number, "code": "rotated_box", "message": "rotated box left out"}
-                    )
+                    source.label_error(rel_json, number, "rotated_box", "rotated box left out")
                     continue
                 boxes.append(LabelEntry(rel_json, number, str(labels[0]), (x, y, w, h), "fraction"))
             rel = image_path.relative_to(root)

@@ -59,7 +59,7 @@ def read_voc(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) ->
             image_path = index.find(doc.findtext("path").strip().replace("\\", "/").rsplit("/", 1)[-1])
         if image_path is None:
             missing = f"{file_name or path.stem} not found"
-            source.label_errors.append({"file": rel_xml, "line": None, "code": "missing_image", "message": missing})
+            source.label_error(rel_xml, None, "missing_image", missing)
             continue
         boxes = []
         for number, obj in enumerate(doc.iter("object"), start=1):
@@ -68,14 +68,10 @@ def read_voc(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) ->
             try:
                 xmin, ymin, xmax, ymax = (_number(bndbox.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
             except (AttributeError, TypeError, ValueError):
-                source.label_errors.append(
-                    {"file": rel_xml, "line": number, "code": "invalid_bbox", "message": "bndbox needs 4 numbers"}
-                )
+                source.label_error(rel_xml, number, "invalid_bbox", "bndbox needs 4 numbers")
                 continue
             if not name:
-                source.label_errors.append(
-                    {"file": rel_xml, "line": number, "code": "unknown_class", "message": "object without a name"}
-                )
+                source.label_error(rel_xml, number, "unknown_class", "object without a name")
                 continue
             boxes.append(LabelEntry(rel_xml, number, name, (xmin, ymin, xmax - xmin, ymax - ymin), "pixels"))
         rel = image_path.relative_to(root)
@@ -117,9 +113,7 @@ def read_cvat(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) -
             places = [path.parent / "images" / subset, path.parent / "images", path.parent, root / "images", root]
             image_path = index.find(name, places if subset else places[1:])
             if image_path is None:
-                source.label_errors.append(
-                    {"file": rel_xml, "line": number, "code": "missing_image", "message": f"{name} not found"}
-                )
+                source.label_error(rel_xml, number, "missing_image", f"{name} not found")
                 continue
             boxes = []
             for child in element:
@@ -130,14 +124,10 @@ def read_cvat(root: Path, files: list[Path], deadline: Deadline = NO_DEADLINE) -
                 try:
                     xtl, ytl, xbr, ybr = (_number(child.get(k)) for k in ("xtl", "ytl", "xbr", "ybr"))
                 except (TypeError, ValueError):
-                    source.label_errors.append(
-                        {"file": rel_xml, "line": number, "code": "invalid_bbox", "message": "box needs 4 corners"}
-                    )
+                    source.label_error(rel_xml, number, "invalid_bbox", "box needs 4 corners")
                     continue
                 if _number(child.get("rotation") or 0) % 360:
-                    source.label_errors.append(
-                        {"file": rel_xml, "line": number, "code": "rotated_box", "message": "rotated box left out"}
-                    )
+                    source.label_error(rel_xml, number, "rotated_box", "rotated box left out")
                     continue
                 label = (child.get("label") or "").strip()
                 boxes.append(LabelEntry(rel_xml, number, label, (xtl, ytl, xbr - xtl, ybr - ytl), "pixels"))

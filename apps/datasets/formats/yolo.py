@@ -148,9 +148,7 @@ def read_yolo(root: Path, deadline: Deadline = NO_DEADLINE) -> Source:
         in_images = "images" in rel.parts[:-1]
         if image_path.suffix.lower() not in IMAGE_EXTS:
             if in_images and image_path.suffix.lower() not in {".txt", ".yaml", ".json", ".xml"}:
-                source.label_errors.append(
-                    {"file": str(rel), "line": None, "code": "not_an_image_file", "message": "skipped: not .jpg/.png"}
-                )
+                source.label_error(str(rel), None, "not_an_image_file", "skipped: not .jpg/.png")
             continue
         deadline.check()
         parts = list(rel.parts)

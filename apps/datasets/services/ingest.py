@@ -14,7 +14,7 @@ from apps.datasets.imaging import inspect_image
 from apps.datasets.models import Dataset, Image
 from apps.datasets.services.splits import split_for
 from apps.datasets.signals import image_ingested
-from apps.datasets.storage import CHUNK, store_once
+from apps.datasets.storage import CHUNK, chunks_within, store_once
 from vectormlops.errors import PayloadTooLarge, ValidationFailed
 from vectormlops.events import broadcast_soon
 from vectormlops.inputs import datetime_parse
@@ -41,14 +41,9 @@ def _spool(fileobj, limit: int) -> tuple[tempfile._TemporaryFileWrapper, str, in
     size = 0
     try:
         chunks = fileobj.chunks(CHUNK) if hasattr(fileobj, "chunks") else iter(lambda: fileobj.read(CHUNK), b"")
-        for chunk in chunks:
+        message = f"The file is more than the limit of {limit} bytes."
+        for chunk in chunks_within(chunks, limit=limit, message=message, code="file_too_large"):
             size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"The file is more than the limit of {limit} bytes.",
-                    code="file_too_large",
-                    details={"max_bytes": limit},
-                )
             digest.update(chunk)
             spool.write(chunk)
         spool.flush()
