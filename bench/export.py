@@ -9,11 +9,11 @@ import argparse
 import io
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from common import django_on_scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,21 +26,7 @@ def main() -> int:
     parser.add_argument("--no-zip", action="store_true", help="skip the zip export timing")
     args = parser.parse_args()
 
-    var = tempfile.mkdtemp(prefix="vm-bench-export-")
-    os.environ.update(
-        {
-            "VECTORMLOPS_VAR_DIR": var,
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-long-enough-for-the-fifty-character-rule"),
-        }
-    )
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vectormlops.settings")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+    with django_on_scratch("vm-bench-export-") as var:
         from apps.datasets.models import Image
         from apps.datasets.services import (
             annotation_set,
@@ -52,7 +38,6 @@ def main() -> int:
         )
         from vectorsim.scenes import scene_jpeg
 
-        call_command("migrate", verbosity=0)
         dataset = dataset_create(slug="bench", name="Benchmark", classes=["vector"])
         rng = random.Random(args.seed)
         started = time.perf_counter()
@@ -81,8 +66,6 @@ def main() -> int:
             print(f"export_yolo_zip_s: {zip_s:.2f} ({path.stat().st_size / 1e6:.1f} MB)")
             path.unlink()
         print(f"nproc: {os.cpu_count()}")
-    finally:
-        shutil.rmtree(var, ignore_errors=True)
     return 0
 
 

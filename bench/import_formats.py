@@ -18,6 +18,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from common import django_on_scratch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -71,26 +73,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    var = tempfile.mkdtemp(prefix="vm-bench-import-")
-    os.environ.update(
-        {
-            "VECTORMLOPS_VAR_DIR": var,
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-long-enough-for-the-fifty-character-rule"),
-        }
-    )
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vectormlops.settings")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+    with django_on_scratch("vm-bench-import-") as var:
         from apps.datasets import formats
         from apps.datasets.models import Annotation
         from apps.datasets.services import dataset_create, dataset_import
 
-        call_command("migrate", verbosity=0)
         work = Path(var) / "work"
         work.mkdir()
         yolo, coco = write_zips(work, args.n, args.seed)
@@ -119,8 +106,6 @@ def main() -> int:
                 f"import takes {import_s / copy_s:.0f}x the copy's time; "
                 f"unzip + detect + parse alone {args.n / parse_s:.0f} images/s ({parse_s:.2f} s)"
             )
-    finally:
-        shutil.rmtree(var, ignore_errors=True)
     return 0
 
 
