@@ -158,9 +158,13 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # A socket timeout well over channels_redis' 5 s blocking read: redis-py's 5 s default met it and closed every
         # idle WebSocket with 1011; 30 s still finds a silently dropped connection.
+        # capacity: every consumer of one web process shares that process's queue in Redis, and channels_redis
+        # drops (silently) what a full queue refuses; its default of 100 lost most events of a burst to a few dozen
+        # open pages. Queued messages still expire after 60 s.
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True}],
             "prefix": f"{CACHE_KEY_PREFIX}:asgi",
+            "capacity": 20_000,
         },
     }
 }

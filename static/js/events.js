@@ -17,7 +17,7 @@ window.VectorEvents = {
       }
       return;
     }
-    const state = { handlers: [onEvent], resyncs: resync ? [resync] : [], open: false, held: null, opens: 0, closes: [] };
+    const state = { handlers: [onEvent], resyncs: resync ? [resync] : [], open: false, held: null, opens: 0, closes: [], synced: 0 };
     this.topics.set(topic, state);
     this.handlers.set(topic, state.handlers);
     const deliver = (body) => state.handlers.forEach((handler) => handler(body.event, body.data));
@@ -31,6 +31,7 @@ window.VectorEvents = {
       const held = state.held;
       state.held = null;
       held.forEach(deliver);
+      state.synced += 1;
     };
     let delay = 500;
     const connect = () => {
@@ -65,5 +66,10 @@ window.VectorEvents = {
   closes(topic) {
     const state = this.topics.get(topic);
     return state ? state.closes : [];
+  },
+  // How many re-syncs of a topic have fetched their state and applied the events held meanwhile: for tests.
+  synced(topic) {
+    const state = this.topics.get(topic);
+    return state ? state.synced : 0;
   },
 };
