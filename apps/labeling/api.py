@@ -3,8 +3,8 @@ endpoints (claim next, claim a given image, heartbeat, release, skip, drafts, li
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -159,6 +159,31 @@ class QueueStateApi(APIView):
     def get(self, request, slug: str):
         dataset = get_object_or_404(Dataset, slug=slug)
         return Response({"counts": selectors.queue_counts(dataset), "claims": selectors.active_claims(dataset)})
+
+
+class ReviewQueueApi(APIView):
+    """The review page's queue as it is now (the page re-fetches it when its live stream reconnects)."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("annotator", str, description="Only this annotator's submissions"),
+            OpenApiParameter("source", str, description="Only images from this source (upload, camera, ...)"),
+        ],
+        responses=inline_serializer(
+            "ReviewQueueOutput",
+            {
+                "waiting": serializers.IntegerField(),
+                "waiting_ids": serializers.ListField(child=serializers.IntegerField()),
+                "suspects": serializers.IntegerField(),
+            },
+        ),
+    )
+    def get(self, request, slug: str):
+        dataset = get_object_or_404(Dataset, slug=slug)
+        filters = {name: request.query_params.get(name, "") for name in ("annotator", "source")}
+        return Response(selectors.review_queue_state(dataset, **filters))
 
 
 class ImageBundleApi(APIView):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("labeling/datasets/<slug:slug>/review-batch", api.ReviewBatchApi.as_view(), name="labeling-review-batch"),
     path("labeling/images/<int:image_id>/suspect", api.SuspectVerdictApi.as_view(), name="labeling-suspect"),
     path("labeling/datasets/<slug:slug>/queue", api.QueueStateApi.as_view(), name="labeling-queue"),
+    path("labeling/datasets/<slug:slug>/review-queue", api.ReviewQueueApi.as_view(), name="labeling-review-queue"),
     path("labeling/images/<int:image_id>", api.ImageBundleApi.as_view(), name="labeling-image"),
     path("labeling/images/<int:image_id>/release", api.ClaimReleaseApi.as_view(), name="labeling-release"),
     path("labeling/images/<int:image_id>/skip", api.SkipApi.as_view(), name="labeling-skip"),

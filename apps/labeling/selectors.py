@@ -125,6 +125,17 @@ def review_queue(dataset: Dataset, *, annotator: str = "", source: str = ""):
     return qs.select_related("annotation").order_by("annotation__updated_at", "id")
 
 
+def review_queue_state(dataset: Dataset, *, annotator: str = "", source: str = "", limit: int = 500) -> dict:
+    """What the review page shows of its (filtered) queue: how many wait, the ids "approve all shown" approves,
+    and how many suspect labels wait for a verdict. The page fetches it again after its live stream reconnects."""
+    queue = review_queue(dataset, annotator=annotator, source=source)
+    return {
+        "waiting": queue.count(),
+        "waiting_ids": list(queue.values_list("id", flat=True)[:limit]),
+        "suspects": suspect_queue(dataset).count(),
+    }
+
+
 def review_annotators(dataset: Dataset) -> list[str]:
     """Who submitted the images waiting for review (the review page's filter)."""
     return sorted(

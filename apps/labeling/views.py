@@ -1,5 +1,7 @@
 """Labeling pages: the dataset list with queue counts, the labeling tool, review queues and annotator statistics."""
 
+from urllib.parse import urlencode
+
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
@@ -76,8 +78,11 @@ def review(request, slug: str):
         image = first.image if first else None
     else:
         image = queue.first()
-    waiting_ids = list(queue.values_list("id", flat=True)[:500])
-    query = "&".join(f"{k}={v}" for k, v in filters.items() if v) + ("&suspects=1" if suspects else "")
+    queue_state = selectors.review_queue_state(dataset, **filters)
+    filter_query = urlencode({k: v for k, v in filters.items() if v})
+    query = filter_query + ("&suspects=1" if suspects else "")
+    urls = _tool_urls(dataset)
+    urls["review_queue"] = f"{reverse('labeling-review-queue', args=[dataset.slug])}?{filter_query}"
     config = {
         "mode": "review",
         "dataset": dataset.slug,
@@ -85,15 +90,15 @@ def review(request, slug: str):
         "user": request.user.get_username(),
         "suspects": suspects,
         "bundle": selectors.image_bundle(image=image, user=request.user) if image else None,
-        "waiting_ids": waiting_ids,
+        "waiting_ids": queue_state["waiting_ids"],
         "next_url": f"{reverse('labeling:review', args=[dataset.slug])}?{query}",
-        "urls": _tool_urls(dataset),
+        "urls": urls,
     }
     context = {
         "dataset": dataset,
         "image": image,
-        "waiting": queue.count(),
-        "suspect_count": suspect_queue.count(),
+        "waiting": queue_state["waiting"],
+        "suspect_count": queue_state["suspects"],
         "filters": filters,
         "annotators": selectors.review_annotators(dataset),
         "sources": Image.Source.values,

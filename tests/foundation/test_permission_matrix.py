@@ -71,6 +71,7 @@ MATRIX = {
     "api/v1/images/<int:image_id>/review": {"post": REVIEWER},
     "api/v1/labeling/datasets/<slug:slug>/next": {"post": ANNOTATOR},
     "api/v1/labeling/datasets/<slug:slug>/queue": {"get": ANNOTATOR},
+    "api/v1/labeling/datasets/<slug:slug>/review-queue": {"get": REVIEWER},
     "api/v1/labeling/images/<int:image_id>": {"get": ANNOTATOR, "post": ANNOTATOR},
     "api/v1/labeling/images/<int:image_id>/release": {"post": ANNOTATOR},
     "api/v1/labeling/images/<int:image_id>/skip": {"post": ANNOTATOR},

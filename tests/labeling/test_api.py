@@ -191,3 +191,26 @@ def test_pages_render(dataset, make_image, client, annotator, reviewer):
     assert client.get("/review/robots/suspects/").status_code == 200
     assert client.get("/labeling/stats/").status_code == 200
     assert client.get("/labeling/stats/?dataset=robots").status_code == 200
+
+
+def test_the_review_queue_answers_what_the_review_page_shows_for_its_filters(
+    dataset, make_image, make_user, api_as, django_assert_max_num_queries
+):
+    from apps.labeling.services import annotation_submit
+
+    ann, bob, rita = make_user("ann", "annotator"), make_user("bob", "annotator"), make_user("rita", "reviewer")
+    box = [{"label": "vector", "box": [10, 10, 40, 30]}]
+    submitted = []
+    for seed, user, source in ((1, ann, "camera"), (2, ann, "camera"), (3, bob, "camera"), (4, bob, "upload")):
+        image = make_image(dataset, seed=seed, source=source)
+        annotation_submit(image=image, user=user, boxes_api=box, version=0)
+        submitted.append(image.pk)
+    client, queue = api_as(rita), "/api/v1/labeling/datasets/robots/review-queue"
+
+    with django_assert_max_num_queries(8):
+        body = client.get(queue).json()
+    assert body == {"waiting": 4, "waiting_ids": submitted, "suspects": 0}
+    assert client.get(queue, {"annotator": "bob"}).json()["waiting_ids"] == submitted[2:]
+    assert client.get(queue, {"annotator": "bob", "source": "upload"}).json()["waiting_ids"] == submitted[3:]
+    assert client.get(queue, {"annotator": "nobody"}).json() == {"waiting": 0, "waiting_ids": [], "suspects": 0}
+    assert api_as(ann).get(queue).status_code == 403

@@ -575,11 +575,6 @@
     }
     if (state.readOnly) notice("secondary", esc(state.readOnly), { key: "read-only" });
     if (REVIEW) {
-      // Rejecting an approved image reopens it (the comment says why); the buttons say so.
-      const reopen = bundle.status === "approved";
-      $("reject-btn").innerHTML = `${reopen ? "Reopen" : "Reject"} <kbd>R</kbd>`;
-      $("reject-btn").title = reopen ? "Reopen: back to its annotator with your comment (R)" : "Reject with a comment (R)";
-      $("review-comment").placeholder = reopen ? "Why reopen it? What should be fixed?" : "What should be fixed?";
       showSuspect(bundle);
       $("queue-position").textContent = `labeled by ${bundle.annotation.updated_by || "unknown"} · ${bundle.annotation.boxes.length} boxes`;
     }
@@ -601,9 +596,7 @@
       notice("warning", `${esc(bundle.claim.user)} is labeling this image right now; saving may conflict.`, { key: "claim" });
     }
     $("image-title").textContent = `Image #${bundle.id} · ${bundle.width}×${bundle.height}`;
-    const statusBadge = $("image-status");
-    statusBadge.textContent = bundle.status;
-    statusBadge.className = `badge ${{ rejected: "text-bg-danger", submitted: "text-bg-info", approved: "text-bg-success" }[bundle.status] || "text-bg-secondary"}`;
+    showStatus(bundle.status);
     const url = new URL(location.href);
     url.searchParams.set("image", bundle.id);
     history.replaceState(null, "", url);
@@ -614,6 +607,19 @@
     fit();
     $("save-state").textContent = state.dirty ? "unsaved changes" : `version ${state.version}`;
     wrap.focus({ preventScroll: true });
+  }
+
+  function showStatus(status) {
+    const statusBadge = $("image-status");
+    statusBadge.textContent = status;
+    statusBadge.className = `badge ${{ rejected: "text-bg-danger", submitted: "text-bg-info", approved: "text-bg-success" }[status] || "text-bg-secondary"}`;
+    if (REVIEW) {
+      // Rejecting an approved image reopens it (the comment says why); the buttons say so.
+      const reopen = status === "approved";
+      $("reject-btn").innerHTML = `${reopen ? "Reopen" : "Reject"} <kbd>R</kbd>`;
+      $("reject-btn").title = reopen ? "Reopen: back to its annotator with your comment (R)" : "Reject with a comment (R)";
+      $("review-comment").placeholder = reopen ? "Why reopen it? What should be fixed?" : "What should be fixed?";
+    }
   }
 
   // The empty queue: nothing can be edited, and the page says why (skips come back later, others are labeling…).
@@ -946,6 +952,92 @@
     });
   }
 
+  // --- review: the queue and the image on screen, live ------------------------------------------------------------
+  // Both follow the dataset's events, and both are fetched again each time the stream (re)connects, so what changed
+  // while it was down (a submission, another reviewer's decision, new boxes) is on the page after all.
+  let queueFetch = null; // one fetch at a time; events meanwhile ask for one more after it
+  let queueAgain = false;
+  function renderReviewQueue(q) {
+    cfg.waiting_ids = q.waiting_ids; // what "approve all shown" approves
+    $("review-waiting").textContent = q.waiting;
+    $("batch-count").textContent = q.waiting;
+    $("batch-approve-btn").disabled = !q.waiting;
+    $("suspect-count").textContent = q.suspects;
+    $("review-suspects").hidden = !q.suspects;
+    // An empty page offers what arrived since (the same filters; suspects on the suspects walk).
+    const waiting = cfg.suspects ? q.suspects : q.waiting;
+    $("new-submissions-count").textContent = waiting;
+    $("new-submissions").hidden = !(state.current === null && waiting);
+  }
+  function loadReviewQueue() {
+    if (queueFetch) { queueAgain = true; return queueFetch; }
+    queueFetch = (async () => {
+      do {
+        queueAgain = false;
+        const r = await api("GET", cfg.urls.review_queue);
+        if (r.ok) renderReviewQueue(r.body);
+      } while (queueAgain);
+    })().finally(() => { queueFetch = null; });
+    return queueFetch;
+  }
+  async function refreshCurrent(cause = {}) {
+    if (!state.current) return;
+    const shown = state.current;
+    const r = await api("GET", urlFor("image", shown.id));
+    if (!r.ok || state.current !== shown) return;
+    const fresh = r.body;
+    if (fresh.status !== shown.status) {
+      shown.status = fresh.status;
+      showStatus(fresh.status);
+      const who = cause.reviewer ? ` by ${esc(cause.reviewer)}` : "";
+      if (["submitted", "approved"].includes(fresh.status)) {
+        state.readOnly = null;
+        notice("warning", `Meanwhile this image was ${esc(fresh.status)}${who}.`, { key: "remote-status" });
+      } else {
+        state.readOnly = `This image is ${fresh.status}: only submitted or approved images are reviewed.`;
+        notice("warning", `Meanwhile this image was ${esc(fresh.status)}${who}: it can no longer be reviewed here.`, { key: "remote-status" });
+      }
+      render();
+    }
+    if (fresh.annotation.version !== shown.annotation.version) {
+      shown.annotation = fresh.annotation;
+      $("queue-position").textContent = `labeled by ${fresh.annotation.updated_by || "unknown"} · ${fresh.annotation.boxes.length} boxes`;
+      const who = esc(fresh.annotation.updated_by || "Someone");
+      if (!state.dirty) {
+        // Nothing of the reviewer's would be lost: show the new boxes.
+        state.version = fresh.annotation.version;
+        state.boxes = fresh.annotation.boxes.map(withUid);
+        state.selected = null;
+        state.undo = [];
+        state.redo = [];
+        render();
+        $("save-state").textContent = `version ${state.version}`;
+        notice("info", `${who} saved version ${fresh.annotation.version} of this image meanwhile: it is shown now.`, { key: "remote" });
+      } else {
+        const div = notice("warning", `${who} saved version ${fresh.annotation.version} of this image meanwhile. <button type="button" class="btn btn-sm btn-outline-dark ms-2">Load their boxes</button>`, { key: "remote" });
+        div.querySelector("button").addEventListener("click", () => { div.remove(); loadTheirs(); });
+      }
+    }
+    $("notices").querySelectorAll('[data-key="claim"]').forEach((n) => n.remove());
+    if (fresh.claim && !fresh.claim.mine) {
+      notice("warning", `${esc(fresh.claim.user)} is editing this image right now.`, { key: "claim" });
+    }
+  }
+  if (window.VectorEvents && REVIEW) {
+    VectorEvents.follow(
+      `dataset.${cfg.dataset}`,
+      (event, data) => {
+        if (event === "queue" || event === "suspect") loadReviewQueue();
+        if (!state.current) return;
+        const here = data.image_id === state.current.id;
+        if (event === "review" && data.reviewer !== cfg.user && (here || data.batch)) refreshCurrent(data);
+        if (event === "annotation" && here && data.user !== cfg.user) refreshCurrent();
+        if (event === "claim" && here) refreshCurrent();
+      },
+      { resync: () => Promise.all([loadReviewQueue(), refreshCurrent()]) },
+    );
+  }
+
   // --- toolbar ---------------------------------------------------------------------------------------------------
   $("undo-btn").addEventListener("click", undo);
   $("redo-btn").addEventListener("click", redo);
@@ -977,6 +1069,7 @@
       return { x: c.left + r.x, y: c.top + r.y, width: r.width, height: r.height };
     },
     crosshairVisible: () => crossH.visible(),
+    waitingIds: () => cfg.waiting_ids, // what "approve all shown" approves (review)
   };
 
   buildClassList();
