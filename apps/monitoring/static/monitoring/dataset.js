@@ -5,6 +5,7 @@
   const slug = script.dataset.slug;
   const ackBase = script.dataset.ackUrl;
   const metricsUrl = script.dataset.metricsUrl;
+  const alertsUrl = script.dataset.alertsUrl;
   const HOUR = 3600 * 1000;
   const DAY = 24 * HOUR;
   let metrics = JSON.parse(document.getElementById("field-metrics").textContent);
@@ -154,10 +155,28 @@
   }
   enhance(document);
 
+  // After the stream (re)connects: the alerts as they are now; any the page shows otherwise (new, refreshed,
+  // acknowledged or resolved while it was down) is rendered again.
+  const stamp = (a) => `${a.occurrences}.${a.acknowledged ? 1 : 0}.${a.resolved_at ? 1 : 0}`;
+  async function syncAlerts() {
+    const result = await VectorApi.request("GET", alertsUrl);
+    if (!result.ok) return;
+    const list = document.getElementById("alerts");
+    // Oldest first, so alerts new to the page end up newest on top, as live ones do.
+    for (const alert of result.body.results.slice().reverse()) {
+      const shown = list.querySelector(`[data-alert-id="${alert.id}"].alert-item`);
+      if (!shown || shown.dataset.alertStamp !== stamp(alert)) await showAlert(alert.id);
+    }
+  }
+
   // Exposed so a test can hand the page an event the way the WebSocket would.
   window.monitoringAlertEvent = (event, data) => {
     if (event.startsWith("alert.")) showAlert(data.id);
     if (event === "metrics.updated") refresh();
   };
-  if (window.VectorEvents) VectorEvents.follow(`alerts.${slug}`, window.monitoringAlertEvent);
+  if (window.VectorEvents) {
+    VectorEvents.follow(`alerts.${slug}`, window.monitoringAlertEvent, {
+      resync: () => Promise.all([refresh(), syncAlerts()]),
+    });
+  }
 })();
