@@ -12,9 +12,10 @@ def dataset_import_task(job_id: int) -> str:
     job = ImportJob.objects.select_related("dataset", "created_by").filter(pk=job_id).first()
     if job is None or job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
         return "skipped"  # deleted, or a redelivery of a job that already finished
-    # A job left "running" by a killed worker runs again: importing is idempotent (duplicates are skipped and
-    # labels already saved are never overwritten).
-    return import_job_run(job=job).status
+    # A job left "running" by a killed worker runs again once its heartbeat is silent (import_job_run claims it):
+    # importing is idempotent. A second delivery of a job another process runs does nothing.
+    ran = import_job_run(job=job)
+    return ran.status if ran else "skipped"
 
 
 @shared_task(name="apps.datasets.tasks.version_export_task", acks_late=True)

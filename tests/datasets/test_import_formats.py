@@ -280,11 +280,16 @@ def test_an_import_stopped_part_way_keeps_its_report_and_rolls_back(tmp_path, mo
 
 def test_a_job_redelivered_after_its_worker_died_still_rolls_back_whole(tmp_path, monkeypatch):
     """The worker dies after the first image (kill -9: the job stays 'running', the archive stays in storage);
-    Celery redelivers the task, which imports again; the images of the first run count as the job's own."""
+    Celery redelivers the task, which imports again once the job's heartbeat is silent; the images of the first run
+    count as the job's own. What the killed run had not committed (its current batch) is gone with it."""
+    from datetime import timedelta
+
+    from django.conf import settings
     from django.core.files.base import ContentFile
+    from django.utils import timezone
 
     from apps.datasets.formats.common import Deadline
-    from apps.datasets.services import import_job_create
+    from apps.datasets.services import import_archive, import_job_create
     from apps.datasets.tasks import dataset_import_task
 
     class Killed(BaseException):
@@ -297,14 +302,20 @@ def test_a_job_redelivered_after_its_worker_died_still_rolls_back_whole(tmp_path
     dataset = make_dataset("redelivered", classes=["cube"])
     archive = zip_bytes(fx.cvat_yolo11())
     job = import_job_create(dataset=dataset, fileobj=ContentFile(archive), filename="set.zip")
+    monkeypatch.setattr(import_archive, "BATCH_FILES", 1)  # each file commits on its own
     monkeypatch.setattr(Deadline, "check", die_after_the_first_image)
     with pytest.raises(Killed):
         dataset_import_task(job.pk)
     monkeypatch.undo()
-    ImportJob.objects.filter(pk=job.pk).update(status="running")  # what a killed worker leaves behind
+    job.refresh_from_db()
+    assert job.status == "running" and [entry["image"] for entry in job.report["undo"]] == [Image.objects.get().pk]
     if not default_storage.exists(job.upload_name):
         default_storage.save(job.upload_name, ContentFile(archive))
-    assert Image.objects.count() == 1
+    # a second delivery while the job's process still beats does nothing
+    assert dataset_import_task(job.pk) == "skipped"
+    # once its heartbeat has been silent for the timeout, the redelivered task takes the job over
+    silent = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT_S + 1)
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=silent)
     assert dataset_import_task(job.pk) == "succeeded"
     job.refresh_from_db()
     assert job.report["imported"] == 3 and len(job.report["undo"]) == 3

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from apps.datasets.models import ImportJob
-from apps.datasets.services import import_job_create
+from apps.datasets.models import Image, ImportJob
+from apps.datasets.services import import_job_create, import_rollback
 from apps.datasets.services.imports import import_jobs_sweep
 from apps.training import services
 from apps.training.models import TrainingRun
@@ -218,7 +218,18 @@ def test_an_import_whose_worker_is_killed_does_not_stay_running(private_broker, 
     assert result == {"republished": [], "failed": [job.pk]}
     assert job.status == "failed" and job.finished_at and "worker running this import stopped" in job.error
     assert "no heartbeat for" in job.error and f"after {job.done} of 400 files" in job.error and 0 < job.done < 400
+    assert "can be rolled back" in job.error
     assert import_jobs_sweep(now=later(settings.IMPORT_HEARTBEAT_TIMEOUT_S + 1)) == {"republished": [], "failed": []}
+
+    # what it imported was recorded as it went, with the rows themselves: every image it stored is in its undo list
+    stored = set(Image.objects.filter(dataset=dataset).values_list("pk", flat=True))
+    assert len(stored) == job.done and {entry["image"] for entry in job.report["undo"]} == stored
+
+    # so the killed import rolls back exactly what it imported
+    job = import_rollback(job=job)
+
+    assert job.report["rollback"]["images_removed"] == len(stored) and job.report["rollback"]["kept"] == []
+    assert not Image.objects.filter(dataset=dataset).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,10 +2,12 @@
 images and boxes to a dataset under the duplicate rule. Returns the report that an import job keeps."""
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from apps.datasets import formats
 from apps.datasets.boxes import MAX_BOXES, boxes_validate
@@ -17,6 +19,10 @@ from apps.datasets.services.splits import image_split_pin
 from vectormlops.errors import DomainError, ValidationFailed
 
 REPORT_MAX_FILES = 10_000
+# Files are applied in batches, each in one transaction with what a rollback needs of them (``progress``): a process
+# killed between batches leaves rows that its job's persisted undo list describes exactly.
+BATCH_FILES = 25
+BATCH_SECONDS = 1.0
 MERGE_TOLERANCE_PX = 1.0
 DUPLICATE_RULE = (
     "Byte-identical images under several names are one image. When their boxes agree (each within 1 px, same class) "
@@ -33,13 +39,19 @@ def dataset_import(
     approve: bool = False,
     keep_split: bool = False,
     user=None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
     job_id: int | None = None,
+    resume: dict | None = None,
 ) -> dict:
     """Import a zip or folder in any layout ``formats.detect`` reads. A hostile archive (zip slip, bomb, past the
     time limit while unpacking) is refused whole; a bad image or box inside is reported and skipped. Returns the
     report: counts, one entry per file, and what a rollback needs. Running past the time limit while importing
-    stops there; the report says so and what was imported can be rolled back."""
+    stops there; the report says so and what was imported can be rolled back.
+
+    ``progress(done, total, partial)`` is called inside the transaction of each batch of files, with what a rollback
+    needs of everything applied so far (``partial``: ``undo`` and ``classes_added``): an import job stores it in the
+    same transaction, so a killed import can be rolled back exactly. ``resume`` is such a ``partial`` of an earlier,
+    interrupted run of the same job (a redelivery): its entries are kept."""
     path = Path(path)
     if not path.exists():
         raise ValidationFailed(f"{path} does not exist.", code="import_not_found")
@@ -70,18 +82,27 @@ def dataset_import(
             "undo": [],
         }
         run = _ImportRun(dataset, source, report, approve=approve, keep_split=keep_split, user=user, job_id=job_id)
+        run.resume(resume or {})
+        total, items = len(source.items), iter(source.items)
         if progress:
-            progress(0, len(source.items))
-        for done, item in enumerate(source.items, start=1):
-            try:
-                deadline.check()
-            except ValidationFailed as exc:
-                report["error"] = {"code": exc.code, "message": exc.message, "details": exc.details}
-                break
-            run.one(item)
-            if progress:
-                progress(done, len(source.items))
-        report["undo"] = list(run.undo.values())
+            progress(0, total, run.partial())
+        done = 0
+        while done < total and "error" not in report:
+            with transaction.atomic():
+                started = time.monotonic()
+                for item in items:
+                    try:
+                        deadline.check()
+                    except ValidationFailed as exc:
+                        report["error"] = {"code": exc.code, "message": exc.message, "details": exc.details}
+                        break
+                    run.one(item)
+                    done += 1
+                    if done % BATCH_FILES == 0 or time.monotonic() - started >= BATCH_SECONDS:
+                        break
+                if progress:
+                    progress(done, total, run.partial())
+        report.update(run.partial())
     for key, limit in (("files", REPORT_MAX_FILES), ("skipped", 1000), ("label_errors", 1000)):
         if len(report[key]) > limit:
             report[f"{key}_truncated"] = len(report[key]) - limit
@@ -115,6 +136,20 @@ class _ImportRun:
         self.met: dict[int, list] = {}  # image id -> [file whose boxes it has, those boxes, may this import label it]
         self.annotated: set[int] = set()
         self.undo: dict[int, dict] = {}  # image id -> what a rollback needs
+
+    def resume(self, partial: dict) -> None:
+        """Take over what an earlier, interrupted run of the same job recorded (its images are this job's own)."""
+        for entry in partial.get("undo") or []:
+            self.undo[entry["image"]] = dict(entry)
+        self.report["classes_added"] += [c for c in partial.get("classes_added") or [] if c not in self.classes_added]
+
+    @property
+    def classes_added(self) -> list:
+        return self.report["classes_added"]
+
+    def partial(self) -> dict:
+        """What a rollback needs of everything applied so far."""
+        return {"undo": list(self.undo.values()), "classes_added": list(self.classes_added)}
 
     def error(self, entry, code: str, message: str) -> None:
         self.report["label_errors"].append({"file": entry.file, "line": entry.line, "code": code, "message": message})

@@ -54,8 +54,12 @@ def import_job_create(
     return job
 
 
-def import_job_run(*, job: ImportJob) -> ImportJob:
-    """Run a queued import: fetch the archive, import it, record progress and the report."""
+def import_job_run(*, job: ImportJob) -> ImportJob | None:
+    """Run a queued import: claim it, fetch the archive, import it, record progress and the report. None when
+    there is nothing to do (a second delivery of a job another process runs, or one that has ended)."""
+    job = _import_job_claim(job)
+    if job is None:
+        return None
     with tempfile.TemporaryDirectory(prefix="vm-importjob-") as scratch:
         try:
             return _import_job_execute(job, stored_file_on_disk(job.upload_name, scratch))
@@ -78,7 +82,7 @@ def import_job_run_path(
         keep_split=keep_split,
         created_by=user if getattr(user, "pk", None) else None,
     )
-    return _import_job_execute(job, path)
+    return _import_job_execute(_import_job_claim(job), path)
 
 
 def import_job_heartbeat(*, job_id: int) -> None:
@@ -86,15 +90,35 @@ def import_job_heartbeat(*, job_id: int) -> None:
     ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING).update(heartbeat_at=timezone.now())
 
 
-def _import_job_execute(job: ImportJob, path) -> ImportJob:
+def _import_job_claim(job: ImportJob) -> ImportJob | None:
+    """Take the job for this process (one conditional UPDATE, first thing when its task starts): a queued job, or a
+    running one whose process went silent for the heartbeat timeout (a killed worker's redelivered message). None
+    when another process holds it or it has ended: a second delivery of a claimed job does nothing."""
     now = timezone.now()
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, started_at=now, heartbeat_at=now)
+    silent = now - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT_S)
+    takeable = Q(status=ImportJob.Status.QUEUED) | Q(
+        Q(heartbeat_at__lt=silent) | Q(heartbeat_at__isnull=True, started_at__lt=silent),
+        status=ImportJob.Status.RUNNING,
+    )
+    if not ImportJob.objects.filter(takeable, pk=job.pk).update(
+        status=ImportJob.Status.RUNNING, started_at=now, heartbeat_at=now
+    ):
+        log.info("import job %s: nothing to do (taken by another process, or ended)", job.pk)
+        return None
+    job.refresh_from_db()
+    return job
+
+
+def _import_job_execute(job: ImportJob, path) -> ImportJob:
     topic = f"dataset.{job.dataset.slug}"
 
-    def progress(done: int, total: int) -> None:
-        ImportJob.objects.filter(pk=job.pk).update(done=done, total=total, heartbeat_at=timezone.now())
-        if done == total or done % 10 == 0:
-            broadcast(topic, "import_progress", {"job": job.pk, "done": done, "total": total})
+    def progress(done: int, total: int, partial: dict) -> None:
+        # Inside the transaction of the files it counts: what a rollback needs is stored with the rows it describes.
+        ImportJob.objects.filter(pk=job.pk).update(
+            done=done, total=total, heartbeat_at=timezone.now(), report={**(job.report or {}), **partial}
+        )
+        data = {"job": job.pk, "done": done, "total": total}
+        transaction.on_commit(lambda: broadcast(topic, "import_progress", data))
 
     # Progress beats with every file; the timer beats while one step takes long (unpacking, detecting, a big file).
     beat = Heartbeat(
@@ -112,12 +136,15 @@ def _import_job_execute(job: ImportJob, path) -> ImportJob:
                 user=job.created_by,
                 progress=progress,
                 job_id=job.pk,
+                resume=job.report,
             )
     except DomainError as exc:
+        # What the batches already applied stays recorded (undo, classes added): it can be rolled back.
+        applied = ImportJob.objects.filter(pk=job.pk).values_list("report", flat=True).first() or {}
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportJob.Status.FAILED,
             error=exc.message,
-            report={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+            report={**applied, "error": {"code": exc.code, "message": exc.message, "details": exc.details}},
             finished_at=timezone.now(),
         )
     except Exception as exc:
@@ -209,7 +236,7 @@ IMPORT_TASK = "apps.datasets.tasks.dataset_import_task"
 def import_jobs_sweep(*, heartbeat_timeout_s: float | None = None, now: datetime | None = None) -> dict:
     """Nothing stays queued or running without an owner; the database is the truth. A running job whose process
     stopped beating its row (killed with -9, crashed, cut off) for ``IMPORT_HEARTBEAT_TIMEOUT_S`` is failed with the
-    reason, keeping what it imported; a live one beats while it works, however long one file takes, so it is never
+    reason, keeping what it imported (recorded as it went: it can be rolled back); a live one beats while it works, however long one file takes, so it is never
     judged by whether its worker answers a broadcast. Queued jobs older than ``TRAINING_QUEUED_GRACE_S`` whose message
     the broker lost are published again (nothing is republished when the broker cannot be read).
     Returns {"republished": [ids], "failed": [ids]}."""
@@ -229,8 +256,9 @@ def _fail_silent_jobs(*, cutoff: datetime, now: datetime) -> list[int]:
         last = job.heartbeat_at or job.started_at
         why = (
             "The worker running this import stopped (killed, crashed or cut off): no heartbeat for"
-            f" {(now - last).total_seconds():.0f} s, after {job.done} of {job.total} files. The images it stored stay"
-            " in the dataset; import the archive again for the rest (images already there are not added twice)."
+            f" {(now - last).total_seconds():.0f} s, after {job.done} of {job.total} files. What it imported stays"
+            " and can be rolled back (it was recorded as it went); import the archive again for the rest (images"
+            " already there are not added twice)."
         )
         # The same condition again in the UPDATE: a beat that arrived while we looked keeps the job alive.
         if not ImportJob.objects.filter(silent, pk=job.pk, status=ImportJob.Status.RUNNING).update(
