@@ -66,6 +66,7 @@ def test_start_a_shadow_see_its_evidence_and_end_it(open_browser, live_server, m
     page.click("#shadow-start")
     page.fill("#id_shadow_percent", "50")
     page.fill("#id_reason", "see it in the rooms first")
+    page.screenshot(path=f"{SHOTS}/shadow-start-form.png", full_page=True)
     page.click("button:has-text('Confirm')")
     assert page.url.endswith(f"/deployments/{dataset.slug}/")
     assert "v2 on 50% of robots" in page.text_content("#shadow-live")
@@ -90,6 +91,7 @@ def test_start_a_shadow_see_its_evidence_and_end_it(open_browser, live_server, m
     # End it: recorded in the history.
     page.click("#shadow-end")
     page.fill("#id_reason", "seen enough")
+    page.screenshot(path=f"{SHOTS}/shadow-end-form.png", full_page=True)
     page.click("button:has-text('Confirm')")
     assert page.url.endswith(f"/deployments/{dataset.slug}/")
     assert page.locator("#shadow-live").count() == 0

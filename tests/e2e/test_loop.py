@@ -9,11 +9,9 @@ it is queued and a web-server kill mid-run, and nothing is left stuck at the end
 
 import io
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from hashlib import sha256
@@ -33,10 +31,9 @@ from apps.deployments import services as deployment_services
 from apps.deployments.models import Deployment, GateDecision, Robot, TelemetryRecord
 from apps.training.models import TrainingRun
 from apps.training.services import training_runs_sweep
-from tests.conftest import free_port, test_database_url
+from tests.e2e.fleet import PYTHON, agent_cli, fleet, start_worker, wait_for, web_args
 from tests.faults import private_redis
 from vectormlops.broker import broker_messages
-from vectormlops.services import api_token_create
 from vectorsim.server import generated_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(480)]
@@ -44,19 +41,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transacti
 ENROLLMENT_KEY = "e2e-enrolment-key-of-24-chars"
 SERIALS = {"0000e2e1": 1, "0000e2e2": 2}  # serial → the virtual Vector's scene seed
 FRAMES_PER_ROBOT = 20
-PYTHON = sys.executable
-
-
-def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.5):
-    """Poll ``check`` until it returns something truthy (which is returned)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def purge_queues() -> None:
@@ -70,43 +54,6 @@ def purge_queues() -> None:
                 pass
 
 
-class Processes:
-    """Child processes with their logs; all stopped at the end."""
-
-    def __init__(self, folder: Path, env: dict):
-        self.folder, self.env, self.children = folder, env, {}
-
-    def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "wb")
-        process = subprocess.Popen(
-            args, cwd=settings.BASE_DIR, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
-        )
-        self.children[name] = (process, log)
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str, sig=signal.SIGTERM, timeout: float = 30) -> int:
-        process, log = self.children.pop(name)
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log.close()
-        return process.returncode
-
-    def stop_all(self) -> None:
-        for process, _ in self.children.values():
-            if process.poll() is None:
-                process.terminate()
-        for name in list(self.children):
-            self.stop(name, timeout=10)
-
-
 @pytest.fixture
 def world(tmp_path, ml_engineer, settings):
     # A private Valkey for this process and every child: the test flushes it mid-run.
@@ -116,81 +63,19 @@ def world(tmp_path, ml_engineer, settings):
 
 def _world(tmp_path, ml_engineer, redis_url):
     purge_queues()
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "REDIS_URL": redis_url,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "TRAINING_DIR": str(settings.TRAINING_DIR),
-        "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
-        "ROBOT_POLL_AFTER_S": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    robot_env = {"HOME": str(home), "VECTOR_AGENT_CONFIG": str(tmp_path / "agent" / "config.json")}
-    processes = Processes(tmp_path, env)
-    port = free_port()
-    web_args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"]
-    processes.start("web", web_args)
-    start_worker(processes, port)
-    for serial, seed in SERIALS.items():
-        processes.start(
-            f"vector-{serial}",
-            [PYTHON, "-m", "vectorsim", "--serial", serial, "--home", str(home), "--seed", str(seed)],
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def web_up():
-        try:
-            return httpx.get(url + "/api/v1/datasets", timeout=2).status_code in (401, 403)
-        except httpx.TransportError:
-            return False
-
-    wait_for("the web server", web_up, timeout=60)
-    for serial in SERIALS:
-        wait_for(f"virtual Vector {serial}", lambda s=serial: f"{s}" in _sdk_config(home), timeout=30)
-    _, key = api_token_create(user=ml_engineer, expires_in=None)
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Token {key}"}, timeout=30)
     try:
-        yield {
-            "url": url,
-            "port": port,
-            "web_up": web_up,
-            "api": api,
-            "processes": processes,
-            "robot_env": robot_env,
-            "data": tmp_path / "agent-data",
-            "redis_url": redis_url,
-        }
+        with fleet(
+            tmp_path,
+            ml_engineer,
+            redis_url,
+            serials=SERIALS,
+            enrollment_key=ENROLLMENT_KEY,
+            poll_after_s=2,
+            worker=True,
+        ) as world:
+            yield world
     finally:
-        api.close()
-        processes.stop_all()
         purge_queues()
-
-
-def start_worker(processes: Processes, port: int) -> None:
-    processes.start(
-        "worker",
-        [PYTHON, "-m", "celery", "-A", "vectormlops", "worker", "-Q", "default,training", "--pool", "solo",
-         "-n", f"e2e-{port}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-    )  # fmt: skip
-
-
-def _sdk_config(home: Path) -> str:
-    path = home / ".anki_vector" / "sdk_config.ini"
-    return path.read_text() if path.exists() else ""
-
-
-def agent_cli(world, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), *args],
-        cwd=settings.BASE_DIR,
-        env={**world["processes"].env, **world["robot_env"]},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def running_model(world, serial: str) -> int | None:
@@ -332,9 +217,7 @@ def test_the_whole_loop(world):
     # A web-server restart while the agents run: their telemetry waits on disk and arrives afterwards.
     processes.stop("web", sig=signal.SIGKILL)  # a crash: no graceful goodbye to the agents' connections
     time.sleep(3)  # the agents keep detecting; telemetry and polls fail meanwhile
-    processes.start(
-        "web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(world["port"]), "vectormlops.asgi:application"]
-    )
+    processes.start("web", web_args(world["port"]))
     wait_for("the web server to restart", world["web_up"], timeout=60)
 
     # A second model goes to a 50% canary; each robot gets what the hash rule says. Its run meets two faults: the
@@ -351,9 +234,7 @@ def test_the_whole_loop(world):
     assert swept["republished"] == [run_id], swept
     wait_for("the second run to start", lambda: TrainingRun.objects.filter(pk=run_id, attempts=1).exists())
     processes.stop("web", sig=signal.SIGKILL)
-    processes.start(
-        "web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(world["port"]), "vectormlops.asgi:application"]
-    )
+    processes.start("web", web_args(world["port"]))
     wait_for("the web server to restart", world["web_up"], timeout=60)
     second = trained_model(api, run_id)
     wait_for("the second model's gate decision", lambda: GateDecision.objects.filter(candidate_id=second).exists())

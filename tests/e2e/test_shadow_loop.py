@@ -8,16 +8,10 @@ labelled and approved through the API, and the gate's shadow evidence passes or 
 """
 
 import json
-import os
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from apps.datasets.models import Dataset, Image
@@ -29,87 +23,24 @@ from apps.labeling.services.claims import image_claim_next, image_claim_release
 from apps.monitoring import services as monitoring
 from tests.agent.fakes import constant_detector
 from tests.builders import make_image, make_model
-from tests.conftest import free_port, test_database_url
+from tests.e2e.fleet import PYTHON, agent_cli, fleet, wait_for
 from tests.faults import private_redis
-from vectormlops.services import api_token_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 ENROLLMENT_KEY = "e2e-shadow-enrolment-key-24"
 SERIALS = {"0000ad01": 3, "0000ad02": 4}  # serial → the virtual Vector's room (scene seed)
-PYTHON = sys.executable
 LIVE = constant_detector([(32, 32, 16, 16, 0.9)])  # production: a robot in the middle
 SHADOW = constant_detector([(12, 44, 10, 10, 0.8)])  # the candidate: a robot somewhere else
-
-
-def wait_for(what: str, check, timeout: float = 90.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 @pytest.fixture
 def world(tmp_path, ml_engineer, settings):
     with private_redis(settings) as (redis_url, _server):
-        home = tmp_path / "home"
-        home.mkdir()
-        env = {
-            **os.environ,
-            "DATABASE_URL": test_database_url(),
-            "REDIS_URL": redis_url,
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "TRAINING_DIR": str(settings.TRAINING_DIR),
-            "ROBOT_ENROLLMENT_KEY": ENROLLMENT_KEY,
-            "ROBOT_POLL_AFTER_S": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        robot_env = {**env, "HOME": str(home), "VECTOR_AGENT_CONFIG": str(tmp_path / "agent" / "config.json")}
-        port = free_port()
-        children = []
-
-        def start(name, args, child_env):
-            log = open(tmp_path / f"{name}.log", "wb")
-            children.append((subprocess.Popen(args, cwd=settings.BASE_DIR, env=child_env, stdout=log, stderr=log), log))
-
-        start("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"], env)
-        for serial, seed in SERIALS.items():
-            start(
-                f"vector-{serial}",
-                [PYTHON, "-m", "vectorsim", "--serial", serial, "--home", str(home), "--seed", str(seed)],
-                env,
-            )
-        url = f"http://127.0.0.1:{port}"
-
-        def web_up():
-            try:
-                return httpx.get(url + "/api/v1/datasets", timeout=2).status_code in (401, 403)
-            except httpx.TransportError:
-                return False
-
-        wait_for("the web server", web_up, timeout=60)
-        config = home / ".anki_vector" / "sdk_config.ini"
-        for serial in SERIALS:
-            wait_for(f"virtual Vector {serial}", lambda s=serial: config.exists() and s in config.read_text(), 30)
-        _, key = api_token_create(user=ml_engineer, expires_in=None)
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Token {key}"}, timeout=30)
-        try:
-            yield {"url": url, "api": api, "start": start, "robot_env": robot_env, "data": tmp_path / "agent-data"}
-        finally:
-            api.close()
-            for process, _log in children:
-                if process.poll() is None:
-                    process.terminate()
-            for process, log in children:
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                log.close()
+        with fleet(
+            tmp_path, ml_engineer, redis_url, serials=SERIALS, enrollment_key=ENROLLMENT_KEY, poll_after_s=1
+        ) as world:
+            yield world
 
 
 def test_a_shadow_model_proves_itself_on_the_robots_frames(world, ml_engineer):
@@ -126,19 +57,15 @@ def test_a_shadow_model_proves_itself_on_the_robots_frames(world, ml_engineer):
     assert promoted.status_code == 201, promoted.text
 
     for serial in SERIALS:
-        enrolled = subprocess.run(
-            [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), "enroll", "--server", world["url"],
-             "--key", ENROLLMENT_KEY, "--serial", serial],
-            cwd=settings.BASE_DIR, env=world["robot_env"], capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        enrolled = agent_cli(world, "enroll", "--server", world["url"], "--key", ENROLLMENT_KEY, "--serial", serial)
         assert enrolled.returncode == 0, enrolled.stderr
         # One disagreement upload a second (3600 an hour), a roomy shadow budget: every frame runs both models.
-        world["start"](
+        world["processes"].start(
             f"agent-{serial}",
             [PYTHON, "-m", "agent", "--data-dir", str(world["data"]), "run", "--serial", serial, "--dataset", "vector",
              "--interval", "0.1", "--telemetry-every", "1", "--max-uploads-per-hour", "3600",
              "--shadow-budget-ms", "60000", "--no-screen"],
-            world["robot_env"],
+            env=world["robot_env"],
         )  # fmt: skip
 
     # Both robots report both models' detections on the same frames, and upload the frames they disagree on.
