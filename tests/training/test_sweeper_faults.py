@@ -85,6 +85,85 @@ def test_a_queued_run_whose_message_the_broker_lost_is_published_again(private_b
     assert services.training_runs_sweep(now=later(settings.TRAINING_QUEUED_GRACE_S + 1))["republished"] == []
 
 
+TAKE_AND_HANG = """
+import sys, time
+from kombu import Connection
+with Connection(sys.argv[1]) as connection:
+    queue = connection.SimpleQueue(sys.argv[2])
+    message = queue.get(timeout=30)  # delivered, never acknowledged: the worker dies before starting the task
+    print("taken", flush=True)
+    time.sleep(600)
+"""
+
+
+def take_message_and_die(url: str, queue: str) -> None:
+    """A worker that takes one message off the queue and is killed with -9 before it starts the task (a raw kombu
+    consumer): the message stays in the broker's unacknowledged hash until the visibility timeout (hours)."""
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", TAKE_AND_HANG, url, queue], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert consumer.stdout.readline().strip() == b"taken"
+    finally:
+        os.killpg(consumer.pid, signal.SIGKILL)
+        consumer.wait(timeout=30)
+
+
+def delivered(queue: str) -> list[dict]:
+    return [m for m in broker_messages([queue]) if m["tag"] is not None]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_run_whose_message_a_dead_worker_took_is_put_back_and_claimed_once(private_broker):
+    url, _server = private_broker
+    run = services.training_run_start(dataset=make_training_dataset(slug="taken"), epochs=1, imgsz=64, batch=4)
+    take_message_and_die(url, "training")
+    assert [m["args"] for m in delivered("training")] == [[run.pk]] and runs_in_broker() == [run.pk]
+
+    # a message delivered within the grace period is left alone, even for a run queued long ago
+    TrainingRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(hours=1))
+    assert services.training_runs_sweep()["republished"] == []
+
+    # once it has been delivered for longer than the grace period with the run still queued, its worker is gone
+    result = services.training_runs_sweep(now=later(settings.TRAINING_QUEUED_GRACE_S + 1))
+
+    run.refresh_from_db()
+    assert result["republished"] == [run.pk] and run.status == "queued"
+    assert "taken by a worker that stopped" in run.log_tail
+    # the message is back in the queue, once: nothing is left unacknowledged to be delivered again after hours
+    assert delivered("training") == [] and runs_in_broker() == [run.pk]
+    assert services.training_runs_sweep(now=later(settings.TRAINING_QUEUED_GRACE_S + 1))["republished"] == []
+
+    # a worker takes it and claims the run; a second delivery of the same run (the old message) does nothing
+    (message,) = broker_messages(["training"])
+    claimed = services.training_run_claim(run_id=message["args"][0], task_id=message["id"])
+    assert claimed is not None and claimed.attempts == 1
+    assert services.training_run_claim(run_id=run.pk, task_id=message["id"]) is None
+    run.refresh_from_db()
+    assert run.status == "preparing" and run.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_import_whose_message_a_dead_worker_took_is_put_back_and_runs_once(private_broker):
+    from apps.datasets.tasks import dataset_import_task
+
+    url, _server = private_broker
+    job = import_job_create(dataset=make_dataset("taken-import"), fileobj=io.BytesIO(import_zip(2)), filename="a.zip")
+    take_message_and_die(url, "default")
+    assert [m["args"] for m in delivered("default")] == [[job.pk]]
+    assert import_jobs_sweep()["republished"] == []  # within the grace period
+
+    result = import_jobs_sweep(now=later(settings.TRAINING_QUEUED_GRACE_S + 1))
+
+    assert result == {"republished": [job.pk], "failed": []}
+    assert delivered("default") == [] and [m["args"] for m in broker_messages(["default"])] == [[job.pk]]
+    # the job runs once; a second delivery of it does nothing
+    assert dataset_import_task(job.pk) == "succeeded"
+    assert dataset_import_task(job.pk) == "skipped"
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.report["imported"] == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_live_run_whose_database_heartbeats_fail_is_not_declared_lost(monkeypatch):
     from apps.training import yolo

@@ -18,7 +18,7 @@ from apps.datasets.services.annotations import annotation_set
 from apps.datasets.services.import_archive import dataset_import
 from apps.datasets.services.ingest import image_files_forget as forget_files
 from apps.datasets.storage import stored_file_on_disk
-from vectormlops.broker import broker_messages
+from vectormlops.broker import broker_message_restore, broker_messages, stale_deliveries
 from vectormlops.errors import Conflict, DomainError, ValidationFailed
 from vectormlops.events import broadcast
 from vectormlops.heartbeat import Heartbeat
@@ -236,9 +236,10 @@ IMPORT_TASK = "apps.datasets.tasks.dataset_import_task"
 def import_jobs_sweep(*, heartbeat_timeout_s: float | None = None, now: datetime | None = None) -> dict:
     """Nothing stays queued or running without an owner; the database is the truth. A running job whose process
     stopped beating its row (killed with -9, crashed, cut off) for ``IMPORT_HEARTBEAT_TIMEOUT_S`` is failed with the
-    reason, keeping what it imported (recorded as it went: it can be rolled back); a live one beats while it works, however long one file takes, so it is never
-    judged by whether its worker answers a broadcast. Queued jobs older than ``TRAINING_QUEUED_GRACE_S`` whose message
-    the broker lost are published again (nothing is republished when the broker cannot be read).
+    reason, keeping what it imported (recorded as it went: it can be rolled back); a live one beats while it works,
+    however long one file takes, so it is never judged by whether its worker answers a broadcast. Queued jobs older
+    than ``TRAINING_QUEUED_GRACE_S`` whose message the broker lost, or whose message a worker took and died before
+    claiming the job, are published again (nothing is republished when the broker cannot be read).
     Returns {"republished": [ids], "failed": [ids]}."""
     now = now or timezone.now()
     timeout = heartbeat_timeout_s if heartbeat_timeout_s is not None else settings.IMPORT_HEARTBEAT_TIMEOUT_S
@@ -282,7 +283,9 @@ def _fail_silent_jobs(*, cutoff: datetime, now: datetime) -> list[int]:
 
 def _republish_lost_messages(*, now: datetime) -> list[int]:
     """Queued jobs past the grace period whose message is neither waiting in the queue nor held unacknowledged by a
-    worker (Redis flushed, or restarted without persistence) get a new message."""
+    worker (Redis flushed, or restarted without persistence) get a new message. One delivered more than the grace
+    period ago to a worker that never claimed the job (it died first; a live one claims it as its task starts) goes
+    back to the queue, out of the unacknowledged hash, instead of waiting there for the visibility timeout."""
     from apps.datasets.tasks import dataset_import_task
     from vectormlops.celery import app
 
@@ -297,11 +300,15 @@ def _republish_lost_messages(*, now: datetime) -> list[int]:
     messages = broker_messages([app.amqp.router.route({}, IMPORT_TASK)["queue"].name])
     if messages is None:
         return []
-    held = {message["args"][0] for message in messages if message["task"] == IMPORT_TASK and message["args"]}
+    held, stale = stale_deliveries(messages, IMPORT_TASK, older_than=(now - grace).timestamp())
     republished = []
     for pk in sorted(queued - held):
-        if ImportJob.objects.filter(pk=pk, status=ImportJob.Status.QUEUED).exists():
+        if not ImportJob.objects.filter(pk=pk, status=ImportJob.Status.QUEUED).exists():
+            continue
+        if any([broker_message_restore(tag) for tag in stale.get(pk, [])]):
+            log.warning("import job %s: its message was taken by a worker that stopped first; put back", pk)
+        else:
             dataset_import_task.delay(pk)
-            republished.append(pk)
             log.warning("import job %s: queue message lost; published again", pk)
+        republished.append(pk)
     return republished

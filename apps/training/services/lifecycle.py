@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.training.models import EpochMetric, TrainingRun
 from apps.training.services.start import training_run_enqueue
-from vectormlops.broker import broker_messages
+from vectormlops.broker import broker_message_restore, broker_messages, stale_deliveries
 from vectormlops.errors import Conflict
 from vectormlops.events import broadcast
 
@@ -266,8 +266,12 @@ def _sweep_silent_runs(*, heartbeat_timeout_s: float | None, now: datetime) -> d
 
 def _republish_lost_messages(*, now: datetime, skip: set[int]) -> list[int]:
     """Queued runs older than the grace period whose message is neither waiting in the training queue nor held by a
-    worker (Redis flushed, or restarted without persistence) get a new message. Nothing is judged when the broker
-    cannot be read. A message that names the run under an older task id still counts: it will claim the run."""
+    worker (Redis flushed, or restarted without persistence) get a new message. A message delivered more than the
+    grace period ago whose run is still queued was taken by a worker that died before claiming it (a live one claims
+    the run as its task starts): it goes back to the queue, out of the unacknowledged hash, instead of waiting there
+    for the visibility timeout (hours). Nothing is judged when the broker cannot be read. A message that names the
+    run under an older task id still counts: it will claim the run, and a second delivery of a claimed run does
+    nothing (training_run_claim)."""
     grace = timedelta(seconds=settings.TRAINING_QUEUED_GRACE_S)
     queued = set(
         TrainingRun.objects.filter(status=Status.QUEUED, queued_at__lt=now - grace).values_list("pk", flat=True)
@@ -281,20 +285,22 @@ def _republish_lost_messages(*, now: datetime, skip: set[int]) -> list[int]:
     messages = broker_messages([queue])
     if messages is None:
         return []
-    held = {message["args"][0] for message in messages if message["task"] == TRAINING_TASK and message["args"]}
+    held, stale = stale_deliveries(messages, TRAINING_TASK, older_than=(now - grace).timestamp())
     republished = []
     for pk in sorted(queued - held):
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().filter(pk=pk, status=Status.QUEUED).first()
             if run is None:
                 continue
-            run.log_tail = tail_of(
-                run.log_tail + "\n[vectormlops] its queue message was lost (Redis flushed or restarted); queued again\n"
-            )
+            if any([broker_message_restore(tag) for tag in stale.get(pk, [])]):
+                why = "its message was taken by a worker that stopped before starting it; put back in the queue"
+            else:
+                why = "its queue message was lost (Redis flushed or restarted); queued again"
+                training_run_enqueue(run)
+            run.log_tail = tail_of(run.log_tail + f"\n[vectormlops] {why}\n")
             run.save(update_fields=["log_tail"])
-            training_run_enqueue(run)
         republished.append(pk)
-        log.warning("training run %s: queue message lost; published again", pk)
+        log.warning("training run %s: %s", pk, why)
     return republished
 
 
