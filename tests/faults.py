@@ -7,8 +7,13 @@ from vectormlops.embedded_redis import embedded_valkey
 
 
 def _reset_celery_pools(app) -> None:
+    """Celery's connection pools and its cached result backend are made again from the current configuration: a
+    backend first made while a private Valkey was in use would otherwise keep its address after it stopped, and every
+    later test that queues a task would fail on it (order-dependence)."""
     app._pool = None
     app.amqp._producer_pool = None
+    app._backend_cache = None
+    vars(app._local).pop("backend", None)
 
 
 @contextlib.contextmanager

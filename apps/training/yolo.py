@@ -23,12 +23,13 @@ from pathlib import Path
 
 import yaml
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from apps.datasets.services import version_materialize
 from apps.datasets.storage import place_stored_file, sha256_of_file
 from apps.training import services
 from apps.training.models import ModelArtifact, TrainingRun
+from vectormlops.heartbeat import Heartbeat as BaseHeartbeat
 
 log = logging.getLogger(__name__)
 Status = TrainingRun.Status
@@ -130,32 +131,25 @@ class LogTail(logging.Handler):
             return "\n".join(self.lines) + "\n"
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(BaseHeartbeat):
     """Beats the run row every few seconds while this process lives; a killed worker stops beating, and the sweeper
     notices. It also reads the cancel flag so a long epoch can stop between batches."""
 
     def __init__(self, run_id: int, attempt: int, tail: LogTail, interval_s: float):
-        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
-        self.run_id, self.attempt, self.tail, self.interval_s = run_id, attempt, tail, interval_s
-        self.stop_event = threading.Event()
+        super().__init__(self.beat_run, interval_s=interval_s, name=f"heartbeat-run-{run_id}")
+        self.run_id, self.attempt, self.tail = run_id, attempt, tail
         self.cancel_event = threading.Event()
 
-    def run(self):
+    def beat_run(self) -> None:
         try:
-            while not self.stop_event.wait(self.interval_s):
-                try:
-                    if services.training_run_heartbeat(run_id=self.run_id, attempt=self.attempt, log_tail=None):
-                        self.cancel_event.set()
-                except Exception:  # noqa: BLE001 - a missed beat is retried; the sweeper allows several
-                    log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
-                    close_old_connections()
-                try:
-                    # A second path through Redis: failing database writes alone never make a live run look lost.
-                    services.training_run_pulse(run_id=self.run_id, attempt=self.attempt)
-                except Exception:  # noqa: BLE001
-                    log.warning("pulse of run %s failed", self.run_id, exc_info=True)
-        finally:
-            connection.close()
+            if services.training_run_heartbeat(run_id=self.run_id, attempt=self.attempt, log_tail=None):
+                self.cancel_event.set()
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the sweeper allows several
+            log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+            close_old_connections()
+        # A second path through Redis: failing database writes alone never make a live run look lost (a failure
+        # here is logged by the base class and tried again on the next beat).
+        services.training_run_pulse(run_id=self.run_id, attempt=self.attempt)
 
 
 # --- the run --------------------------------------------------------------------------------------------------

@@ -33,21 +33,9 @@ from vectormlops.broker import broker_messages
 
 @pytest.fixture
 def private_broker(settings):
-    """This process and the workers a test starts use a private Valkey: yields (url, server). Celery's result backend
-    is made again on both sides: a backend first made here would otherwise keep the private Valkey's address after it
-    stopped, and every later test that queues a task would fail on it (order-dependence)."""
-    from vectormlops.celery import app
-
-    def forget_result_backend():
-        app._backend_cache = None
-        vars(app._local).pop("backend", None)
-
-    forget_result_backend()
+    """This process and the workers a test starts use a private Valkey: yields (url, server)."""
     with private_redis(settings) as (url, server):
-        try:
-            yield url, server
-        finally:
-            forget_result_backend()
+        yield url, server
 
 
 def runs_in_broker(queue: str = "training") -> list[int]:
