@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.datasets.models import Annotation, Image, ImportJob
+from apps.datasets.serializers import ImportJobOutput
 from apps.datasets.services import dataset_import
 from tests.builders import jpeg, make_dataset, zip_bytes
 from tests.datasets.test_ingest import media_files
@@ -208,6 +209,12 @@ def test_the_management_command_imports_and_prints_the_report(dataset, tmp_path,
     call_command("import_dataset", "robots", str(path), "--approve", "--keep-split")
     report = json.loads(capsys.readouterr().out)
     assert report["imported"] == 1 and Image.objects.get().status == "approved"
+    # the same report the API shows (the internal undo list stays in the row)
+    job = ImportJob.objects.get(pk=report["job"])
+    assert "undo" not in report and job.report["undo"]
+    assert {k: v for k, v in report.items() if k not in ("job", "job_status")} == json.loads(
+        json.dumps(ImportJobOutput(job).data["report"], default=str)
+    )
     with pytest.raises(CommandError, match="unknown_dataset"):
         call_command("import_dataset", "nope", str(path))
 

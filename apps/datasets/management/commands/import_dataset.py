@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.datasets.models import ImportJob
 from apps.datasets.selectors import dataset_by_slug
+from apps.datasets.serializers import ImportJobOutput
 from apps.datasets.services import import_job_run_path, import_rollback
 from vectormlops.errors import DomainError
 
@@ -42,5 +43,6 @@ class Command(BaseCommand):
         error = job.report.get("error")
         if error and job.status == ImportJob.Status.FAILED and "format" not in job.report:
             raise CommandError(f"{error['code']}: {error['message']}")
-        report = {"job": job.pk, "job_status": job.status, **{k: v for k, v in job.report.items() if k != "undo"}}
+        # The report as the API shows it (ImportJobOutput: without the internal undo list), one shape in one place.
+        report = {"job": job.pk, "job_status": job.status, **ImportJobOutput(job).data["report"]}
         self.stdout.write(json.dumps(report, indent=2, default=str))
