@@ -164,6 +164,7 @@ def test_the_ingested_event_is_published_off_the_request_and_a_failed_send_does_
 ):
     import asyncio
 
+    from channels.db import database_sync_to_async
     from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator
     from django.db import connections
@@ -201,6 +202,9 @@ def test_the_ingested_event_is_published_off_the_request_and_a_failed_send_does_
         kept = await asyncio.to_thread(ingest_elsewhere, jpeg(42))
         message = await communicator.receive_json_from(timeout=10)
         await communicator.disconnect()
+        # The consumer's database work ran on asgiref's one thread for thread-sensitive code, whose connection
+        # outlives the test (CONN_MAX_AGE) and keeps PostgreSQL from dropping the test database: close it there.
+        await database_sync_to_async(connections.close_all)()
         return lost[0], kept[0], message
 
     lost, kept, message = asyncio.run(scenario())
