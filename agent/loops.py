@@ -189,7 +189,10 @@ class Agent:
                 "meta": {**meta, "best_confidence": round(best, 4)},
             }
             jpeg = to_jpeg(frame.image)
-            self.reporter.upload_if_allowed(jpeg, fields)
+            # While a shadow model runs, uncertain frames (frequent) may take only half of the hourly budget: the
+            # other half stays for the shadow's disagreement frames (one per window), which they would crowd out.
+            leave = self.options.max_uploads_per_hour // 2 if self.models.shadow is not None else 0
+            self.reporter.upload_if_allowed(jpeg, fields, leave=leave)
         self._remember_frame(jpeg or to_jpeg(frame.image), frame, meta)
         self.frames += 1
         return shown

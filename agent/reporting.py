@@ -41,10 +41,11 @@ class UploadBudget:
         self.per_hour = per_hour
         self._times: deque[float] = deque()
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, *, leave: int = 0) -> bool:
+        """Count one upload now unless the hour's budget, less ``leave`` uploads kept for others, is spent."""
         while self._times and self._times[0] < now - 3600:
             self._times.popleft()
-        if len(self._times) >= self.per_hour:
+        if len(self._times) >= self.per_hour - leave:
             return False
         self._times.append(now)
         return True
@@ -95,9 +96,10 @@ class Reporter:
         with self._records_lock:
             return len(self._records)
 
-    def upload_if_allowed(self, jpeg: bytes, fields: dict) -> bool:
-        """Queue a frame (uncertain, or one the shadow model disagrees on) unless the hourly upload budget is spent."""
-        return self.uploads.take(time.time()) and self.spool.put_upload(jpeg, fields)
+    def upload_if_allowed(self, jpeg: bytes, fields: dict, *, leave: int = 0) -> bool:
+        """Queue a frame (uncertain, or one the shadow model disagrees on) unless the hourly upload budget is spent;
+        ``leave``: uploads of the budget this frame must leave to other kinds of frames."""
+        return self.uploads.take(time.time(), leave=leave) and self.spool.put_upload(jpeg, fields)
 
     def flush_if_due(self, now: float, *, force: bool = False) -> None:
         """Queue telemetry every interval; send the queue too, unless passes that got nothing through wait longer."""

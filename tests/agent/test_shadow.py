@@ -6,6 +6,8 @@ The models are real ONNX files (``constant_detector``): the shadow one differs f
 is made deterministic with a fake clock that a wrapped detector moves forward, never with real timing.
 """
 
+import time
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from agent.imaging import render_face, to_screen_data
 from agent.shadow import disagreement_score
 from agent.vector import VectorLink
 from tests.agent.fakes import constant_detector
-from tests.agent.helpers import NOTHING, SEEN, FakeLink, frame, make_agent
+from tests.agent.helpers import NOTHING, SEEN, UNSURE, FakeLink, frame, make_agent
 
 ROOMY = 60_000  # a budget no real frame exceeds: for tests about something else than the budget
 ELSEWHERE = constant_detector([(10, 40, 8, 8, 0.8)])  # the shadow sees a robot somewhere the live model does not
@@ -176,6 +178,37 @@ def test_disagreement_frames_are_uploaded_within_the_hourly_budget(fake_server, 
     assert meta["predictions"][0]["box"] == [48.0, 20.0, 32.0, 32.0]
     assert meta["shadow"]["predictions"][0]["confidence"] == pytest.approx(0.8)
     assert meta["disagreement"] == pytest.approx(1.7)  # both boxes unmatched: 0.9 + 0.8
+
+
+def test_uncertain_frames_leave_half_the_budget_to_the_disagreement_frames(fake_server, tmp_path):
+    # Given a live model unsure on every frame and a shadow model that agrees with it at first
+    options = {"max_uploads_per_hour": 4, "disagreement_window_s": 0, "shadow_budget_ms": ROOMY}
+    agent = make_agent(deploy(fake_server, live=UNSURE, shadow=UNSURE), tmp_path / "data", **options)
+    agent.sync_once(force=True)
+    # When many uncertain frames come first (a shadow disagreement needs a whole window)
+    for n in range(10):
+        agent.process_frame(frame(n))
+    # and then the two models disagree
+    live_info, result = agent.model, agent.shadow.run(frame().image, 1.0)
+    result.detections = [det([10, 40, 8, 8], 0.8)]
+    for n in range(10, 14):
+        agent.shadow.consider_upload(frame(n), live_info, [det([32, 32, 16, 16], 0.4)], result, time.monotonic())
+    agent.flush()
+    # Then the uncertain frames took only half of the hour's budget, and the disagreement frames the rest
+    sources = [i["source"] for i in fake_server.images]
+    assert sources.count("low_confidence") == 2
+    assert sources.count("shadow_disagreement") == 2
+
+
+def test_without_a_shadow_uncertain_frames_may_use_the_whole_budget(fake_server, tmp_path):
+    fake_server.add_model(1, UNSURE)
+    fake_server.deployed = 1
+    agent = make_agent(fake_server, tmp_path / "data", max_uploads_per_hour=4)
+    agent.sync_once(force=True)
+    for n in range(10):
+        agent.process_frame(frame(n))
+    agent.flush()
+    assert [i["source"] for i in fake_server.images] == ["low_confidence"] * 4
 
 
 def test_the_worst_frame_of_a_window_is_the_one_uploaded(fake_server, tmp_path):
