@@ -61,13 +61,16 @@ def test_renew_extends_the_claim(dataset, make_image, annotator):
     assert claim.expires_at > timezone.now() + timedelta(minutes=9)
 
 
-def test_queue_order_priority_then_robot_feedback_then_least_certain_then_oldest(dataset, make_image, annotator):
+def test_queue_order_priority_then_disagreements_then_robot_feedback_then_least_certain_then_oldest(
+    dataset, make_image, annotator
+):
     oldest = make_image(dataset, seed=1)
     sure = make_image(dataset, seed=2)
     unsure = make_image(dataset, seed=3)
     feedback = make_image(dataset, seed=4, source="feedback")
     low_conf = make_image(dataset, seed=5, source="low_confidence")
     urgent = make_image(dataset, seed=6)
+    disagreement = make_image(dataset, seed=7, source="shadow_disagreement")  # the newest: still before the others
     Image.objects.filter(pk=urgent.pk).update(labeling_priority=5)
     services.predictions_store(
         image=sure, boxes=[{"class_id": 0, "box": [1, 1, 20, 20], "confidence": 0.97}], source="server"
@@ -80,7 +83,7 @@ def test_queue_order_priority_then_robot_feedback_then_least_certain_then_oldest
     while (image := services.image_claim_next(dataset=dataset, user=annotator, exclude_ids=order)) is not None:
         order.append(image.pk)
 
-    assert order == [urgent.pk, feedback.pk, low_conf.pk, unsure.pk, sure.pk, oldest.pk]
+    assert order == [urgent.pk, disagreement.pk, feedback.pk, low_conf.pk, unsure.pk, sure.pk, oldest.pk]
 
 
 def test_skipped_image_leaves_only_that_annotators_queue(dataset, make_image, make_user):

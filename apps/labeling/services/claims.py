@@ -19,6 +19,8 @@ CLAIM_TTL = timedelta(minutes=10)
 SKIP_RETURNS_AFTER = timedelta(minutes=30)
 # Time on one image counted in statistics at most (a tab left open over lunch is not labeling time).
 MAX_COUNTED_DURATION_S = 600.0
+# Robot frames worth labelling first. The frames a live and a shadow model disagree on come before the rest: there
+# are few of them (one per upload window) and they decide between the two models, while uncertain frames are many.
 PRIORITY_SOURCES = (Image.Source.FEEDBACK, Image.Source.LOW_CONFIDENCE, Image.Source.SHADOW_DISAGREEMENT)
 # Images a person may still work on; approved/submitted ones leave the labeling queue.
 QUEUE_STATUSES = (Image.Status.UNLABELED, Image.Status.IN_PROGRESS, Image.Status.REJECTED)
@@ -42,7 +44,11 @@ def _queue_candidates(*, dataset: Dataset, user, now, exclude_ids) -> Any:
                 default=Value(1),
                 output_field=IntegerField(),
             ),
-            source_rank=Case(When(source__in=PRIORITY_SOURCES, then=Value(0)), default=Value(1)),
+            source_rank=Case(
+                When(source=Image.Source.SHADOW_DISAGREEMENT, then=Value(0)),
+                When(source__in=PRIORITY_SOURCES, then=Value(1)),
+                default=Value(2),
+            ),
         )
         .order_by(
             "rejected_rank",
@@ -73,7 +79,8 @@ def image_claim_next(*, dataset: Dataset, user, exclude_ids=(), ttl: timedelta =
     Two annotators never get the same image: candidate rows are locked with SKIP LOCKED on PostgreSQL (SQLite runs
     transactions IMMEDIATE, so they are serialized), and the claim is re-read after locking because the candidate
     list may come from a snapshot older than a claim committed meanwhile. Order: the annotator's own rejected images,
-    Image.labeling_priority (high first), robot feedback / low-confidence images, least model certainty, oldest."""
+    Image.labeling_priority (high first), shadow disagreement frames, robot feedback / low-confidence images, least
+    model certainty, oldest."""
     now = timezone.now()
     with transaction.atomic():
         own = _own_claims(dataset=dataset, user=user, now=now, exclude_ids=exclude_ids).first()
