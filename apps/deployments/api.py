@@ -25,7 +25,7 @@ from apps.deployments.serializers import (
     RollbackInput,
     TelemetryInput,
 )
-from apps.training.models import ModelArtifact, ModelVersion
+from apps.training.models import ModelVersion
 from vectormlops.errors import Forbidden, NotFound, ValidationFailed, error_body
 from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
 
@@ -168,7 +168,7 @@ class ArtifactDownloadApi(APIView):
         responses={(200, "application/octet-stream"): bytes, 206: bytes, 304: None, 401: dict, 404: dict, 416: None}
     )
     def get(self, request, model_id: int, fmt: str):
-        artifact = ModelArtifact.objects.filter(model_id=model_id, format=fmt).first()
+        artifact = selectors.artifact_of(model_id, fmt)
         # A robot fetches only models that are or were deployed, or pinned to it; others do not exist for it.
         if artifact is None or (is_robot(request.user) and not robotstate.robot_may_fetch(request.user, model_id)):
             raise NotFound(f"Model {model_id} has no {fmt} artifact.", code="artifact_not_found")
@@ -282,8 +282,7 @@ class ModelPromoteApi(APIView):
         model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
         data = PromoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        live = selectors.live_deployment(dataset=model.dataset, channel=data.validated_data["channel"])
-        deployment = services.model_promote(
+        promotion = services.model_promote(
             model=model,
             channel=data.validated_data["channel"],
             user=request.user,
@@ -292,10 +291,8 @@ class ModelPromoteApi(APIView):
             shadow_percent=data.validated_data.get("shadow_percent"),
             expected_production_id=data.validated_data.get("expected_production_id", ...),
         )
-        changed = live is None or live.pk != deployment.pk
-        body = DeploymentOutput(deployment).data
-        body["changed"] = changed
-        return Response(body, status=status.HTTP_201_CREATED if changed else status.HTTP_200_OK)
+        body = {**DeploymentOutput(promotion.deployment).data, "changed": promotion.changed}
+        return Response(body, status=status.HTTP_201_CREATED if promotion.changed else status.HTTP_200_OK)
 
 
 class DatasetRollbackApi(APIView):

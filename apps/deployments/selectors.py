@@ -1,14 +1,16 @@
 """Reads of the deployments app: models with their lifecycle status, histories, live deployments."""
 
-from datetime import datetime
+from collections import defaultdict
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from apps.datasets.models import VersionItem
+from apps.datasets.models import Dataset, VersionItem
 from apps.deployments import gate
 from apps.deployments.models import Deployment, EnrollmentKey, Evaluation, GateDecision, PromotionPolicy, Robot
-from apps.training.models import ModelVersion
+from apps.training.models import ModelArtifact, ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "shadow", "retired", "rejected")
 
@@ -92,6 +94,74 @@ def live_deployments(dataset) -> dict:
     return {"production": live.get("production"), "canary": live.get("canary")}
 
 
+def datasets_with_live() -> list[dict]:
+    """Every dataset (by slug) with its live production and canary deployments: ``{"dataset", "production",
+    "canary"}`` rows, in two queries."""
+    live = defaultdict(dict)
+    for deployment in live_deployments_query():
+        live[deployment.dataset_id][deployment.channel] = deployment
+    return [
+        {"dataset": dataset, "production": live[dataset.pk].get("production"), "canary": live[dataset.pk].get("canary")}
+        for dataset in Dataset.objects.order_by("slug")
+    ]
+
+
+def dataset_overview(dataset) -> dict:
+    """What the dataset's deployments page shows: the live deployments, the last 100 history entries (``gate_stale``:
+    a production promotion that recorded a verdict against another model than the one it replaced), the last 20 gate
+    decisions (``stale``: made against another production model than the one live now) and the promotion policy."""
+    live = live_deployments(dataset)
+    production_id = live["production"].model_id if live["production"] else None
+    decisions = list(
+        GateDecision.objects.filter(candidate__dataset=dataset)
+        .select_related("candidate", "production")
+        .order_by("-created_at", "-id")[:20]
+    )
+    for decision in decisions:
+        decision.stale = decision.candidate_id != production_id and gate_decision_is_stale(
+            decision, production_id=production_id
+        )
+    history = list(deployment_history(dataset).select_related("gate_decision", "previous")[:100])
+    for entry in history:
+        entry.gate_stale = (
+            entry.gate_decision is not None
+            and entry.channel == Deployment.Channel.PRODUCTION
+            and entry.gate_decision.production_id != (entry.previous.model_id if entry.previous else None)
+        )
+    return {"live": live, "history": history, "decisions": decisions, "policy": promotion_policy_of(dataset)}
+
+
+def model_registry() -> list[ModelVersion]:
+    """Every model with its lifecycle ``status`` and ``latest_decision`` (``stale`` when made against another
+    production model than the one live now, for a model not in production itself)."""
+    models = list(models_with_status())
+    production_by_dataset = {}
+    for model in models:
+        model.status = lifecycle_status(model)
+        decisions = model.prefetched_decisions
+        model.latest_decision = decisions[0] if decisions else None
+        if model.latest_decision is not None:
+            if model.dataset_id not in production_by_dataset:
+                production_by_dataset[model.dataset_id] = production_model(model.dataset)
+            production = production_by_dataset[model.dataset_id]
+            model.latest_decision.stale = model.status != "production" and gate_decision_is_stale(
+                model.latest_decision, production_id=production.pk if production else None
+            )
+    return models
+
+
+def rollback_preview(dataset, channel: str = Deployment.Channel.PRODUCTION) -> tuple[ModelVersion | None, ...]:
+    """(the model live on ``channel`` now, the model a rollback would bring back); either None when there is none."""
+    current = live_deployment(dataset=dataset, channel=channel)
+    target = rollback_target(current) if current else None
+    return (current.model if current else None), (target.model if target and target.model_id else None)
+
+
+def artifact_of(model_id: int, fmt: str) -> ModelArtifact | None:
+    """A model's artifact in format ``fmt``; None when it has none."""
+    return ModelArtifact.objects.filter(model_id=model_id, format=fmt).first()
+
+
 def deployment_history(dataset) -> QuerySet:
     return (
         Deployment.objects.filter(dataset=dataset)
@@ -121,12 +191,17 @@ def comparison_for(candidate: ModelVersion, production: ModelVersion | None) -> 
 
 
 def fleet() -> list[Robot]:
-    """Every enrolled robot with the model it reports running (and that model's dataset), never-seen ones last."""
-    return list(
+    """Every enrolled robot with the model it reports running (and that model's dataset), never-seen ones last;
+    ``unseen``: never seen, or not for a day."""
+    robots = list(
         Robot.objects.select_related("running_model__dataset", "pinned_model").order_by(
             F("last_seen_at").desc(nulls_last=True), "serial"
         )
     )
+    now = timezone.now()
+    for robot in robots:
+        robot.unseen = robot.last_seen_at is None or now - robot.last_seen_at > timedelta(days=1)
+    return robots
 
 
 def rollback_target(current: Deployment) -> Deployment | None:

@@ -1,17 +1,12 @@
 """Pages of the deployments app (ml_engineer): live deployments, history, gate decisions, the model registry,
 and the confirmation pages that admin actions open (side-by-side comparison and a required reason)."""
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import messages
-from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments import selectors, services
-from apps.deployments.models import GateDecision
 from apps.training.models import ModelVersion
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
@@ -19,70 +14,23 @@ from vectormlops.permissions import ML_ENGINEER, role_required
 
 @role_required(ML_ENGINEER)
 def home(request):
-    """Datasets with their live production and canary models."""
-    datasets = Dataset.objects.annotate(live_count=Count("deployments", filter=Q(deployments__is_live=True))).order_by(
-        "slug"
+    """Datasets with their live production and canary models, and the fleet."""
+    return render(
+        request, "deployments/home.html", {"rows": selectors.datasets_with_live(), "fleet": selectors.fleet()}
     )
-    rows = [{"dataset": d, **selectors.live_deployments(d)} for d in datasets]
-    now = timezone.now()
-    robots = selectors.fleet()
-    for robot in robots:
-        robot.unseen = robot.last_seen_at is None or now - robot.last_seen_at > timedelta(days=1)
-    return render(request, "deployments/home.html", {"rows": rows, "fleet": robots})
 
 
 @role_required(ML_ENGINEER)
 def dataset_page(request, slug):
     """One dataset: live deployments, history, and gate decisions side by side (live over WebSocket)."""
     dataset = get_object_or_404(Dataset, slug=slug)
-    decisions = (
-        GateDecision.objects.filter(candidate__dataset=dataset)
-        .select_related("candidate", "production")
-        .order_by("-created_at", "-id")[:20]
-    )
-    live = selectors.live_deployments(dataset)
-    production_id = live["production"].model_id if live["production"] else None
-    for decision in decisions:
-        # A verdict against another production model than the one live now no longer applies.
-        decision.stale = decision.candidate_id != production_id and selectors.gate_decision_is_stale(
-            decision, production_id=production_id
-        )
-    history = list(selectors.deployment_history(dataset).select_related("gate_decision", "previous")[:100])
-    for entry in history:
-        # A production promotion that recorded a verdict against another model than the one it replaced.
-        entry.gate_stale = (
-            entry.gate_decision is not None
-            and entry.channel == "production"
-            and entry.gate_decision.production_id != (entry.previous.model_id if entry.previous else None)
-        )
-    return render(
-        request,
-        "deployments/dataset.html",
-        {
-            "dataset": dataset,
-            "live": live,
-            "history": history,
-            "decisions": decisions,
-            "policy": selectors.promotion_policy_of(dataset),
-        },
-    )
+    return render(request, "deployments/dataset.html", {"dataset": dataset, **selectors.dataset_overview(dataset)})
 
 
 @role_required(ML_ENGINEER)
 def model_list(request):
     """The model registry: every model with its lifecycle status and latest gate verdict."""
-    models = list(selectors.models_with_status())
-    production_by_dataset = {}
-    for model in models:
-        model.status = selectors.lifecycle_status(model)
-        decisions = model.prefetched_decisions
-        model.latest_decision = decisions[0] if decisions else None
-        if model.latest_decision is not None:
-            production = production_by_dataset.setdefault(model.dataset_id, selectors.production_model(model.dataset))
-            model.latest_decision.stale = model.status != "production" and selectors.gate_decision_is_stale(
-                model.latest_decision, production_id=production.pk if production else None
-            )
-    return render(request, "deployments/model_list.html", {"models": models})
+    return render(request, "deployments/model_list.html", {"models": selectors.model_registry()})
 
 
 def _confirm_page(request, *, title, form, dataset, candidate, production, baseline=None, decision=None, **extra):
@@ -144,8 +92,7 @@ def confirm_promote(request, model_id):
     now (computed in the background when missing; the page updates when it is ready), reason required. A confirm
     after production changed underneath is refused and shows the new comparison."""
     model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
-    live = selectors.live_deployments(model.dataset)
-    production = live["production"].model if live["production"] else None
+    production = selectors.production_model(model.dataset)
     initial = {
         "channel": request.GET.get("channel", "production"),
         "canary_percent": request.GET.get("percent", 10),
@@ -154,7 +101,7 @@ def confirm_promote(request, model_id):
     form = PromoteForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            deployment = services.model_promote(
+            promotion = services.model_promote(
                 model=model,
                 channel=form.cleaned_data["channel"],
                 user=request.user,
@@ -167,18 +114,13 @@ def confirm_promote(request, model_id):
             form.add_error(None, exc.message)
             if exc.code == "stale_comparison":
                 # The page shows the comparison against the production live now, and confirms against that one.
-                live = selectors.live_deployments(model.dataset)
-                production = live["production"].model if live["production"] else None
+                production = selectors.production_model(model.dataset)
                 form.data = form.data.copy()
                 form.data["production_id"] = production.pk if production else ""
         else:
-            messages.success(request, f"{model} is live on {deployment.channel}.")
+            messages.success(request, f"{model} is live on {promotion.deployment.channel}.")
             return redirect("deployments:dataset", slug=model.dataset.slug)
-    decision = selectors.current_gate_decision(model, production=production)
-    computing = False
-    if decision is None and production != model and model.artifacts.exists():
-        services.gate_request(model=model)
-        computing = True
+    decision, computing = services.gate_current_or_request(model=model, production=production)
     return _confirm_page(
         request,
         title=f"Promote {model}",
@@ -198,9 +140,7 @@ def confirm_promote(request, model_id):
 def confirm_rollback(request, slug):
     """Confirm "Roll back production": which model comes back, the comparison, and a reason."""
     dataset = get_object_or_404(Dataset, slug=slug)
-    live = selectors.live_deployments(dataset)
-    current = live["production"]
-    target = selectors.rollback_target(current) if current else None
+    production, target = selectors.rollback_preview(dataset)
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -217,10 +157,10 @@ def confirm_rollback(request, slug):
         title=f"Roll back production of {dataset.slug}",
         form=form,
         dataset=dataset,
-        candidate=target.model if target and target.model_id else None,
-        production=current.model if current else None,
+        candidate=target,
+        production=production,
         rollback=True,
-        nothing_to_do=target is None or target.model_id is None,
+        nothing_to_do=target is None,
     )
 
 

@@ -34,10 +34,10 @@ def test_a_promotion_records_the_current_decision_not_the_candidates_latest(two_
     dataset, v1, v2 = two_models
     gate_decision_row(v1, None, passed=False)
     services.model_promote(model=v2, channel="production", reason="v2 first")
-    deployment = services.model_promote(model=v1, channel="production", reason="v1 back")
+    deployment = services.model_promote(model=v1, channel="production", reason="v1 back").deployment
     assert deployment.gate_decision is None and deployment.gate_passed is None  # was "fail (overridden)"
     current = gate_decision_row(v2, v1, passed=True)
-    assert services.model_promote(model=v2, channel="production", reason="again").gate_decision == current
+    assert services.model_promote(model=v2, channel="production", reason="again").deployment.gate_decision == current
 
 
 def test_the_promote_page_queues_a_missing_verdict_and_shows_a_current_one(two_models, client, ml_engineer):
@@ -116,7 +116,9 @@ def test_stale_verdict_scenario_end_to_end_with_real_evaluations(dataset, tiny_w
     assert f'data-decision-id="{fresh.pk}"' in page and f"against {v2}" in page
     low, high = fresh.map_diff_ci
     assert f"[{low:.4f}, {high:.4f}]" in page
-    deployment = services.model_promote(model=v1, channel="production", reason="v1 back", expected_production_id=v2.pk)
+    deployment = services.model_promote(
+        model=v1, channel="production", reason="v1 back", expected_production_id=v2.pk
+    ).deployment
     assert deployment.gate_decision == fresh
 
 

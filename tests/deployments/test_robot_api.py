@@ -81,7 +81,7 @@ def test_canary_membership_is_stable_and_close_to_the_percent_over_1000_serials(
 
 def test_robots_in_the_canary_get_the_canary_model(robot_client, live_v1, dataset):
     v2 = make_model(dataset, 2)
-    canary = services.model_promote(model=v2, channel="canary", canary_percent=30, reason="try v2")
+    canary = services.model_promote(model=v2, channel="canary", canary_percent=30, reason="try v2").deployment
     seen = {"canary": 0, "production": 0}
     for i in range(60):
         serial = f"c{i:04d}"

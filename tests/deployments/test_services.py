@@ -24,8 +24,8 @@ def live(dataset, channel="production"):
 
 def test_promote_appends_history_and_keeps_one_live_production(dataset, ml_engineer):
     v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
-    first = services.model_promote(model=v1, channel="production", user=ml_engineer, reason="first model")
-    second = services.model_promote(model=v2, channel="production", user=ml_engineer, reason="better")
+    first = services.model_promote(model=v1, channel="production", user=ml_engineer, reason="first model").deployment
+    second = services.model_promote(model=v2, channel="production", user=ml_engineer, reason="better").deployment
     first.refresh_from_db()
     assert not first.is_live and first.ended_at is not None
     assert second.previous_id == first.pk and second.created_by == ml_engineer
@@ -36,7 +36,8 @@ def test_promoting_the_model_already_live_changes_nothing(dataset):
     v1 = make_model(dataset, 1)
     first = services.model_promote(model=v1, channel="production", reason="first")
     again = services.model_promote(model=v1, channel="production", reason="again")
-    assert again.pk == first.pk
+    assert first.changed and not again.changed
+    assert again.deployment.pk == first.deployment.pk
     assert Deployment.objects.filter(dataset=dataset).count() == 1
 
 
@@ -48,7 +49,9 @@ def test_a_reason_is_required(dataset):
 def test_the_gate_verdict_is_stored_beside_a_persons_override(dataset, ml_engineer):
     v1 = make_model(dataset, 1)
     refused = GateDecision.objects.create(candidate=v1, passed=False, reasons=["mAP50 below the floor"])
-    deployment = services.model_promote(model=v1, channel="production", user=ml_engineer, reason="I know better")
+    deployment = services.model_promote(
+        model=v1, channel="production", user=ml_engineer, reason="I know better"
+    ).deployment
     assert deployment.gate_decision == refused and deployment.gate_passed is False
     assert deployment.reason == "I know better"
 
@@ -81,8 +84,8 @@ def test_rollback_after_a_new_promotion_returns_to_the_restored_model(dataset):
 def test_history_answers_what_was_in_production_at_time_t(dataset):
     v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
     before = timezone.now()
-    d1 = services.model_promote(model=v1, channel="production", reason="v1")
-    d2 = services.model_promote(model=v2, channel="production", reason="v2")
+    d1 = services.model_promote(model=v1, channel="production", reason="v1").deployment
+    d2 = services.model_promote(model=v2, channel="production", reason="v2").deployment
     Deployment.objects.filter(pk=d1.pk).update(
         created_at=before + timedelta(hours=1), ended_at=before + timedelta(hours=2)
     )

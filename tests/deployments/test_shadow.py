@@ -46,9 +46,10 @@ def test_starting_and_ending_a_shadow_are_recorded_in_the_history(dataset, model
     with pytest.raises(ValidationFailed) as refused:
         shadow_start(model=v1, shadow_percent=50, reason="the production model itself")
     assert refused.value.code == "no_production"
-    started = shadow_start(model=v2, shadow_percent=50, user=ml_engineer, reason="see it in the field")
+    started = shadow_start(model=v2, shadow_percent=50, user=ml_engineer, reason="see it in the field").deployment
     assert (started.channel, started.action, started.shadow_percent, started.is_live) == ("shadow", "promote", 50, True)
-    assert shadow_start(model=v2, shadow_percent=50, reason="again").pk == started.pk  # nothing changes
+    again = shadow_start(model=v2, shadow_percent=50, reason="again")
+    assert not again.changed and again.deployment.pk == started.pk  # nothing changes
     assert selectors.lifecycle_status(v2) == "shadow"
     ended = shadow_end(dataset=dataset, user=ml_engineer, reason="seen enough")
     assert (ended.channel, ended.action, ended.model_id, ended.is_live) == ("shadow", "end", v2.pk, False)
@@ -77,7 +78,7 @@ def test_robots_in_the_shadow_share_get_the_shadow_model_beside_theirs(robot_cli
     serials = [f"00e2{n:04x}" for n in range(12)]
     clients = {s: robot_client(make_robot(serial=s)[1]) for s in serials}
     etags = {s: c.get(POLL, {"dataset": "vector"})["ETag"] for s, c in clients.items()}
-    deployment = shadow_start(model=v2, shadow_percent=50, reason="half the fleet")
+    deployment = shadow_start(model=v2, shadow_percent=50, reason="half the fleet").deployment
     expected = {s for s in serials if in_canary(s, deployment.pk, 50)}
     assert 0 < len(expected) < len(serials)
     onnx = v2.artifacts.get(format="onnx")

@@ -3,6 +3,7 @@ robots (registration, enrolment, revocation), telemetry intake and the promotion
 Views, API views, admin actions and Celery tasks all call these; the public services are listed here."""
 
 from apps.deployments.services.gating import (
+    gate_current_or_request,
     gate_request,
     gate_request_done,
     model_evaluate,
@@ -10,7 +11,7 @@ from apps.deployments.services.gating import (
     model_gate,
     policy_for,
 )
-from apps.deployments.services.promotion import canary_end, deployment_rollback, model_promote, robot_pin
+from apps.deployments.services.promotion import Promotion, canary_end, deployment_rollback, model_promote, robot_pin
 from apps.deployments.services.robots import (
     MIN_ENROLLMENT_KEY_LENGTH,
     enrollment_key_create,
@@ -29,11 +30,13 @@ __all__ = [
     "shadow_start",
     "MAX_TELEMETRY_RECORDS",
     "MIN_ENROLLMENT_KEY_LENGTH",
+    "Promotion",
     "canary_end",
     "deployment_rollback",
     "enrollment_key_create",
     "enrollment_key_update",
     "enrollment_keys_deactivate",
+    "gate_current_or_request",
     "gate_request",
     "gate_request_done",
     "model_evaluate",

@@ -195,6 +195,19 @@ def gate_request(*, model: ModelVersion) -> bool:
     return True
 
 
+def gate_current_or_request(
+    *, model: ModelVersion, production: ModelVersion | None
+) -> tuple[GateDecision | None, bool]:
+    """``model``'s gate decision against ``production`` (the model live now) that still applies; when there is none
+    and one can be computed (another model than production's, with artifacts), its computation is queued (once).
+    Returns (the decision or None, whether one is being computed)."""
+    decision = selectors.current_gate_decision(model, production=production)
+    if decision is not None or production == model or not model.artifacts.exists():
+        return decision, False
+    gate_request(model=model)
+    return None, True
+
+
 def gate_request_done(*, model: ModelVersion) -> None:
     from django.core.cache import cache
 

@@ -4,6 +4,7 @@ Locks that span rows are taken in one fixed order: the Dataset row first, then t
 dataset (by id). Two people promoting at once therefore queue on the dataset row instead of both seeing "no live
 production" and writing two (the partial unique constraint would reject the second anyway)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -21,6 +22,14 @@ from vectormlops.events import broadcast
 
 Channel = Deployment.Channel
 Action = Deployment.Action
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion left live on the channel, and whether this call put it there (False: it already was)."""
+
+    deployment: Deployment
+    changed: bool
 
 
 def _lock_dataset(dataset_id: int) -> tuple[Dataset, dict[str, Deployment]]:
@@ -123,8 +132,9 @@ def model_promote(
     shadow_percent: int | None = None,
     gate_decision: GateDecision | None = None,
     expected_production_id=...,
-) -> Deployment:
-    """Put ``model`` live on ``channel`` of its dataset; returns the live deployment (unchanged if already live).
+) -> Promotion:
+    """Put ``model`` live on ``channel`` of its dataset; returns the live deployment and whether this call changed
+    anything (promoting the model already live there does not).
     ``expected_production_id``: the production model the person saw the comparison against (None: nothing was in
     production); when another is live now, a 409 ``stale_comparison`` names it instead. The deployment records the
     gate decision against the production model live now on the current test set (None when none was computed)."""
@@ -147,7 +157,7 @@ def model_promote(
     dataset, live = _lock_dataset(model.dataset_id)
     current = live.get(channel)
     if current is not None and current.model_id == model.pk and current.canary_percent == canary_percent:
-        return current  # promoting the model already live there changes nothing
+        return Promotion(current, changed=False)  # promoting the model already live there changes nothing
     production = live.get(Channel.PRODUCTION)
     if channel == Channel.CANARY and (production is None or production.model_id == model.pk):
         raise ValidationFailed(
@@ -192,7 +202,7 @@ def model_promote(
         shadow_graduate(dataset=dataset, live=live, model=model, reason=reason, user=user, now=now)
         model_handoff(prelabel_dataset_task, dataset=dataset, model=model)
     _changed(dataset, deployment)
-    return deployment
+    return Promotion(deployment, changed=True)
 
 
 @transaction.atomic

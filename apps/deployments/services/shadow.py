@@ -10,7 +10,14 @@ from django.utils import timezone
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip
 from apps.deployments.selectors import live_deployments_query
-from apps.deployments.services.promotion import _changed, _channel_close, _check_reason, _lock_dataset, _promote_entry
+from apps.deployments.services.promotion import (
+    Promotion,
+    _changed,
+    _channel_close,
+    _check_reason,
+    _lock_dataset,
+    _promote_entry,
+)
 from apps.training.models import ModelVersion
 from vectormlops.errors import Conflict, ValidationFailed
 
@@ -28,9 +35,10 @@ def _percent(shadow_percent) -> int:
 @transaction.atomic
 def shadow_start(
     *, model: ModelVersion, shadow_percent: int = 100, user=None, reason: str, gate_decision=None
-) -> Deployment:
+) -> Promotion:
     """Run ``model`` in shadow on ``shadow_percent`` % of the fleet (by hash of the serial); replaces a live shadow.
-    Returns the live shadow deployment (unchanged when this model already shadows at this share)."""
+    Returns the live shadow deployment and whether this call changed it (not when this model already shadows at
+    this share)."""
     reason = _check_reason(reason)
     shadow_percent = _percent(shadow_percent)
     if not model.artifacts.exists():
@@ -38,7 +46,7 @@ def shadow_start(
     dataset, live = _lock_dataset(model.dataset_id)
     current = live.get(Channel.SHADOW)
     if current is not None and current.model_id == model.pk and current.shadow_percent == shadow_percent:
-        return current
+        return Promotion(current, changed=False)
     production = live.get(Channel.PRODUCTION)
     if production is None or production.model_id == model.pk:
         raise ValidationFailed(
@@ -59,7 +67,7 @@ def shadow_start(
         shadow_percent=shadow_percent,
     )
     _changed(dataset, deployment)
-    return deployment
+    return Promotion(deployment, changed=True)
 
 
 @transaction.atomic
