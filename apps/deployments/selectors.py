@@ -4,7 +4,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from apps.datasets.models import Dataset, VersionItem
@@ -160,6 +160,25 @@ def rollback_preview(dataset, channel: str = Deployment.Channel.PRODUCTION) -> t
 def artifact_of(model_id: int, fmt: str) -> ModelArtifact | None:
     """A model's artifact in format ``fmt``; None when it has none."""
     return ModelArtifact.objects.filter(model_id=model_id, format=fmt).first()
+
+
+def shadow_gates_due() -> list[ModelVersion]:
+    """Live shadow models to gate again for auto-promotion: their dataset's policy auto-promotes and requires shadow
+    evidence, they have the frames it asks for, and evidence arrived since their latest gate decision."""
+    from apps.deployments import hooks
+
+    due = []
+    for deployment in live_deployments_query().filter(channel=Deployment.Channel.SHADOW):
+        policy = PromotionPolicy.objects.filter(dataset_id=deployment.dataset_id).first()
+        if policy is None or not policy.auto_promote or policy.shadow_min_frames == 0:
+            continue
+        seen = hooks.shadow_field_sums(deployment.model_id)[0]
+        if (seen.get("frames") or 0) < policy.shadow_min_frames:
+            continue
+        decided = GateDecision.objects.filter(candidate_id=deployment.model_id).aggregate(at=Max("created_at"))["at"]
+        if decided is None or decided < seen["latest"]:
+            due.append(deployment.model)
+    return due
 
 
 def deployment_history(dataset) -> QuerySet:

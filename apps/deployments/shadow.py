@@ -3,19 +3,19 @@
 One concept in one place: how the two models' boxes are matched (greedy, same label, IoU >= 0.5, as the agent's
 ``agent/shadow.py`` does), how a telemetry record's ``shadow`` part is cleaned (its boxes by datasets'
 ``detections_clean``, like the live ones), the field numbers people and the gate read (frames, agreement, detection
-rate, confidence and latency of each model, per robot and lighting slice, over time, from monitoring's hourly
-buckets), the disagreement frames and, once people labelled them, the field precision and recall of both models on
-them. The gate's shadow bounds are ``shadow_check``.
+rate, confidence and latency of each model, per robot and lighting slice, over time, from the hourly buckets
+monitoring sums for ``hooks.shadow_field_sums``), the disagreement frames and, once people labelled them, the field
+precision and recall of both models on them. The gate's shadow bounds are ``shadow_check``.
 """
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Sum
 
 from apps.datasets.boxes import detections_clean, finite_number
 from apps.datasets.models import Image
+from apps.deployments import hooks
 
 MATCH_IOU = 0.5
 LIGHTING_BINS = (("dark", 0.3), ("normal", 0.65), ("bright", math.inf))  # frame brightness [0, 1] upper bounds
@@ -105,7 +105,7 @@ def _ratio(numerator, denominator):
 
 
 def summarize(totals: dict) -> dict:
-    """Rates from summed ShadowHourly counters (None where nothing was counted)."""
+    """Rates from summed field counters (``hooks.shadow_field_sums``) (None where nothing was counted)."""
     frames = totals.get("frames") or 0
     return {
         "frames": frames,
@@ -127,38 +127,22 @@ def summarize(totals: dict) -> dict:
     }
 
 
-def _hourly(shadow_model_id: int, live_model_id: int | None = None):
-    from apps.monitoring.models import ShadowHourly
-
-    rows = ShadowHourly.objects.filter(shadow_model_id=shadow_model_id)
-    return rows.filter(model_id=live_model_id) if live_model_id else rows
-
-
-def _sums(queryset, *group) -> list[dict]:
-    from apps.monitoring.models import ShadowHourly
-
-    sums = {name: Sum(name) for name in ShadowHourly.COUNTERS}
-    return list(queryset.values(*group).annotate(**sums).order_by(*group)) if group else [queryset.aggregate(**sums)]
-
-
 def comparison(shadow_model_id: int, *, live_model_id: int | None = None) -> dict:
     """The shadow model beside the live one(s) it ran with: fleet, per robot, per lighting slice, per hour."""
     from apps.deployments.models import Robot
 
-    rows = _hourly(shadow_model_id, live_model_id)
-    fleet = rows.filter(robot__isnull=True)
-    overall = summarize(_sums(fleet.filter(slice=""))[0])
+    def sums(by=None):
+        return hooks.shadow_field_sums(shadow_model_id, live_model_id=live_model_id, by=by)
+
+    overall = summarize(sums()[0])
     names = dict(Robot.objects.values_list("id", "name"))
     serials = dict(Robot.objects.values_list("id", "serial"))
     per_robot = [
         {"robot_id": r["robot"], "robot": names.get(r["robot"]) or serials.get(r["robot"]), **summarize(r)}
-        for r in _sums(rows.filter(robot__isnull=False, slice=""), "robot")
+        for r in sums("robot")
     ]
-    per_slice = [{"slice": r["slice"], **summarize(r)} for r in _sums(fleet.exclude(slice=""), "slice")]
-    series = [
-        {"hour": r["hour"].isoformat().replace("+00:00", "Z"), **summarize(r)}
-        for r in _sums(fleet.filter(slice=""), "hour")
-    ]
+    per_slice = [{"slice": r["slice"], **summarize(r)} for r in sums("slice")]
+    series = [{"hour": r["hour"].isoformat().replace("+00:00", "Z"), **summarize(r)} for r in sums("hour")]
     return {"overall": overall, "per_robot": per_robot, "per_slice": per_slice, "series": series}
 
 
@@ -254,9 +238,7 @@ def shadow_check(*, model, live_model, policy) -> tuple[bool, list[str], dict]:
         "min_labelled": policy.shadow_min_labelled,
         "max_field_f1_drop": policy.shadow_max_field_f1_drop,
     }
-    numbers = summarize(
-        _sums(_hourly(model.pk, live_model.pk if live_model else None).filter(robot__isnull=True, slice=""))[0]
-    )
+    numbers = summarize(hooks.shadow_field_sums(model.pk, live_model_id=live_model.pk if live_model else None)[0])
     field = field_scores(model.dataset, model.pk)
     evidence = {
         "required": required,

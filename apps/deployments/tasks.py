@@ -42,8 +42,8 @@ def model_gate_task(model_id: int) -> dict:
 def shadow_gate_task() -> dict:
     """Hourly: gate live shadow models again as their field evidence grows; the gate auto-promotes a passing one when
     the dataset's policy says so (and requires shadow evidence)."""
+    from apps.deployments.selectors import shadow_gates_due
     from apps.deployments.services import model_evaluate_and_gate
-    from apps.deployments.services.shadow import shadow_gates_due
 
     results = {}
     for model in shadow_gates_due():

@@ -1,11 +1,12 @@
 """Reads of monitoring: field metrics over time, the fleet table, version skew, alerts, the drift reference and
-window, a model's raw field metrics for the canary guard."""
+window, a model's raw field metrics for the canary guard, a shadow model's summed field counters (deployments' gate
+and shadow panel ask for them through ``apps.deployments.hooks``)."""
 
 from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 
 from apps.datasets.models import Dataset, Image, VersionItem
@@ -20,6 +21,7 @@ from apps.monitoring.models import (
     DriftReport,
     HourlyMetric,
     PerformancePolicy,
+    ShadowHourly,
 )
 from apps.training.models import ModelVersion
 from vectormlops.errors import NotFound
@@ -492,3 +494,23 @@ def open_alerts(*, dataset: Dataset | None = None, kind: str | None = None) -> l
     if kind is not None:
         alerts = alerts.filter(kind=kind)
     return list(alerts.order_by("-last_seen", "-id"))
+
+
+def shadow_field_sums(shadow_model_id: int, *, live_model_id: int | None = None, by: str | None = None) -> list[dict]:
+    """The ShadowHourly counters of ``shadow_model_id`` summed (beside ``live_model_id`` only, when given): with ``by``
+    None one row, the fleet on all frames, with ``latest`` (its newest bucket's update); "robot": per robot on all
+    frames; "slice": the fleet per lighting slice; "hour": the fleet on all frames per hour (the answer installed in
+    ``apps.deployments.hooks``)."""
+    rows = ShadowHourly.objects.filter(shadow_model_id=shadow_model_id)
+    if live_model_id:
+        rows = rows.filter(model_id=live_model_id)
+    sums = {name: Sum(name) for name in ShadowHourly.COUNTERS}
+    if by is None:
+        return [rows.filter(robot__isnull=True, slice="").aggregate(**sums, latest=Max("updated_at"))]
+    if by == "robot":
+        rows = rows.filter(robot__isnull=False, slice="")
+    elif by == "slice":
+        rows = rows.filter(robot__isnull=True).exclude(slice="")
+    else:
+        rows = rows.filter(robot__isnull=True, slice="")
+    return list(rows.values(by).annotate(**sums).order_by(by))

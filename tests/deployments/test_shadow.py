@@ -8,10 +8,11 @@ from django.utils import timezone
 
 from apps.datasets.boxes import MAX_DETECTIONS, detections_clean
 from apps.datasets.models import Image
-from apps.deployments import selectors, services, shadow
+from apps.deployments import hooks, selectors, services, shadow
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip, TelemetryRecord
 from apps.deployments.robotstate import in_canary
-from apps.deployments.services.shadow import shadow_end, shadow_gates_due, shadow_start
+from apps.deployments.selectors import shadow_gates_due
+from apps.deployments.services.shadow import shadow_end, shadow_start
 from apps.deployments.tasks import shadow_gate_task
 from apps.monitoring import services as monitoring
 from apps.monitoring.models import ShadowHourly
@@ -196,6 +197,13 @@ def test_telemetry_stores_the_shadow_part_and_skipped_frames_and_aggregates_them
     deleted = monitoring.telemetry_prune(older_than=timezone.now() + timedelta(seconds=1) - timedelta(seconds=1))
     assert deleted >= 1
     assert not ShadowSkip.objects.exists() and ShadowHourly.objects.exists()
+    # The numbers are monitoring's answer to deployments' question: without an answer installed, no evidence.
+    previous = hooks.install_shadow_field_sums(None)
+    try:
+        unanswered = shadow.comparison(v2.pk)
+    finally:
+        hooks.install_shadow_field_sums(previous)
+    assert unanswered["overall"]["frames"] == 0 and unanswered["per_robot"] == unanswered["series"] == []
 
 
 @pytest.mark.parametrize(

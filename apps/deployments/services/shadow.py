@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from apps.datasets.models import Dataset
 from apps.deployments.models import Deployment, GateDecision, ShadowSkip
-from apps.deployments.selectors import live_deployments_query
 from apps.deployments.services.promotion import (
     Promotion,
     _changed,
@@ -157,26 +156,3 @@ def shadow_models_check(dataset: Dataset, model_ids: set[int]) -> None:
     unknown = sorted(model_ids - known)
     if unknown:
         raise ValidationFailed(f"Shadow model(s) {unknown} are not models of {dataset.slug}.", code="unknown_model")
-
-
-def shadow_gates_due() -> list[ModelVersion]:
-    """Live shadow models to gate again for auto-promotion: their dataset's policy auto-promotes and requires shadow
-    evidence, they have the frames it asks for, and evidence arrived since their latest gate decision."""
-    from django.db.models import Max, Sum
-
-    from apps.deployments.models import PromotionPolicy
-    from apps.monitoring.models import ShadowHourly
-
-    due = []
-    for deployment in live_deployments_query().filter(channel=Channel.SHADOW):
-        policy = PromotionPolicy.objects.filter(dataset_id=deployment.dataset_id).first()
-        if policy is None or not policy.auto_promote or policy.shadow_min_frames == 0:
-            continue
-        fleet = ShadowHourly.objects.filter(shadow_model_id=deployment.model_id, robot__isnull=True, slice="")
-        seen = fleet.aggregate(frames=Sum("frames"), latest=Max("updated_at"))
-        if (seen["frames"] or 0) < policy.shadow_min_frames:
-            continue
-        decided = GateDecision.objects.filter(candidate_id=deployment.model_id).aggregate(at=Max("created_at"))["at"]
-        if decided is None or decided < seen["latest"]:
-            due.append(deployment.model)
-    return due
