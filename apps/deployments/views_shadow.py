@@ -8,14 +8,13 @@ from apps.datasets.models import Dataset
 from apps.deployments import selectors
 from apps.deployments.models import Deployment
 from apps.deployments.services.shadow import shadow_end, shadow_start
+from apps.deployments.views import ReasonForm
 from apps.training.models import ModelVersion
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
 
-REASON_WIDGET = forms.Textarea(attrs={"rows": 3, "class": "form-control", "placeholder": "Why (kept in the history)"})
 
-
-class ShadowStartForm(forms.Form):
+class ShadowStartForm(ReasonForm):
     shadow_percent = forms.IntegerField(
         min_value=1,
         max_value=100,
@@ -23,11 +22,7 @@ class ShadowStartForm(forms.Form):
         label="Shadow share (% of robots, by serial)",
         widget=forms.NumberInput(attrs={"class": "form-control"}),
     )
-    reason = forms.CharField(widget=REASON_WIDGET, max_length=2000)
-
-
-class ShadowEndForm(forms.Form):
-    reason = forms.CharField(widget=REASON_WIDGET, max_length=2000)
+    field_order = ["shadow_percent", "reason"]
 
 
 @role_required(ML_ENGINEER)
@@ -66,7 +61,7 @@ def confirm_shadow_end(request, slug):
     """End the live shadow (recorded in the history); robots drop the shadow model on their next poll."""
     dataset = get_object_or_404(Dataset, slug=slug)
     live = selectors.live_deployment(dataset=dataset, channel=Deployment.Channel.SHADOW)
-    form = ShadowEndForm(request.POST or None)
+    form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             shadow_end(dataset=dataset, user=request.user, reason=form.cleaned_data["reason"])
