@@ -40,6 +40,7 @@
     dirty: false,
     claims: new Map(), // image_id -> user
     readOnly: null, // why the boxes cannot be changed (approved for an annotator, someone else's image), or null
+    broken: false, // the image on screen could not be loaded: nothing to label, only moving on or reloading
     trail: [], // image ids shown before this one (B goes back)
     stickyClass: localStorage.getItem(STICKY_KEY) !== "0", // a new box takes the last used class
   };
@@ -204,7 +205,7 @@
     });
     $("box-count").textContent = state.boxes.length;
     document.querySelectorAll("#class-list .list-group-item").forEach((li, i) => li.classList.toggle("active", i === state.activeClass));
-    const locked = Boolean(state.readOnly) || !state.current;
+    const locked = Boolean(state.readOnly) || state.broken || !state.current;
     $("undo-btn").disabled = locked || !state.undo.length;
     $("redo-btn").disabled = locked || !state.redo.length;
     $("delete-btn").disabled = locked || state.selected === null;
@@ -212,7 +213,7 @@
     $("back-btn").disabled = !state.trail.length;
     for (const id of ["submit-btn", "skip-btn", "approve-btn", "reject-btn"]) {
       const btn = $(id);
-      if (btn) btn.disabled = !state.current || (id !== "skip-btn" && Boolean(state.readOnly));
+      if (btn) btn.disabled = !state.current || (id !== "skip-btn" && (Boolean(state.readOnly) || state.broken));
     }
     if (!REVIEW) $("sticky-class").checked = state.stickyClass;
   }
@@ -392,7 +393,7 @@
 
   // --- mouse: draw, pan, zoom ------------------------------------------------------------------------------------
   stage.on("mousedown touchstart", (e) => {
-    if (!state.current) return;
+    if (!state.current || state.broken) return;
     const evt = e.evt;
     const pointer = stage.getPointerPosition();
     if (evt.button === 1 || state.spaceHeld) {
@@ -549,19 +550,68 @@
     img.src = bundle.url;
     return img;
   }
+  // Whether the image loaded (true) or failed (false). A prefetched image may have loaded or failed long before it
+  // is shown, when no listener was there to hear it: `complete` is then already true, and naturalWidth says which.
   function whenLoaded(img) {
-    if (img.complete && img.naturalWidth) return Promise.resolve(img);
     return new Promise((resolve) => {
-      img.addEventListener("load", () => resolve(img), { once: true });
-      img.addEventListener("error", () => resolve(img), { once: true });
+      const settle = () => resolve(img.naturalWidth > 0);
+      if (img.complete) { settle(); return; }
+      img.addEventListener("load", settle, { once: true });
+      img.addEventListener("error", settle, { once: true });
     });
   }
+  const failed = (img) => img.complete && !img.naturalWidth;
+
+  // The image could not be loaded: say so on the canvas, with a way on (the next image, a reload), instead of an
+  // empty canvas that waits forever. Its boxes are not shown: nothing can be judged or drawn without the image.
+  async function showBroken(bundle) {
+    state.broken = true;
+    state.boxes = [];
+    state.suggestions = [];
+    imageNode.image(null);
+    fit();
+    $("save-state").textContent = "";
+    $("image-error-title").textContent = `Image #${bundle.id} could not be loaded`;
+    $("image-error-why").textContent = "Checking why…";
+    $("image-error").hidden = false;
+    let why = "The browser could not load or decode it.";
+    try {
+      const r = await fetch(bundle.url, { credentials: "same-origin", cache: "no-store" });
+      r.body?.cancel().catch(() => {});
+      if (r.status === 404) why = "Its file is missing on the server (404).";
+      else if (!r.ok) why = `The server answered ${r.status}.`;
+      else why = "The server sent it, but the browser could not decode it.";
+    } catch (err) {
+      why = "The server could not be reached.";
+    }
+    if (state.current === bundle) $("image-error-why").textContent = why;
+  }
+  // The error's "next image": labeling skips it (it comes back later, perhaps repaired); review opens the next
+  // submitted image of this page's queue, or the suspects list on the suspects walk.
+  function nextAfterBroken() {
+    if (!REVIEW) { skip(); return; }
+    if (cfg.suspects) { location.href = cfg.urls.suspects_page; return; }
+    const ids = cfg.waiting_ids;
+    const at = ids.indexOf(state.current ? state.current.id : null);
+    const next = ids.slice(at + 1).concat(ids.slice(0, Math.max(at, 0))).find((id) => !state.current || id !== state.current.id);
+    if (next === undefined) { location.href = $("image-error-next").dataset.noneLeft; return; } // back to review
+    const url = new URL(cfg.next_url, location.href);
+    url.searchParams.set("image", next);
+    const trail = JSON.parse(sessionStorage.getItem(REVIEW_TRAIL_KEY) || "[]");
+    if (state.current && trail[trail.length - 1] !== state.current.id) trail.push(state.current.id);
+    sessionStorage.setItem(REVIEW_TRAIL_KEY, JSON.stringify(trail.slice(-50)));
+    location.href = url.href;
+  }
+  $("image-error-next").addEventListener("click", nextAfterBroken);
+  $("image-error-reload").addEventListener("click", () => location.reload());
 
   async function show(bundle, img) {
     clearTimeout(state.draftTimer);
     clearNotices();
     $("empty-queue").hidden = true;
+    $("image-error").hidden = true;
     state.current = bundle;
+    state.broken = false;
     state.undo = [];
     state.redo = [];
     state.selected = null;
@@ -600,8 +650,11 @@
     const url = new URL(location.href);
     url.searchParams.set("image", bundle.id);
     history.replaceState(null, "", url);
-    state.imageEl = await whenLoaded(img || preload(bundle));
+    // A prefetched image that failed is asked for once more: the failure may have passed.
+    state.imageEl = img && !failed(img) ? img : preload(bundle);
+    const loaded = await whenLoaded(state.imageEl);
     if (state.current !== bundle) return;
+    if (!loaded) { await showBroken(bundle); return; }
     imageNode.image(state.imageEl);
     imageNode.size({ width: bundle.width, height: bundle.height });
     fit();
@@ -630,6 +683,8 @@
     state.selected = null;
     state.undo = [];
     state.redo = [];
+    state.broken = false;
+    $("image-error").hidden = true;
     imageNode.image(null);
     render();
     $("image-title").textContent = "queue empty";
@@ -730,7 +785,7 @@
   }
 
   async function submit() {
-    if (!state.current || state.busy) return;
+    if (!state.current || state.busy || state.broken) return;
     if (state.readOnly) { notice("secondary", esc(state.readOnly), { key: "read-only" }); return; }
     state.busy = true;
     clearTimeout(state.draftTimer);
@@ -840,7 +895,7 @@
     location.href = cfg.next_url;
   }
   async function decide(decision) {
-    if (!REVIEW || !state.current || state.busy || state.readOnly) return;
+    if (!REVIEW || !state.current || state.busy || state.readOnly || state.broken) return;
     const comment = $("review-comment").value;
     $("review-error").textContent = "";
     if (decision === "reject" && !comment.trim()) {
@@ -999,7 +1054,7 @@
       }
       render();
     }
-    if (fresh.annotation.version !== shown.annotation.version) {
+    if (fresh.annotation.version !== shown.annotation.version && !state.broken) { // no boxes without the image
       shown.annotation = fresh.annotation;
       $("queue-position").textContent = `labeled by ${fresh.annotation.updated_by || "unknown"} · ${fresh.annotation.boxes.length} boxes`;
       const who = esc(fresh.annotation.updated_by || "Someone");
