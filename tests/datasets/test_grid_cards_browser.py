@@ -21,6 +21,9 @@ SPILLS = """() => [...document.querySelectorAll('#thumb-grid > a.card')].flatMap
     .map(el => `image ${card.dataset.imageId}: "${el.textContent.trim()}"`);
 })"""
 
+BADGE_HEIGHTS = """() => [...document.querySelectorAll('#thumb-grid .card-body .badge')]
+  .map(b => Math.round(b.offsetHeight))"""
+
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
@@ -29,10 +32,11 @@ def test_card_text_stays_inside_its_card_at_common_widths(open_browser, live_ser
     make_user("eng", "ml_engineer")
     dataset = dataset_row("cards")
     for seed in range(8):
-        image = make_image(
-            dataset, seed=seed, source="shadow_disagreement", boxes=[{"class_id": 0, "box": [5, 5, 40, 30]}]
-        )
-        Image.objects.filter(pk=image.pk).update(split="val", split_pinned=True, robot_serial="00e2ad01")
+        # Short and long captions side by side: a card in a row stretches to the tallest one's height
+        source = "shadow_disagreement" if seed % 2 else "upload"
+        image = make_image(dataset, seed=seed, source=source, boxes=[{"class_id": 0, "box": [5, 5, 40, 30]}])
+        serial = "00e2ad01" if seed % 2 else ""
+        Image.objects.filter(pk=image.pk).update(split="val", split_pinned=True, robot_serial=serial)
     os.makedirs(SHOTS, exist_ok=True)
     page = open_browser()
     log_in(page, live_server, "eng")
@@ -42,14 +46,18 @@ def test_card_text_stays_inside_its_card_at_common_widths(open_browser, live_ser
     page.goto(f"{live_server.url}/datasets/{dataset.slug}/?split=val")
     page.check("text=Show boxes")
     assert page.locator("#thumb-grid > a.card").count() == 8
-    spills = {}
+    spills, stretched = {}, {}
     for width in range(360, 1930, 10):
         page.set_viewport_size({"width": width, "height": 900})
         if width in WIDTHS:
             page.screenshot(path=f"{SHOTS}/grid-cards-{width}.png")
         if found := page.evaluate(SPILLS):
             spills[width] = found[:2]
+        if len(heights := set(page.evaluate(BADGE_HEIGHTS))) > 1:
+            stretched[width] = sorted(heights)
 
-    # Then every badge and line under a thumbnail stays inside its card
+    # Then every badge and line under a thumbnail stays inside its card, and no badge is stretched to fill a card
+    # made taller by its neighbour
     assert spills == {}
+    assert stretched == {}
     assert not page.js_errors
