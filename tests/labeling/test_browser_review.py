@@ -85,6 +85,10 @@ def test_review_zoom_pan_edit_delete_approve_by_key_back_and_batch_approve(
     page.wait_for_selector("#empty-queue:not([hidden])")
     statuses = dict(Image.objects.values_list("pk", "status"))
     assert (statuses[bobs.pk], statuses[second.pk]) == ("approved", "submitted"), "only the filtered set"
+    # bob has nothing submitted now: the filter still says it shows bob's, not "any annotator"
+    page.wait_for_function("window.labelTool && window.labelTool.ready && !window.labelTool.state.current")
+    assert page.input_value("#filter-annotator") == "bob"
+    assert page.text_content("#filter-annotator option:checked") == "bob"
     assert page.js_errors == []
 
 
