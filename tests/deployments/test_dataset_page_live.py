@@ -31,12 +31,14 @@ def test_the_deployments_page_updates_live_and_catches_up_after_the_server_was_d
             log_in(page, web.server, "eng")
             page.goto(f"{web.url}/deployments/fleet/")
             page.wait_for_function(f"VectorEvents.synced('{TOPIC}') === 1")
+            assert page.evaluate("window.deploymentsSwaps || 0") == 0, "the first re-sync found nothing new to swap"
             assert page.locator(f"#model-{v1.pk}").count() == 1
             assert page.locator("#history tbody tr[data-deployment-id]").count() == 1
 
             # live: v2 replaces v1 in production
             in_thread(services.model_promote, model=v2, channel="production", reason="better on the kitchen robots")
             page.wait_for_selector(f"#model-{v2.pk}")
+            assert page.evaluate("window.deploymentsSwaps") >= 1
             assert page.locator(f"#model-{v1.pk}").count() == 0
             assert "better on the kitchen robots" in page.text_content("#history tbody tr:first-child")
             assert page.text_content("#live-status") == "updated: production promote"

@@ -7,12 +7,22 @@
   let fetching = null; // one fetch at a time; an event meanwhile asks for one more after it
   let again = false;
 
+  // What the server rendered, without what the page did to it since: a chart sizes its canvas, a person folds and
+  // unfolds decisions. Equal signatures: nothing changed, and the part on screen stays (its chart, its scroll).
+  function signature(part) {
+    const copy = part.cloneNode(true);
+    copy.querySelectorAll("canvas").forEach((canvas) => ["width", "height", "style"].forEach((a) => canvas.removeAttribute(a)));
+    copy.querySelectorAll("details").forEach((d) => d.removeAttribute("open"));
+    return copy.outerHTML;
+  }
+
   async function swap() {
     const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (!response.ok) return false;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("deployments-live");
     const region = document.getElementById("deployments-live");
     if (!fresh || !region) return false; // signed out meanwhile: the login page came back
+    if (signature(fresh) === signature(region)) return false; // the first re-sync, usually: nothing to swap
     // Keep what the person unfolded; release the charts of the old part.
     const open = new Set([...region.querySelectorAll("details[data-decision-id]")].filter((d) => d.open).map((d) => d.dataset.decisionId));
     const closed = new Set([...region.querySelectorAll("details[data-decision-id]")].filter((d) => !d.open).map((d) => d.dataset.decisionId));
