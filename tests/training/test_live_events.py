@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from types import SimpleNamespace
 
@@ -19,6 +18,7 @@ from apps.training.models import EpochMetric, TrainingRun
 from tests.builders import make_training_dataset, run_in_state
 from tests.conftest import free_port, log_in, test_database_url
 from tests.faults import private_redis
+from tests.live_web import in_thread
 from vectormlops.events import broadcast_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -47,9 +47,7 @@ def epoch(run, number: int) -> None:
     losses = {"box": 1.0 / number, "cls": 1.0, "dfl": 1.0}
     EpochMetric.objects.create(run=run, epoch=number, losses=losses, map50=0.1 * number, seconds=5)
     data = {"id": run.pk, "epoch": number, "epochs": run.epochs, "losses": losses, "map50": 0.1 * number, "seconds": 5}
-    sender = threading.Thread(target=broadcast_now, args=(f"run.{run.pk}", "epoch", data))
-    sender.start()
-    sender.join()
+    in_thread(broadcast_now, topic=f"run.{run.pk}", event="epoch", data=data)
 
 
 def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_browser, make_user, settings, tmp_path):
@@ -131,13 +129,8 @@ def test_the_dataset_page_counts_images_that_arrived_while_the_server_was_down(
             web.send_signal(signal.SIGKILL)
             web.wait(timeout=30)
             log.close()
-            for seed in (2, 3):
-                sender = threading.Thread(
-                    target=image_ingest,
-                    kwargs={"dataset": dataset, "fileobj": io.BytesIO(jpeg(seed)), "source": "camera"},
-                )
-                sender.start()
-                sender.join()
+            for seed in (2, 3):  # in_thread closes the thread's database connection (PostgreSQL drops the database)
+                in_thread(image_ingest, dataset=dataset, fileobj=io.BytesIO(jpeg(seed)), source="camera")
             web, log = start_web(port, redis_url, log_path)
 
             page.wait_for_function(f"VectorEvents.opens('{topic}') >= 2", timeout=60_000)
