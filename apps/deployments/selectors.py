@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.datasets.models import Dataset, VersionItem
 from apps.deployments import gate
 from apps.deployments.models import Deployment, EnrollmentKey, Evaluation, GateDecision, PromotionPolicy, Robot
+from apps.training import selectors as training_selectors
 from apps.training.models import ModelArtifact, ModelVersion
 
 STATUSES = ("candidate", "production", "canary", "shadow", "retired", "rejected")
@@ -258,6 +259,15 @@ def training_images(model: ModelVersion) -> list[tuple[int, str, str]] | None:
             "image_id", "image__sha256", "image__phash"
         )
     )
+
+
+def training_runs_of(candidate: ModelVersion, production: ModelVersion | None) -> dict:
+    """The candidate's and production's training runs for the promote page's overlaid curves: ``{"curves": [...],
+    "ids": [...]}``, empty when either model has no run (registered from outside) or they are the same model."""
+    if production is None or production == candidate or not (candidate.run_id and production.run_id):
+        return {}
+    runs = training_selectors.runs_for_comparison([candidate.run_id, production.run_id])
+    return {"curves": training_selectors.run_curves(runs), "ids": [run.pk for run in runs]}
 
 
 def enrollment_enabled() -> bool:

@@ -133,6 +133,7 @@ def confirm_promote(request, model_id):
         computing=computing,
         gate_current=True,
         analysis=selectors.gate_analysis(decision) if decision else {},
+        runs=selectors.training_runs_of(model, production),
     )
 
 

@@ -65,6 +65,20 @@ def runs_for_comparison(run_ids: list[int]) -> list[TrainingRun]:
     return sorted(runs, key=lambda run: run.pk)
 
 
+EPOCH_FIELDS = ("epoch", "losses", "precision", "recall", "map50", "map50_95", "seconds")
+
+
+def run_curves(runs: list[TrainingRun]) -> list[dict]:
+    """Each run's per-epoch metrics for the overlaid charts (training/curves.js): ``{"id", "label", "epochs"}``."""
+    curves = []
+    for run in runs:
+        model = getattr(run, "model_version", None)  # None when the run registered no model
+        label = f"run #{run.pk}" + (f" (model v{model.number})" if model else "")
+        epochs = [{field: getattr(metric, field) for field in EPOCH_FIELDS} for metric in run.epoch_metrics.all()]
+        curves.append({"id": run.pk, "label": label, "epochs": epochs})
+    return curves
+
+
 def run_settings_table(runs: list[TrainingRun]) -> list[dict]:
     """Every setting as ``{"name", "values", "differs"}``, one value per run; the ones that differ come first."""
     rows = []

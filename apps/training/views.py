@@ -11,7 +11,6 @@ from apps.datasets.models import Dataset, DatasetVersion
 from apps.training import hooks, selectors, services
 from apps.training.forms import BaseModelForm, RetrainPolicyForm, RetrainScheduleForm, TrainingRunForm
 from apps.training.models import BaseModel, RetrainPolicy, TrainingRun
-from apps.training.serializers import EpochMetricOutput
 from vectormlops.errors import DomainError
 from vectormlops.permissions import ML_ENGINEER, role_required
 
@@ -51,7 +50,7 @@ def run_detail(request, run_id: int):
         TrainingRun.objects.select_related("dataset", "dataset_version", "base_model", "created_by"), pk=run_id
     )
     model = getattr(run, "model_version", None) if run.status == TrainingRun.Status.SUCCEEDED else None
-    epochs = EpochMetricOutput(run.epoch_metrics.all(), many=True).data
+    epochs = selectors.run_curves([run])[0]["epochs"]
     # The run before this one on the same dataset, to compare with in one click.
     previous = TrainingRun.objects.filter(dataset=run.dataset_id, pk__lt=run.pk).order_by("-pk").first()
     return render(
@@ -86,14 +85,6 @@ def run_compare(request):
         messages.error(request, error)
         dataset = runs[0].dataset.slug if runs else ""
         return redirect(f"{reverse('training:run_list')}{'?dataset=' + dataset if dataset else ''}")
-    curves = [
-        {
-            "id": run.pk,
-            "label": f"run #{run.pk}" + (f" (model v{run.model_version.number})" if _model_of(run) else ""),
-            "epochs": EpochMetricOutput(run.epoch_metrics.all(), many=True).data,
-        }
-        for run in runs
-    ]
     return render(
         request,
         "training/run_compare.html",
@@ -101,17 +92,10 @@ def run_compare(request):
             "runs": runs,
             "dataset": runs[0].dataset,
             "settings_rows": selectors.run_settings_table(runs),
-            "curves": curves,
+            "curves": selectors.run_curves(runs),
             "status_classes": STATUS_CLASSES,
         },
     )
-
-
-def _model_of(run: TrainingRun):
-    try:
-        return run.model_version
-    except TrainingRun.model_version.RelatedObjectDoesNotExist:
-        return None
 
 
 def start_run_from_form(form: TrainingRunForm, *, user, trigger: str) -> TrainingRun | None:

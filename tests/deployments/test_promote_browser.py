@@ -5,6 +5,7 @@ import pytest
 
 from apps.deployments import services
 from apps.deployments.models import Evaluation
+from apps.training.models import EpochMetric, TrainingRun
 from tests.builders import gate_decision_row, make_dataset, make_model
 from tests.conftest import log_in
 
@@ -28,7 +29,14 @@ def _analysis(ap: float, matrix: list[list[int]]) -> dict:
 def test_promote_page_draws_the_error_analysis_of_candidate_and_production(open_browser, live_server, make_user):
     make_user("eng", "ml_engineer")
     dataset = make_dataset(slug="analysis", classes=("vector",))
-    v1, v2 = make_model(dataset, 1), make_model(dataset, 2)
+    runs = [TrainingRun.objects.create(dataset=dataset, base="yolov8n.yaml", status="succeeded") for _ in range(2)]
+    curves = ([0.2, 0.4, 0.6], [0.1, 0.25, 0.4])
+    for run, values in zip(runs, curves, strict=True):
+        EpochMetric.objects.bulk_create(
+            EpochMetric(run=run, epoch=n, losses={"box": 1 / n, "cls": 1 / n, "dfl": 1 / n}, map50_95=value)
+            for n, value in enumerate(values, start=1)
+        )
+    v1, v2 = make_model(dataset, 1, run=runs[0]), make_model(dataset, 2, run=runs[1])
     services.model_promote(model=v2, channel="production", reason="v2 first")
     evaluations = [
         Evaluation.objects.create(
@@ -56,5 +64,13 @@ def test_promote_page_draws_the_error_analysis_of_candidate_and_production(open_
     assert page.locator("table.confusion").count() == 2
     cells = page.locator('table.confusion[data-model="production"] tbody td').all_text_contents()
     assert cells == ["12", "6", "8", "0"]
+    # How both trained: the two runs' curves overlaid, and the way to the full comparison of their settings.
+    page.wait_for_function("!!window.overlayCharts")
+    overlaid = page.evaluate("window.overlayCharts.map50_95.data.datasets.map(d => [d.label, d.data])")
+    assert overlaid == [
+        [f"run #{run.pk} (model v{n})", values] for n, run, values in zip((1, 2), runs, curves, strict=True)
+    ]
+    compare = page.locator("#training-curves a")
+    assert compare.get_attribute("href").endswith(f"runs={runs[0].pk}&runs={runs[1].pk}")
     page.screenshot(path="/tmp/decide-promote.png", full_page=True)
     assert errors == []
