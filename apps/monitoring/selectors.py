@@ -404,6 +404,17 @@ def production_periods(*, dataset: Dataset, model_id: int) -> tuple[datetime | N
     return first.created_at, previous.select_related("model").first()
 
 
+def model_frame_at(*, dataset: Dataset, model_id: int, since: datetime, position: int) -> datetime | None:
+    """When the model's frame number ``position`` (0-based, fleet-wide, in capture order) since ``since`` was
+    captured; None while it has fewer frames (a young model's own baseline is its first frames, counted)."""
+    found = list(
+        TelemetryRecord.objects.filter(dataset=dataset, model_id=model_id, captured_at__gte=since)
+        .order_by("captured_at", "id")
+        .values_list("captured_at", flat=True)[position : position + 1]
+    )
+    return found[0] if found else None
+
+
 def _rates(frames: int, with_detection: int, confidence: float | None, feedback: int) -> dict:
     return {
         "frames": frames,

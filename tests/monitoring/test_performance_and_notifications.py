@@ -107,6 +107,54 @@ def test_without_enough_frames_nothing_is_judged():
     assert not Alert.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_first_model_promoted_ten_minutes_ago_is_judged_against_its_own_first_frames():
+    # Given a first production model (no earlier one), live for 10 minutes, 90 % of frames with a detection.
+    dataset, model = _live_model("perf4", days_ago=10 / 1440)
+    robot = robot_row("00e2d1a4", running=model)
+    now = timezone.now()
+    telemetry_rows(
+        robot, dataset, model, _frames(now - timedelta(minutes=10), 100, detect_every=10, minutes_apart=0.05)
+    )
+    # When the room goes dark for the last 5 minutes: no detection at all.
+    telemetry_rows(robot, dataset, model, _frames(now - timedelta(minutes=5), 100, detect_every=1, minutes_apart=0.05))
+
+    result = services.performance_check(dataset=dataset, now=now)
+
+    # Then its first 50 frames are the baseline and the 150 after them are judged: an alert per scope, in words.
+    assert result["scopes"] == {"fleet": "alert", "robot:00e2d1a4": "alert"}
+    alert = Alert.objects.get(kind="performance", scope="fleet")
+    assert alert.message.startswith("The fleet is doing worse with model v3 than in its first 50 frames in production")
+    assert "finds objects in 30% of frames vs 90%" in alert.message and "150 frames" in alert.message
+
+    # When the light returns and bright frames dominate what is judged, the alerts resolve by themselves.
+    later = now + timedelta(minutes=20)
+    telemetry_rows(robot, dataset, model, _frames(now + timedelta(seconds=1), 600, detect_every=10, minutes_apart=0.03))
+    result = services.performance_check(dataset=dataset, now=later)
+    assert result["scopes"] == {"fleet": "resolved", "robot:00e2d1a4": "resolved"}
+    assert not any(a.is_open for a in Alert.objects.filter(kind="performance"))
+
+
+@pytest.mark.django_db
+def test_a_first_model_with_too_few_frames_raises_nothing_and_says_why():
+    dataset, model = _live_model("perf5", days_ago=10 / 1440)
+    robot = robot_row("00e2d1a5", running=model)
+    now = timezone.now()
+    telemetry_rows(robot, dataset, model, _frames(now - timedelta(minutes=9), 50, detect_every=1, minutes_apart=0.1))
+
+    result = services.performance_check(dataset=dataset, now=now)
+
+    assert result["status"] == "no_baseline"
+    assert result["reason"].startswith("model v3 needs 50 frames in production as its baseline and 50 more to judge")
+    assert not Alert.objects.exists()
+
+    # With a baseline but too few frames after it, the fleet waits and says how many it has.
+    telemetry_rows(robot, dataset, model, _frames(now - timedelta(minutes=4), 20, detect_every=1, minutes_apart=0.1))
+    result = services.performance_check(dataset=dataset, now=now)
+    assert result["scopes"]["fleet"] == "waiting" and result["reason"].startswith("20 frames of model v3 to judge")
+    assert not Alert.objects.exists()
+
+
 def _wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -14,24 +14,45 @@ from apps.monitoring.presentation import scope_subject
 from apps.monitoring.services.alerts import alert_raise, alert_resolve
 
 
-def _baseline(*, dataset: Dataset, model, policy: PerformancePolicy, before: datetime) -> tuple[dict, str]:
-    """Metrics per robot (and fleet, key None) of the model's first days in production, else of the previous
-    production model's last days; and how to say which one it is."""
+def _baseline(
+    *, dataset: Dataset, model, policy: PerformancePolicy, before: datetime
+) -> tuple[dict, str, datetime | None, str]:
+    """Metrics per robot (and fleet, key None) to judge the model against, how to say what they are, from when on the
+    model's frames are judged (None: the whole window), and why there is no baseline (when there is none).
+
+    In order: the model's first days in production before the judged window; else the previous production model's
+    last days (a model promoted within the window); else, with neither (a first model, a new installation), the
+    model's own first ``min_frames`` frames, judged against the frames after them: enough frames, not an age,
+    make it judgeable, so a room dimmed ten minutes after the first promotion still raises an alert."""
     started, previous = selectors.production_periods(dataset=dataset, model_id=model.id)
-    if started is not None:
-        until = min(started + timedelta(days=policy.baseline_days), before)
-        if until > started:
-            own = selectors.model_metrics_by_robot(dataset=dataset, model_id=model.id, since=started, until=until)
-            if own[None]["frames"] >= policy.min_frames:
-                return own, "in its first days in production"
-        if previous is not None:
-            since = max(previous.created_at, started - timedelta(days=policy.baseline_days))
-            prior = selectors.model_metrics_by_robot(
-                dataset=dataset, model_id=previous.model_id, since=since, until=started
-            )
-            if prior[None]["frames"] >= policy.min_frames:
-                return prior, f"model v{previous.model.number} did before it"
-    return {None: {"frames": 0}}, ""
+    if started is None:
+        return {None: {"frames": 0}}, "", None, "the live model has no production history"
+    until = min(started + timedelta(days=policy.baseline_days), before)
+    if until > started:
+        own = selectors.model_metrics_by_robot(dataset=dataset, model_id=model.id, since=started, until=until)
+        if own[None]["frames"] >= policy.min_frames:
+            return own, "in its first days in production", None, ""
+    if previous is not None:
+        since = max(previous.created_at, started - timedelta(days=policy.baseline_days))
+        prior = selectors.model_metrics_by_robot(
+            dataset=dataset, model_id=previous.model_id, since=since, until=started
+        )
+        if prior[None]["frames"] >= policy.min_frames:
+            return prior, f"model v{previous.model.number} did before it", None, ""
+    # The frame just after the first min_frames ends the baseline; the judged frames start there.
+    judged_from = selectors.model_frame_at(
+        dataset=dataset, model_id=model.id, since=started, position=policy.min_frames
+    )
+    if judged_from is None:
+        return (
+            {None: {"frames": 0}},
+            "",
+            None,
+            f"model v{model.number} needs {policy.min_frames} frames in production as its baseline "
+            f"and {policy.min_frames} more to judge (no earlier production model to compare with)",
+        )
+    first = selectors.model_metrics_by_robot(dataset=dataset, model_id=model.id, since=started, until=judged_from)
+    return first, f"in its first {first[None]['frames']} frames in production", judged_from, ""
 
 
 def _judge(recent: dict, base: dict, policy: PerformancePolicy) -> tuple[list[str], float]:
@@ -73,10 +94,15 @@ def performance_check(*, dataset: Dataset, now: datetime | None = None) -> dict:
         return {"status": "disabled"}
     model = production.model
     window_start = now - timedelta(minutes=policy.window_minutes)
-    baseline, baseline_label = _baseline(dataset=dataset, model=model, policy=policy, before=window_start)
+    baseline, baseline_label, judged_from, why_not = _baseline(
+        dataset=dataset, model=model, policy=policy, before=window_start
+    )
     if baseline[None]["frames"] < policy.min_frames:
-        return {"status": "no_baseline"}
-    recent = selectors.model_metrics_by_robot(dataset=dataset, model_id=model.id, since=window_start, until=now)
+        return {"status": "no_baseline", "reason": why_not}
+    since = max(window_start, judged_from) if judged_from else window_start
+    recent = selectors.model_metrics_by_robot(dataset=dataset, model_id=model.id, since=since, until=now)
+    # Judged from a young model's first frames: the period is shorter than the window; say how long it is.
+    minutes = policy.window_minutes if since == window_start else max(1, round((now - since).total_seconds() / 60))
     robots = Robot.objects.in_bulk([rid for rid in recent if rid is not None])
     open_by_scope = {a.scope: a for a in selectors.open_alerts(dataset=dataset, kind=Alert.Kind.PERFORMANCE)}
     scopes = {}
@@ -96,7 +122,7 @@ def performance_check(*, dataset: Dataset, now: datetime | None = None) -> dict:
             message = (
                 f"{scope_subject(robot)} is doing worse with model v{model.number} than {baseline_label}: "
                 + "; ".join(parts)
-                + f" (last {policy.window_minutes} minutes, {figures['frames']} frames)."
+                + f" (last {minutes} minutes, {figures['frames']} frames)."
             )
             alert_raise(
                 dataset=dataset,
@@ -113,6 +139,7 @@ def performance_check(*, dataset: Dataset, now: datetime | None = None) -> dict:
                     "baseline": base,
                     "compared_with": baseline_label,
                     "window_minutes": policy.window_minutes,
+                    "judged_since": since.isoformat(),
                 },
                 now=now,
             )
@@ -123,4 +150,10 @@ def performance_check(*, dataset: Dataset, now: datetime | None = None) -> dict:
                 scopes[scope] = "resolved"
             else:
                 scopes[scope] = "healthy"
-    return {"status": "checked", "scopes": scopes}
+    result = {"status": "checked", "scopes": scopes}
+    if scopes.get("fleet") == "waiting":
+        result["reason"] = (
+            f"{recent[None]['frames']} frames of model v{model.number} to judge since {since:%H:%M} UTC; "
+            f"{policy.min_frames} are needed"
+        )
+    return result
