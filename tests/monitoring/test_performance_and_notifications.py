@@ -198,6 +198,17 @@ def test_an_alert_reaches_the_mailbox_and_a_signed_webhook(celery_worker_thread,
     time.sleep(0.5)
     assert Notification.objects.count() == 2 and len(mail.outbox) == 1
 
+    # When the alert resolves by itself, the same rules hear that it did, in words.
+    services.alert_resolve(alert=alert)
+    assert _wait_for(lambda: len(mail.outbox) == 2 and len(receiver.received) == 2)
+    resolved = mail.outbox[1]
+    assert resolved.subject == "[VectorMLOps] Resolved: Performance alert on notified"
+    assert resolved.body.startswith("Resolved at ") and "the figures are back within the limits" in resolved.body
+    assert "said: again" in resolved.body  # the latest message of the refreshed alert
+    hook = receiver.received[1]
+    assert hook["valid"] and hook["body"]["data"]["resolved"] is True and hook["body"]["data"]["alert_id"] == alert.id
+    assert hook["body"]["text"].startswith("Resolved at ")
+
 
 def test_a_failing_webhook_is_retried_and_logged(celery_worker_thread, settings, webhook_receiver):
     settings.NOTIFICATION_RETRY_DELAY_S = 0.2

@@ -11,6 +11,7 @@ from apps.monitoring.services.canary_guard import canary_guard_check
 from apps.monitoring.services.drift import drift_compute, drift_reports_prune
 from apps.monitoring.services.notifications import (
     alert_notify,
+    alert_resolved_notify,
     deployment_notify,
     gate_decision_notify,
     notification_deliver,
@@ -23,6 +24,7 @@ __all__ = [
     "alert_acknowledge",
     "alert_notify",
     "alert_raise",
+    "alert_resolved_notify",
     "alert_resolve",
     "canary_guard_check",
     "deployment_notify",

@@ -1,5 +1,5 @@
 """Alerts: open or refresh one per problem, acknowledge or resolve it; each change is broadcast on ``alerts.<slug>``
-and a new alert is sent to the dataset's notification rules."""
+and a new alert, and one that resolves by itself, is sent to the dataset's notification rules."""
 
 from datetime import datetime
 
@@ -10,7 +10,7 @@ from apps.datasets.models import Dataset
 from apps.deployments.models import Robot
 from apps.monitoring.models import Alert
 from apps.monitoring.selectors import alert_to_dict
-from apps.monitoring.services.notifications import alert_notify
+from apps.monitoring.services.notifications import alert_notify, alert_resolved_notify
 from vectormlops.errors import Conflict, ValidationFailed
 from vectormlops.events import broadcast
 
@@ -89,4 +89,5 @@ def alert_resolve(*, alert: Alert, now: datetime | None = None) -> Alert:
         alert.resolved_at = now or timezone.now()
         alert.save(update_fields=["resolved_at"])
         broadcast(f"alerts.{alert.dataset.slug}", "alert.resolved", alert_to_dict(alert))
+        alert_resolved_notify(alert=alert)
         return alert

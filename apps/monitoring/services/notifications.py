@@ -160,6 +160,31 @@ def alert_notify(*, alert: Alert) -> list[Notification]:
     )
 
 
+def alert_resolved_notify(*, alert: Alert) -> list[Notification]:
+    """An alert that closed by itself (the figures recovered), in words, to the same rules as its opening."""
+    opened = alert.first_seen.strftime("%Y-%m-%d %H:%M UTC")
+    resolved = alert.resolved_at.strftime("%H:%M UTC")
+    return notify(
+        dataset=alert.dataset,
+        event=NotificationRule.Event.ALERT,
+        key=f"alert_resolved:{alert.id}",
+        subject=f"Resolved: {alert.get_kind_display()} alert on {alert.dataset.slug}",
+        text=(
+            f"Resolved at {resolved}: the figures are back within the limits. "
+            f"The alert opened at {opened} said: {alert_headline(alert)}"
+        ),
+        links={"alert": reverse("monitoring:alert", args=[alert.id]), **alert_links(alert)},
+        data={
+            "alert_id": alert.id,
+            "kind": alert.kind,
+            "scope": alert.scope,
+            "resolved": True,
+            "resolved_at": alert.resolved_at.isoformat(),
+            "first_seen": alert.first_seen.isoformat(),
+        },
+    )
+
+
 def gate_decision_notify(*, decision) -> list[Notification]:
     candidate = decision.candidate
     verdict = "passed" if decision.passed else "failed"
