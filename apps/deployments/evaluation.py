@@ -182,11 +182,19 @@ def local_weights(model, workdir: Path) -> Path:
 
 
 PREDICTION_MIN_CONF = 0.1  # predictions kept per image for the error viewer (the validator keeps down to 0.001)
+# The confidence at which the stored confusion matrix counts predictions, and the one the error viewer opens at, so
+# that both show the same false positives. The validator's own conf (0.001, which the headline AP needs) would fill the
+# matrix with near-zero-confidence boxes no robot ever acts on.
+ANALYSIS_CONF = 0.25
+VALIDATOR_CONF = 0.001  # ultralytics val's default: every stored analysis without "confusion_conf" was computed at it
 
 
-def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) -> tuple[dict, dict[str, tuple]]:
+def run_validator(
+    weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path, matrix_conf: float = ANALYSIS_CONF
+) -> tuple[dict, dict[str, tuple]]:
     """Validate with ultralytics; returns the headline metrics (with each image's predictions, matched by the
-    validator at IoU 0.5, under "predictions") and the per-image matched stats by file stem."""
+    validator at IoU 0.5, under "predictions", and its confusion matrix counted at ``matrix_conf``) and the per-image
+    matched stats by file stem."""
     from ultralytics import YOLO
 
     per_image: dict[str, tuple] = {}
@@ -230,12 +238,17 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
 
         validator.metrics.update_stats = update_stats
 
-    def quiet_confusion_matrix(validator):
-        validator.confusion_matrix.plot = lambda *args, **kwargs: None
+    def confusion_matrix_at_conf(validator):
+        # The validator hands its matrix its own conf (0.001); ultralytics' matrix counts at the conf it is given.
+        matrix = validator.confusion_matrix
+        matrix.plot = lambda *args, **kwargs: None
+        matrix.process_batch = lambda detections, batch, conf=None, **kwargs: type(matrix).process_batch(
+            matrix, detections, batch, conf=matrix_conf, **kwargs
+        )
 
     yolo = YOLO(str(weights), task="detect")
     yolo.add_callback("on_val_start", capture)
-    yolo.add_callback("on_val_batch_start", quiet_confusion_matrix)
+    yolo.add_callback("on_val_batch_start", confusion_matrix_at_conf)
     metrics = yolo.val(
         data=str(data_yaml),
         split="test",
@@ -265,7 +278,7 @@ def run_validator(weights: Path, data_yaml: Path, *, imgsz: int, workdir: Path) 
         "map50": float(metrics.box.map50),
         "map50_95": float(metrics.box.map),
     }
-    analysis = {**analysis_of(metrics), "predictions": predictions}
+    analysis = {**analysis_of(metrics), "confusion_conf": matrix_conf, "predictions": predictions}
     return {"overall": overall, "per_class": per_class, "analysis": analysis}, per_image
 
 
@@ -274,8 +287,8 @@ CURVE_POINTS = 101  # of ultralytics' 1000-point curves, 101 evenly spaced point
 
 def analysis_of(metrics) -> dict:
     """What ultralytics computed in this validation, stored for the pages to draw: its confusion matrix
-    ([predicted][true], the last row and column "background"), its per-class AP arrays and its precision-recall and
-    F1-confidence curves per class."""
+    ([predicted][true], the last row and column "background"; predictions above the matrix's conf only), its
+    per-class AP arrays and its precision-recall and F1-confidence curves per class."""
     names = [metrics.names[k] for k in sorted(metrics.names)]
     box = metrics.box
     picks = np.linspace(0, len(box.px) - 1, CURVE_POINTS).round().astype(int)

@@ -315,14 +315,19 @@ def model_links(model: ModelVersion) -> list[tuple[str, str]]:
 
 
 def gate_analysis(decision: GateDecision) -> dict:
-    """The stored ultralytics analyses (confusion matrix, per-class AP, curves) of a decision's two evaluations."""
-    return {
-        role: (evaluation.metrics or {}).get("analysis") if evaluation is not None else None
-        for role, evaluation in (
-            ("candidate", decision.candidate_evaluation),
-            ("production", decision.production_evaluation),
-        )
-    }
+    """The stored ultralytics analyses (confusion matrix, per-class AP, curves) of a decision's two evaluations, each
+    with the confidence its confusion matrix was counted at (``confusion_conf``)."""
+    from apps.deployments.evaluation import VALIDATOR_CONF
+
+    result = {}
+    for role, evaluation in (
+        ("candidate", decision.candidate_evaluation),
+        ("production", decision.production_evaluation),
+    ):
+        analysis = (evaluation.metrics or {}).get("analysis") if evaluation is not None else None
+        # Analyses stored before the matrix had its own conf were counted at the validator's.
+        result[role] = {"confusion_conf": VALIDATOR_CONF, **analysis} if analysis else analysis
+    return result
 
 
 def error_viewer_images(decision: GateDecision, *, conf: float) -> list[dict]:

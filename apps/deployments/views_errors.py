@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from apps.deployments import selectors
+from apps.deployments.evaluation import ANALYSIS_CONF
 from apps.training.models import ModelVersion
 from vectormlops.permissions import ML_ENGINEER, role_required
 
@@ -15,9 +16,9 @@ def model_errors(request, model_id):
     model = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=model_id)
     decision = selectors.current_gate_decision(model)
     try:
-        conf = min(max(float(request.GET.get("conf", model.conf_threshold)), 0.1), 1.0)
+        conf = min(max(float(request.GET.get("conf", ANALYSIS_CONF)), 0.1), 1.0)
     except ValueError:
-        conf = model.conf_threshold
+        conf = ANALYSIS_CONF
     images = selectors.error_viewer_images(decision, conf=conf) if decision else []
     return render(
         request,

@@ -44,9 +44,13 @@ def test_promote_page_draws_the_error_analysis_of_candidate_and_production(open_
             dataset=dataset,
             test_set_sha256="a" * 64,
             image_count=20,
-            metrics={"overall": {}, "analysis": _analysis(ap, matrix)},
+            metrics={"overall": {}, "analysis": _analysis(ap, matrix) | conf},
         )  # fmt: skip
-        for model, ap, matrix in ((v1, 0.6, [[18, 3], [2, 0]]), (v2, 0.4, [[12, 6], [8, 0]]))
+        # v2's analysis was stored before the matrix had a conf of its own (it was val's 0.001).
+        for model, ap, matrix, conf in (
+            (v1, 0.6, [[18, 3], [2, 0]], {"confusion_conf": 0.25}),
+            (v2, 0.4, [[12, 6], [8, 0]], {}),
+        )
     ]
     gate_decision_row(
         v1, v2, passed=True, map_diff=0.2, map_diff_ci=[0.1, 0.3],
@@ -64,6 +68,8 @@ def test_promote_page_draws_the_error_analysis_of_candidate_and_production(open_
     assert page.locator("table.confusion").count() == 2
     cells = page.locator('table.confusion[data-model="production"] tbody td').all_text_contents()
     assert cells == ["12", "6", "8", "0"]
+    # Which predictions each matrix counts: the page says the confidence it was computed at.
+    assert page.locator(".confusion-conf").all_text_contents() == ["0.25", "0.001"]
     # How both trained: the two runs' curves overlaid, and the way to the full comparison of their settings.
     page.wait_for_function("!!window.overlayCharts")
     overlaid = page.evaluate("window.overlayCharts.map50_95.data.datasets.map(d => [d.label, d.data])")

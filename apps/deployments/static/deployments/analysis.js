@@ -44,7 +44,7 @@
     col.className = "col-md-6";
     const rows = a.confusion_matrix.map((row, i) => `<tr><th>${labels[i]}</th>${row.map((v, j) =>
       `<td class="text-end" style="background: rgba(${i === j ? "25,135,84" : "220,53,69"}, ${(v / max).toFixed(2)})">${v}</td>`).join("")}</tr>`);
-    col.innerHTML = `<div class="small text-muted">Confusion matrix, ${name} (rows predicted, columns true)</div>
+    col.innerHTML = `<div class="small text-muted">Confusion matrix, ${name}, predictions at confidence &gt; <span class="confusion-conf">${a.confusion_conf}</span> (rows predicted, columns true)</div>
       <table class="table table-sm table-bordered small confusion" data-model="${name}"><thead><tr><th></th>${labels.map((l) => `<th>${l}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
     holder.appendChild(col);
   }
