@@ -14,7 +14,18 @@ from apps.datasets.models import Annotation, Dataset, DatasetVersion, Image, Ver
 from vectormlops.errors import NotFound, ValidationFailed
 
 ROBOTS_CACHE_S = 300
-FILTERS = ("status", "split", "source", "robot", "class", "date_from", "date_to", "ids")
+FILTERS = (
+    "status",
+    "split",
+    "source",
+    "robot",
+    "class",
+    "date_from",
+    "date_to",
+    "uploaded_after",
+    "uploaded_before",
+    "ids",
+)
 MAX_IDS_FILTER = 500
 
 
@@ -89,6 +100,21 @@ def images_filter(*, dataset: Dataset | None, params) -> QuerySet:
                 ) from exc
             # A datetime range (not __date) so the (dataset, uploaded_at) index serves it.
             qs = qs.filter(**{lookup: datetime.combine(day + timedelta(days=offset), time.min, tzinfo=UTC)})
+    # A time window to the second (an alert's): ISO 8601 date-times, UTC unless they say otherwise.
+    for name, lookup in (("uploaded_after", "uploaded_at__gte"), ("uploaded_before", "uploaded_at__lt")):
+        if params.get(name):
+            raw = str(params[name]).strip()
+            if "T" in raw:
+                raw = raw.replace(" ", "+")  # an unescaped "+00:00" in a URL arrives as " 00:00"
+            try:
+                moment = datetime.fromisoformat(raw)
+            except ValueError as exc:
+                raise ValidationFailed(
+                    f"{name} must be a date and time (YYYY-MM-DDTHH:MM:SSZ).",
+                    code="invalid_datetime",
+                    details={name: params[name]},
+                ) from exc
+            qs = qs.filter(**{lookup: moment if moment.tzinfo else moment.replace(tzinfo=UTC)})
     return qs
 
 

@@ -2,6 +2,7 @@
 import progress, version export downloads, and the permission-checked image/thumbnail files every page uses."""
 
 from collections import Counter
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.files.storage import default_storage
@@ -82,7 +83,7 @@ def dataset_detail(request, slug):
     page = list(qs.order_by("-id").only(*GRID_FIELDS)[: PAGE_SIZE + 1])
     has_next = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
-    query = "&".join(f"{k}={v}" for k, v in params.items())
+    query = urlencode(params)  # encoded: a time filter's "+00:00" must not become a space
     is_engineer = has_role(request.user, ML_ENGINEER)
     versions = list(dataset.versions.order_by("-number")[:20])
     boxes = dict(Annotation.objects.filter(image_id__in=[i.pk for i in page]).values_list("image_id", "boxes"))

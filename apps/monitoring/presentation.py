@@ -2,6 +2,7 @@
 
 The message of an alert is its headline sentence; the statistics stay in ``details`` and are folded under it."""
 
+from datetime import UTC, timedelta
 from urllib.parse import urlencode
 
 from django.urls import reverse
@@ -20,6 +21,7 @@ FEATURE_WORDS = {
     "box_cx": ("objects further left", "objects further right", "object position (x)"),
     "box_cy": ("objects higher in the frame", "objects lower in the frame", "object position (y)"),
 }
+ALERT_LOOKBACK_MINUTES = 60  # an alert without a judged window of its own: the images of the hour before it
 MUCH_PSI = 0.5  # a PSI this large is a big shift, said as "much"
 
 
@@ -55,17 +57,26 @@ def alert_headline(alert) -> str:
     return alert.message
 
 
+def _utc(moment) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def images_link(alert) -> str | None:
-    """The dataset grid narrowed to the images the alert is about: the ones drift queued, else the robot's uploads
-    since the problem began."""
+    """The dataset grid narrowed to the images the alert is about: the ones drift queued, else the uploads (of its
+    robot, when it has one) in the alert's time window: from the start of the period that first raised it (its
+    judged window, else an hour) until it resolved (open-ended while it is open)."""
+    details = alert.details or {}
     params = {}
-    ids = (alert.details or {}).get("queued_for_labeling") or (alert.details or {}).get("image_ids")
+    ids = details.get("queued_for_labeling") or details.get("image_ids")
     if ids:
         params["ids"] = ",".join(str(i) for i in ids[:200])
     else:
         if alert.robot_id:
             params["robot"] = alert.robot.serial
-        params["date_from"] = alert.first_seen.date().isoformat()
+        minutes = details.get("window_minutes") or ALERT_LOOKBACK_MINUTES
+        params["uploaded_after"] = _utc(alert.first_seen - timedelta(minutes=minutes))
+        if alert.resolved_at:
+            params["uploaded_before"] = _utc(alert.resolved_at)
     return reverse("datasets:detail", args=[alert.dataset.slug]) + "?" + urlencode(params)
 
 

@@ -1,6 +1,7 @@
 """The monitoring page, the admin, and the small JSON API (ml_engineer only); alerts are broadcast."""
 
 import random
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from apps.monitoring import services
 from apps.monitoring.models import DriftReport
+from apps.monitoring.presentation import alert_links
 from tests.builders import dataset_row, deployment_row, image_rows, model_row, robot_row, telemetry_rows
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +180,41 @@ def test_admin_lists_and_acknowledges_alerts(monitored, client, make_user):
     assert response.status_code == 302
     alert.refresh_from_db()
     assert alert.acknowledged
+
+
+def test_an_alerts_images_link_shows_its_robots_uploads_in_its_time_window(client, ml_engineer):
+    # Given a robot's uploads before, during and after a performance alert (30-minute window), and another robot's.
+    dataset = dataset_row("windowed")
+    robot = robot_row("00e2dddd")
+    now = timezone.now().replace(microsecond=0)
+    opened, resolved = now - timedelta(hours=2), now - timedelta(hours=1)
+    (too_early,) = image_rows(dataset, [{}], robot_serial="00e2dddd", uploaded_at=opened - timedelta(minutes=45))
+    (inside,) = image_rows(dataset, [{}], robot_serial="00e2dddd", uploaded_at=opened - timedelta(minutes=10))
+    (later,) = image_rows(dataset, [{}], robot_serial="00e2dddd", uploaded_at=opened + timedelta(minutes=30))
+    (after,) = image_rows(dataset, [{}], robot_serial="00e2dddd", uploaded_at=resolved + timedelta(minutes=5))
+    (other,) = image_rows(dataset, [{}], robot_serial="00e2eeee", uploaded_at=opened)
+    alert, _ = services.alert_raise(
+        dataset=dataset, kind="performance", robot=robot, message="worse", details={"window_minutes": 30}, now=opened
+    )
+    client.force_login(ml_engineer)
+
+    # When it is open, its images link covers from its window's start on; once resolved, until it resolved.
+    def shown():
+        page = client.get(alert_links(alert)["images"])
+        assert page.status_code == 200
+        return {int(i) for i in re.findall(r'data-image-id="(\d+)"', page.content.decode())}, page.content.decode()
+
+    ids, html = shown()
+    assert ids == {inside.id, later.id, after.id} and 'id="time-filter"' in html
+    services.alert_resolve(alert=alert, now=resolved)
+    alert.refresh_from_db()
+    ids, html = shown()
+    assert ids == {inside.id, later.id} and too_early.id not in ids and other.id not in ids
+    assert "uploaded_before=" in alert_links(alert)["images"] and "by robot 00e2dddd" in html
+
+
+def test_the_grid_time_filter_rejects_a_bad_datetime(client, ml_engineer):
+    dataset = dataset_row("badtime")
+    client.force_login(ml_engineer)
+    page = client.get(reverse("datasets:detail", args=[dataset.slug]) + "?uploaded_after=yesterday")
+    assert page.status_code == 200 and "uploaded_after must be a date and time" in page.content.decode()

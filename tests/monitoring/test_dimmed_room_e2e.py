@@ -125,6 +125,7 @@ def test_a_dimmed_room_reaches_dashboard_mailbox_and_webhook(
     assert "Robot Vector-0001 is doing worse" in page.text_content("#waiting-alerts")
     page.click(f"#waiting-alerts a[href='/monitoring/alerts/{alert.id}/']")
     page.click("text=See the images")
-    assert "/datasets/vector/?robot=00000001" in page.url
+    assert "/datasets/vector/?robot=00000001&uploaded_after=" in page.url
+    assert "(an alert's time window)" in page.text_content("#time-filter")
     page.screenshot(path="var/screenshots/dimmed-room-images.png", full_page=True)
     assert page.js_errors == []
