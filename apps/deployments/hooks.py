@@ -7,6 +7,9 @@ Deployments declares the question with a safe default (no evidence); monitoring 
 
     from apps.deployments import hooks
     hooks.install_shadow_field_sums(selectors.shadow_field_sums)
+
+The deployments pages link to monitoring's page of a dataset the same way: deployments never names monitoring's URLs,
+monitoring installs ``dataset_links``.
 """
 
 from collections.abc import Callable
@@ -37,3 +40,23 @@ def shadow_field_sums(shadow_model_id: int, *, live_model_id: int | None = None,
     if _shadow_field_sums is None:
         return [{}] if by is None else []
     return _shadow_field_sums(shadow_model_id, live_model_id=live_model_id, by=by)
+
+
+DatasetLinks = Callable[..., list[tuple[str, str]]]
+
+_dataset_links: DatasetLinks | None = None
+
+
+def install_dataset_links(fn: DatasetLinks | None) -> DatasetLinks | None:
+    """Install (or, with None, remove) the function that lists a later app's pages about a dataset, as ``(label,
+    url)`` pairs (monitoring: how its models do in the field). Returns the one it replaces, so a test can put it
+    back."""
+    global _dataset_links
+    previous, _dataset_links = _dataset_links, fn
+    return previous
+
+
+def dataset_links(slug: str, *, robot: str | None = None) -> list[tuple[str, str]]:
+    """The pages of later apps about the dataset ``slug`` (seen from one robot, by serial, when ``robot`` is given),
+    for the deployments pages to link to; empty when no app installed an answer."""
+    return list(_dataset_links(slug, robot=robot)) if _dataset_links is not None else []

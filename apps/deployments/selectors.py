@@ -302,15 +302,18 @@ def gate_decision_is_stale(decision: GateDecision, *, production_id: int | None)
 
 
 def model_links(model: ModelVersion) -> list[tuple[str, str]]:
-    """The pages about a model that a training run's page leads on to (installed in training's hooks)."""
+    """The pages about a model that a training run's page leads on to (installed in training's hooks): deployments'
+    own and those later apps install for its dataset (monitoring's)."""
     from django.urls import reverse
+
+    from apps.deployments import hooks
 
     slug = model.dataset.slug
     return [
         (f"Promote v{model.number}…", reverse("deployments:confirm_promote", args=[model.pk])),
         ("Model registry", reverse("deployments:model_list")),
         (f"Deployments of {slug}", reverse("deployments:dataset", args=[slug])),
-        (f"Monitoring of {slug}", reverse("monitoring:dataset", args=[slug])),
+        *((f"{label} of {slug}", url) for label, url in hooks.dataset_links(slug)),
     ]
 
 

@@ -1,6 +1,9 @@
-"""Number filters of the deployments pages (a missing number shows as a dash) and the colour of a difference."""
+"""Number filters of the deployments pages (a missing number shows as a dash), the colour of a difference, and the
+links later apps installed for a dataset."""
 
 from django import template
+
+from apps.deployments import hooks
 
 register = template.Library()
 DASH = "–"
@@ -32,3 +35,9 @@ def delta_class(value):
     if value is None:
         return ""
     return "text-success" if value > 0 else ("text-danger" if value < 0 else "")
+
+
+@register.simple_tag
+def dataset_links(slug, robot=None):
+    """``{% dataset_links slug robot=serial as links %}``: (label, url) pairs of later apps' pages (monitoring)."""
+    return hooks.dataset_links(slug, robot=robot or None)
