@@ -26,7 +26,7 @@ from apps.deployments.serializers import (
     TelemetryInput,
 )
 from apps.training.models import ModelVersion
-from vectormlops.errors import Forbidden, NotFound, ValidationFailed, error_body
+from vectormlops.errors import NotFound, ValidationFailed, error_body
 from vectormlops.permissions import IsMLEngineer, IsRobot, has_role, is_robot
 
 CHUNK = 256 * 1024
@@ -64,16 +64,13 @@ class RobotEnrollApi(APIView):
     """POST /robots/enroll: a robot enrols itself with the enrolment key and gets its token (once).
 
     At most ``ENROLL_FAILURES_PER_MIN`` wrong keys a minute per client address; past that, 429 until the minute
-    ends, even with the right key."""
+    ends, even with the right key (decided in ``services.robot_enroll``)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
 
     @extend_schema(request=EnrollInput, responses={201: dict, 400: dict, 403: dict, 409: dict, 429: dict})
     def post(self, request):
-        address = robotstate.client_address(request)
-        if robotstate.failures_count("enroll", address) >= robotstate.ENROLL_FAILURES_PER_MIN:
-            raise exceptions.Throttled(wait=robotstate._window_left(60), detail="Too many wrong enrolment keys.")
         data = EnrollInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -81,11 +78,11 @@ class RobotEnrollApi(APIView):
                 key=data.validated_data["enrollment_key"],
                 serial=data.validated_data["serial"],
                 name=data.validated_data["name"],
+                address=robotstate.client_address(request),
             )
-        except Forbidden as refused:
-            if refused.code == "bad_enrollment_key":
-                robotstate.failure_record("enroll", address)
-            raise
+        except services.EnrollmentThrottled as throttled:
+            # DRF's Throttled: the same envelope (code "throttled", details.wait_s) plus its Retry-After header.
+            raise exceptions.Throttled(wait=throttled.wait_s, detail=throttled.message) from throttled
         return Response({"serial": robot.serial, "token": token}, status=status.HTTP_201_CREATED)
 
 

@@ -160,6 +160,23 @@ def test_enrolment_is_off_without_a_key_and_checks_it(db, settings):
     assert robot.serial == "00aa" and token
 
 
+@pytest.mark.usefixtures("one_throttle_window")
+def test_enrolment_refuses_an_address_after_too_many_wrong_keys_even_with_the_right_one(db, settings):
+    from apps.deployments.robotstate import ENROLL_FAILURES_PER_MIN
+
+    settings.ROBOT_ENROLLMENT_KEY = "the-right-key-of-24-characters"
+    address = f"10.9.{time.monotonic_ns() % 250}.{time.monotonic_ns() % 199}"  # a window of its own in shared Redis
+    for _ in range(ENROLL_FAILURES_PER_MIN):
+        with pytest.raises(Forbidden):
+            services.robot_enroll(key="wrong", serial="00ab", address=address)
+    with pytest.raises(services.EnrollmentThrottled) as throttled:
+        services.robot_enroll(key=settings.ROBOT_ENROLLMENT_KEY, serial="00ab", address=address)
+    assert throttled.value.status_code == 429 and 0 < throttled.value.wait_s <= 60
+    assert not Robot.objects.filter(serial="00ab").exists()
+    robot, _ = services.robot_enroll(key=settings.ROBOT_ENROLLMENT_KEY, serial="00ab", address="10.9.0.1")
+    assert robot.serial == "00ab"
+
+
 def test_telemetry_is_bulk_stored_and_limited_to_500(dataset):
     robot, _ = services.robot_register(serial="00e2")
     model = make_model(dataset, 1)

@@ -14,6 +14,7 @@ from apps.deployments.services.gating import (
 from apps.deployments.services.promotion import Promotion, canary_end, deployment_rollback, model_promote, robot_pin
 from apps.deployments.services.robots import (
     MIN_ENROLLMENT_KEY_LENGTH,
+    EnrollmentThrottled,
     enrollment_key_create,
     enrollment_key_update,
     enrollment_keys_deactivate,
@@ -30,6 +31,7 @@ __all__ = [
     "shadow_start",
     "MAX_TELEMETRY_RECORDS",
     "MIN_ENROLLMENT_KEY_LENGTH",
+    "EnrollmentThrottled",
     "Promotion",
     "canary_end",
     "deployment_rollback",

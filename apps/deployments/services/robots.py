@@ -6,13 +6,27 @@ import secrets
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from rest_framework import status
 
+from apps.deployments import robotstate
 from apps.deployments.models import EnrollmentKey, Robot
 from apps.deployments.robotstate import token_hash
 from apps.deployments.selectors import enrollment_enabled
-from vectormlops.errors import Conflict, Forbidden, ValidationFailed
+from vectormlops.errors import Conflict, DomainError, Forbidden, ValidationFailed
 
 MIN_ENROLLMENT_KEY_LENGTH = 24
+ENROLL_WINDOW_S = 60  # robotstate.ENROLL_FAILURES_PER_MIN wrong keys per address in this window
+
+
+class EnrollmentThrottled(DomainError):
+    """Too many wrong enrolment keys from one address in this window (429); ``wait_s``: until the window ends."""
+
+    code = "throttled"
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, *, wait_s: float):
+        super().__init__(message, details={"wait_s": wait_s})
+        self.wait_s = wait_s
 
 
 def _new_token() -> str:
@@ -50,11 +64,21 @@ def _key_ok(key: str) -> bool:
     return EnrollmentKey.objects.filter(key_hash=digest, is_active=True).exists()
 
 
-def robot_enroll(*, key: str, serial: str, name: str = "") -> tuple[Robot, str]:
-    """A robot enrols itself with the shared enrolment key; returns it and its token."""
+def robot_enroll(*, key: str, serial: str, name: str = "", address: str | None = None) -> tuple[Robot, str]:
+    """A robot enrols itself with the shared enrolment key; returns it and its token.
+
+    ``address``: the caller's (client) address. Each wrong key from it is counted; past
+    ``robotstate.ENROLL_FAILURES_PER_MIN`` in a minute it is refused (``EnrollmentThrottled``) until the minute ends,
+    even with the right key, so the key cannot be guessed."""
+    if address is not None and (
+        robotstate.failures_count("enroll", address, ENROLL_WINDOW_S) >= robotstate.ENROLL_FAILURES_PER_MIN
+    ):
+        raise EnrollmentThrottled("Too many wrong enrolment keys.", wait_s=robotstate._window_left(ENROLL_WINDOW_S))
     if not enrollment_enabled():
         raise Forbidden("Enrolment is off: no enrolment key is set.", code="enrollment_disabled")
     if not key or not _key_ok(key):
+        if address is not None:
+            robotstate.failure_record("enroll", address, ENROLL_WINDOW_S)
         raise Forbidden("Wrong enrolment key.", code="bad_enrollment_key")
     return robot_register(serial=serial, name=name)
 
