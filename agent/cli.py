@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shadow-budget-ms",
         type=_positive,
-        help="latency budget of a shadow model per frame; frames over it are skipped (default 1.5x the live median)",
+        help="latency budget of a shadow model per frame; frames over it are skipped (default 1.5x the live model)",
     )
 
     fb = sub.add_parser("feedback", help="upload the last (or a given) frame as feedback")

@@ -121,6 +121,9 @@ class Detector:
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            # No spinning after a run: the live and the shadow model run back to back on the same cores, and one
+            # session's threads spinning for work would slow the other one down (and burn the robot's CPU).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
             model_input = self.session.get_inputs()[0]
             self.input_name = model_input.name
@@ -139,6 +142,12 @@ class Detector:
         self.classes = list(classes or [])[: self.num_classes] or [str(i) for i in range(self.num_classes)]
         while len(self.classes) < self.num_classes:
             self.classes.append(str(len(self.classes)))
+
+    def warm_up(self, runs: int = 3) -> None:
+        """Run the model a few times on a blank frame, so the first frames measured are not its cold start."""
+        dummy = np.zeros((1, 3, *self.input_size), dtype=np.float32)
+        for _ in range(runs):
+            self.session.run(None, {self.input_name: dummy})
 
     def preprocess(self, image: Image.Image) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
         canvas, gain, pad = letterbox(image, self.input_size)

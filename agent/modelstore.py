@@ -123,7 +123,6 @@ class ModelStore:
         self.rejected.pop(info.sha256, None)
         self._write_state()
         self._collect_garbage()
-        logger.info("now running model %s (sha256 %s…)", info.model_id, info.sha256[:12])
         return loaded
 
     def _collect_garbage(self) -> None:

@@ -44,7 +44,8 @@ def load_detector(path: Path, info: ModelInfo) -> Detector:
 class ModelSlot:
     """One running model: what is installed on disk and the detector loaded from it.
 
-    ``role`` names the slot in the events it reports (``model_load_failed``, ``shadow_load_failed``, …).
+    ``role`` names the slot in the events it reports (``model_load_failed``, ``shadow_load_failed``, …). A shadow
+    slot warms a model up after loading it (a few uncounted runs on a blank frame) so its time is measured warm.
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class ModelSlot:
         report: Report,
         on_activate: Callable[[ModelInfo], None] | None = None,
         role: str = "model",
+        live: "ModelSlot | None" = None,
     ):
         self.store = ModelStore(root)
+        self.live = live  # for a shadow slot: the live slot, named in the log
         self.report = report
         self.on_activate = on_activate
         self.role = role
@@ -87,7 +90,21 @@ class ModelSlot:
                 logger.error("installed model %s does not load: %s", info.model_id, exc)
 
     def _activate(self, detector: Detector, info: ModelInfo) -> None:
+        if self.role == "shadow":
+            warm_up = getattr(detector, "warm_up", None)
+            if warm_up is not None:  # measured from its first frame on: not cold (ShadowRunner compares it)
+                warm_up()
         self.active = (detector, info)
+        if self.role == "shadow":
+            live = self.live.info if self.live is not None else None
+            logger.info(
+                "shadow model %s loaded (sha256 %s…); live stays %s",
+                info.model_id,
+                info.sha256[:12],
+                f"model {live.model_id}" if live is not None else "none yet",
+            )
+        else:
+            logger.info("now running model %s (sha256 %s…)", info.model_id, info.sha256[:12])
         if self.on_activate is not None:
             self.on_activate(info)
 
@@ -197,7 +214,7 @@ class ModelSync:
         self.shadow_root = Path(shadow_root) if shadow_root is not None else Path(root) / "shadow"
         self.shadow: ModelSlot | None = None  # replaced whole by this thread; the main thread reads it once a frame
         if (self.shadow_root / "state.json").exists():  # what ran before a restart, until the first poll says
-            self.shadow = ModelSlot(self.shadow_root, report=report, role="shadow")
+            self.shadow = ModelSlot(self.shadow_root, report=report, role="shadow", live=self.live)
             self.shadow.load_installed()
 
     def _announce(self, info: ModelInfo) -> None:
@@ -231,7 +248,7 @@ class ModelSync:
         if wanted is None:
             return
         if slot is None:
-            slot = self.shadow = ModelSlot(self.shadow_root, report=self.report, role="shadow")
+            slot = self.shadow = ModelSlot(self.shadow_root, report=self.report, role="shadow", live=self.live)
         slot.apply(wanted, self.client, self.dataset)
 
     def drop_shadow(self) -> None:

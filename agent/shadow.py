@@ -2,16 +2,22 @@
 
 Its detections only go into telemetry (the record's ``shadow`` part) and into ``shadow_disagreement`` uploads; what
 the robot shows, says and does comes from the live model alone (``Agent.process_frame`` returns only the live
-detections). It stays within a latency budget: ``--shadow-budget-ms``, else 1.5× the live model's rolling median.
-A frame is skipped (and counted) when the shadow's own rolling median is over the budget, so which frames are
-skipped is predictable; one frame in ``PROBE_EVERY`` runs anyway so the estimate can recover. A shadow model that
-raises while running is reported, dropped and never loaded again on this robot.
+detections).
+
+It stays within a latency budget: ``--shadow-budget-ms``, else 1.5× the live model's time. Both models are measured
+the same way: the shadow runs right after the live model on the same frame, both warm (the shadow slot warms a new
+model up after loading it, uncounted; neither session's threads spin after a run, which would steal the CPU from the
+other model), and by default the shadow's time on a frame is divided by the live model's on that same frame, so a
+busy machine slows both alike. The estimate decays (``Estimate``): one slow frame moves it by at most a
+``OUTLIER_FACTOR`` step, a cold start cannot lock the shadow out (no skipping before ``MIN_SAMPLES`` runs), and
+while it is over the budget one frame in ``PROBE_EVERY`` runs anyway so a shadow that got faster comes back. A
+frame is skipped (and counted) when the estimate is over the budget, so which frames are skipped is predictable.
+A shadow model that raises while running is reported, dropped and never loaded again on this robot.
 """
 
 import logging
-import statistics
+import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,26 +32,41 @@ from agent.vector import Frame
 
 logger = logging.getLogger("agent")
 
-BUDGET_FACTOR = 1.5  # the default budget: this times the live model's median latency
-LATENCY_WINDOW = 50  # frames in each rolling median
-PROBE_EVERY = 50  # a shadow over budget still runs on one frame in this many, to notice when it got faster
+BUDGET_FACTOR = 1.5  # the default budget: the shadow may take this times the live model's time on the same frame
+DECAY = 0.2  # weight of a new measurement in an estimate
+OUTLIER_FACTOR = 2.0  # one measurement counts at most this many times above (or below) the estimate
+MIN_SAMPLES = 3  # runs measured before the shadow may be skipped at all
+PROBE_EVERY = 20  # a shadow over budget still runs on one frame in this many, to notice when it got faster
 MATCH_IOU = 0.5
 
 
-class LatencyWindow:
-    """The median of the last ``size`` latencies (None before the first)."""
+class Estimate:
+    """A decaying geometric mean of positive measurements (None before the first).
 
-    def __init__(self, size: int = LATENCY_WINDOW):
-        self._values: deque[float] = deque(maxlen=size)
+    Each measurement moves the estimate by ``DECAY`` of its log distance, that distance capped at
+    ``OUTLIER_FACTOR``: one slow frame (a pause of the machine) cannot push the estimate far, a lasting change moves
+    it all the way within a few measurements.
+    """
 
-    def add(self, latency_ms: float) -> None:
-        self._values.append(latency_ms)
+    def __init__(self, decay: float = DECAY, outlier_factor: float = OUTLIER_FACTOR):
+        self.decay, self.cap = decay, math.log(outlier_factor)
+        self._log: float | None = None
+        self.samples = 0
+
+    def add(self, value: float) -> None:
+        x = math.log(max(value, 1e-6))
+        if self._log is None:
+            self._log = x
+        else:
+            x = min(max(x, self._log - self.cap), self._log + self.cap)
+            self._log += self.decay * (x - self._log)
+        self.samples += 1
 
     def clear(self) -> None:
-        self._values.clear()
+        self._log, self.samples = None, 0
 
-    def median(self) -> float | None:
-        return statistics.median(self._values) if self._values else None
+    def value(self) -> float | None:
+        return None if self._log is None else math.exp(self._log)
 
 
 def box_iou(a: list[float], b: list[float]) -> float:
@@ -121,19 +142,30 @@ class ShadowRunner:
         self.upload_window_s = upload_window_s
         self.min_disagreement = min_disagreement
         self.clock = clock
-        self.live_latency = LatencyWindow()
-        self.shadow_latency = LatencyWindow()
-        self._latency_of: str | None = None  # the sha256 of the shadow model ``shadow_latency`` describes
+        self.live_latency = Estimate()  # the live model's time per frame (every frame)
+        self.shadow_latency = Estimate()  # the shadow model's time per frame it ran on
+        self.shadow_ratio = Estimate()  # the shadow's time over the live model's on the same frame
+        self._latency_of: str | None = None  # the sha256 of the shadow model the estimates describe
         self._skipped_in_row = 0
         self.ran = self.skipped = 0
         self._window_start: float | None = None
         self._worst: tuple[float, bytes, dict] | None = None  # (score, jpeg, upload fields) of this window
 
     def budget_ms(self) -> float | None:
+        """The budget in milliseconds (by default 1.5 x the live model's estimated time, for information)."""
         if self.fixed_budget_ms is not None:
             return self.fixed_budget_ms
-        live = self.live_latency.median()
+        live = self.live_latency.value()
         return None if live is None else BUDGET_FACTOR * live
+
+    def over_budget(self) -> bool:
+        """Whether the shadow's estimate is over its budget (never before ``MIN_SAMPLES`` runs were measured)."""
+        if self.fixed_budget_ms is not None:
+            estimate, budget = self.shadow_latency, self.fixed_budget_ms
+        else:
+            estimate, budget = self.shadow_ratio, BUDGET_FACTOR
+        value = estimate.value()
+        return estimate.samples >= MIN_SAMPLES and value is not None and value > budget
 
     def run(self, image: Image.Image, live_latency_ms: float) -> ShadowResult | None:
         """Run the shadow model on the frame the live model just saw; None when there is none, or it was skipped
@@ -146,8 +178,8 @@ class ShadowRunner:
         if self._latency_of != info.sha256:  # a new shadow model: its latency is yet unknown
             self._latency_of, self._skipped_in_row = info.sha256, 0
             self.shadow_latency.clear()
-        expected, budget = self.shadow_latency.median(), self.budget_ms()
-        if expected is not None and budget is not None and expected > budget:
+            self.shadow_ratio.clear()
+        if self.over_budget():
             if self._skipped_in_row < PROBE_EVERY - 1:
                 self._skipped_in_row += 1
                 self.skipped += 1
@@ -164,6 +196,7 @@ class ShadowRunner:
             return None
         latency_ms = (self.clock() - started) * 1000
         self.shadow_latency.add(latency_ms)
+        self.shadow_ratio.add(latency_ms / max(live_latency_ms, 1e-3))
         self.ran += 1
         return ShadowResult(info, latency_ms, detections)
 

@@ -27,16 +27,35 @@ from onnx import TensorProto, helper, numpy_helper
 TOKEN = "robot-token-1"
 
 
-def constant_detector(detections: list[tuple[float, float, float, float, float]], *, imgsz: int = 64, n: int = 8):
+def constant_detector(
+    detections: list[tuple[float, float, float, float, float]],
+    *,
+    imgsz: int = 64,
+    n: int = 8,
+    conv_layers: int = 0,
+    seed: int = 0,
+):
     """ONNX bytes of a 'detector' whose output is always ``detections`` (cx, cy, w, h, conf in input pixels).
 
     Shaped like an ultralytics YOLOv8 export: input ``images`` (1, 3, imgsz, imgsz), output (1, 5, n).
+    ``conv_layers`` 3x3 convolutions (16 channels, random weights from ``seed``) run on the image first, so the
+    model costs real compute like a small CNN; two models with the same layers and another seed cost the same.
     """
     output = np.zeros((1, 5, n), dtype=np.float32)
     for i, (cx, cy, w, h, conf) in enumerate(detections):
         output[0, :, i] = [cx, cy, w, h, conf]
-    nodes = [
-        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+    rng = np.random.default_rng(seed)
+    nodes, weights, features = [], [], "images"
+    for layer in range(conv_layers):
+        name = f"w{layer}"
+        weights.append(
+            numpy_helper.from_array(rng.normal(0, 0.1, (16, 3 if layer == 0 else 16, 3, 3)).astype(np.float32), name)
+        )
+        nodes.append(helper.make_node("Conv", [features, name], [f"c{layer}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{layer}"], [f"r{layer}"]))
+        features = f"r{layer}"
+    nodes += [
+        helper.make_node("ReduceMax", [features], ["peak"], keepdims=0),
         helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
         helper.make_node("Add", ["nothing", "answer"], ["output0"]),
     ]
@@ -48,6 +67,7 @@ def constant_detector(detections: list[tuple[float, float, float, float, float]]
         initializer=[
             numpy_helper.from_array(np.zeros((), dtype=np.float32), "zero"),
             numpy_helper.from_array(output, "answer"),
+            *weights,
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
