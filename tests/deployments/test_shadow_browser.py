@@ -87,6 +87,13 @@ def test_start_a_shadow_see_its_evidence_and_end_it(open_browser, live_server, m
     field = page.text_content("#shadow-field")
     assert "1 labelled frame" in field and "1.00" in field and "0.00" in field
     page.screenshot(path=f"{SHOTS}/shadow-evidence.png", full_page=True)
+    # Each frame links to its image page and to labelling it.
+    first = page.locator("#shadow-gallery figure").first
+    image_id = first.get_attribute("data-image-id")
+    assert first.locator("a.shadow-frame-link").get_attribute("href").endswith(f"?image={image_id}")
+    first.locator("a.shadow-frame-label").click()
+    assert f"image={image_id}" in page.url and "/label/" in page.url
+    page.go_back()
 
     # End it: recorded in the history.
     page.click("#shadow-end")
