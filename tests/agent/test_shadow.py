@@ -197,8 +197,9 @@ def test_a_shadow_as_fast_as_the_live_model_runs_on_every_frame_at_the_default_b
     assert "now running model 2" not in caplog.text
     for n in range(150):
         agent.process_frame(frame(n))
-    # Same cost on the same frames, both warm: at most a short stretch after a pause of the machine is skipped.
-    assert agent.shadow.ran >= 140, (agent.shadow.ran, agent.shadow.skipped, agent.shadow.shadow_ratio.value())
+    # Same cost on the same frames, both warm: at most a short stretch after a pause of the machine is skipped. The
+    # bound is loose on purpose (a busy CI machine pauses more); the bug this guards against ran it on 23 of 150.
+    assert agent.shadow.ran >= 100, (agent.shadow.ran, agent.shadow.skipped, agent.shadow.shadow_ratio.value())
 
 
 def test_a_shadow_three_times_slower_is_still_skipped(fake_server, tmp_path):
