@@ -122,7 +122,8 @@ def test_the_dataset_page_counts_images_that_arrived_while_the_server_was_down(
             log_in(page, server, "ann")
             page.goto(f"{server.url}/datasets/arrivals/")
             page.wait_for_function(f"VectorEvents.opens('{topic}') === 1")
-            page.wait_for_timeout(1000)  # the first re-sync has fetched the newest images
+            # the first re-sync has fetched the newest images (their ids are the baseline for arrivals)
+            page.wait_for_function(f"VectorEvents.synced('{topic}') >= 1")
             assert "d-none" in page.get_attribute("#new-images", "class")
 
             # two images arrive while the web server is down: their events reach nobody
