@@ -72,6 +72,11 @@ def test_start_a_shadow_see_its_evidence_and_end_it(open_browser, live_server, m
     assert "v2 on 50% of robots" in page.text_content("#shadow-live")
     shadow = Deployment.objects.get(dataset=dataset, channel="shadow", is_live=True)
     assert shadow.model_id == candidate.pk and shadow.shadow_percent == 50
+    # A failed verdict beside a shadow start is information, not an override: nothing acts on a shadow.
+    Deployment.objects.filter(pk=shadow.pk).update(gate_passed=False)
+    page.reload()
+    row = page.text_content(f'#history tr[data-deployment-id="{shadow.pk}"]')
+    assert "fail (shadow: for information)" in row and "overridden" not in row
 
     # Robots report; the deployments page shows the evidence.
     _evidence(dataset, live, candidate)
