@@ -227,6 +227,13 @@ class Alert(models.Model):
     def is_open(self) -> bool:
         return not self.acknowledged and self.resolved_at is None
 
+    # The one colour of each kind's badge (Bootstrap's text-bg-*), wherever an alert is shown.
+    BADGE_COLOURS = {"canary": "danger", "performance": "primary", "drift": "warning"}
+
+    @property
+    def badge_class(self) -> str:
+        return f"text-bg-{self.BADGE_COLOURS.get(self.kind, 'secondary')}"
+
 
 class CanaryPolicy(models.Model):
     """When the canary guard ends a canary: how much worse than production, over how many frames each side."""

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.datasets.models import Image
 from apps.deployments.models import Robot
 from apps.monitoring import services
+from apps.monitoring.models import Alert
 from apps.training.models import TrainingRun
 from tests.builders import dataset_row, deployment_row, image_rows, model_row, robot_row
 from tests.conftest import TEST_PASSWORD, log_in
@@ -34,6 +35,11 @@ def _seed():
         kind="drift",
         robot=robot,
         message="Robot Vector-da5b sees much darker images than the model was trained on: brightness 0.21 vs 0.48.",
+    )
+    services.alert_raise(
+        dataset=dataset,
+        kind="performance",
+        message="The fleet is doing worse with model v1 than in its first days in production.",
     )
     return dataset, candidate, run, alert
 
@@ -62,7 +68,21 @@ def test_the_dashboard_shows_each_role_what_waits_for_it(open_browser, live_serv
     assert "v2" in page.text_content("#waiting-candidates") and "v1" not in page.text_content("#waiting-candidates")
     assert f"Run #{run.id}" in page.text_content("#waiting-runs")
     assert "00e2da5b" in page.text_content("#waiting-robots")
+    # Each kind of alert has one badge colour, on the dashboard and on the alert's own page alike.
+    home_badges = {
+        kind: page.get_attribute(f"#waiting-alerts .alert-kind:text-is('{kind}')", "class")
+        for kind in ("drift", "performance")
+    }
+    assert "text-bg-primary" in home_badges["performance"] and "text-bg-warning" in home_badges["drift"]
     page.click(f"#waiting-alerts a[href='/monitoring/alerts/{alert.id}/']")
+    page.wait_for_selector("text=See the images")
+    assert page.get_attribute(".alert-kind", "class") == home_badges["drift"]
+    performance = Alert.objects.get(kind="performance")
+    page.goto(f"{live_server.url}/monitoring/alerts/{performance.id}/")
+    assert page.get_attribute(".alert-kind", "class") == home_badges["performance"]
+    page.goto(f"{live_server.url}/monitoring/")
+    assert page.get_attribute(".alert-kind:text-is('performance')", "class") == home_badges["performance"]
+    page.goto(f"{live_server.url}/monitoring/alerts/{alert.id}/")
     page.wait_for_selector("text=See the images")
     assert page.js_errors == []
     page.click("text=See the images")
