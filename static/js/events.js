@@ -4,8 +4,18 @@
 // Nothing is lost across a reconnect: each time the socket opens (the first time too: the page was rendered before),
 // every "resync" of the topic fetches the current state while the events that arrive meanwhile are held, then those
 // are applied on top (handlers must tolerate an event the fetched state already holds).
+// A page's connection badge (#live-status, or any [data-events-status]) says whether the stream is connected: green
+// "live updates: connected" as soon as a socket opens (not only after the first event), yellow while reconnecting.
+// A page script may write its own text into it afterwards (the last event, say); a later open or close overwrites it.
 window.VectorEvents = {
   topics: new Map(),
+  showConnection(connected) {
+    document.querySelectorAll("#live-status, [data-events-status]").forEach((badge) => {
+      badge.textContent = connected ? "live updates: connected" : "live updates: reconnecting…";
+      badge.className = `badge ${connected ? "text-bg-success" : "text-bg-warning"}`;
+      badge.dataset.connected = connected ? "true" : "false";
+    });
+  },
   handlers: new Map(), // topic -> its handlers (tests hand events to them directly)
   follow(topic, onEvent, { resync } = {}) {
     const known = this.topics.get(topic);
@@ -41,6 +51,7 @@ window.VectorEvents = {
         delay = 500;
         state.open = true;
         state.opens += 1;
+        window.VectorEvents.showConnection(true);
         state.sync(state.resyncs);
       };
       socket.onmessage = (msg) => {
@@ -52,6 +63,7 @@ window.VectorEvents = {
       socket.onclose = (closed) => {
         state.open = false;
         state.closes.push(closed.code);
+        if (![...window.VectorEvents.topics.values()].some((other) => other.open)) window.VectorEvents.showConnection(false);
         setTimeout(connect, delay);
         delay = Math.min(delay * 2, 15000);
       };
