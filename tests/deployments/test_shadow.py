@@ -152,7 +152,9 @@ def test_telemetry_stores_the_shadow_part_and_skipped_frames_and_aggregates_them
     v1, v2 = models
     robot, token = make_robot()
     client = robot_client(token)
-    at = timezone.now() - timedelta(minutes=5)
+    now = timezone.now()
+    # A little earlier, in the same hour as now: skipped frames are counted in the hour they are reported.
+    at = max(now - timedelta(minutes=5), now.replace(minute=0, second=0, microsecond=0))
     box = {"label": "vector", "confidence": 0.9, "box": BOX}
     moved = {"label": "vector", "confidence": 0.6, "box": [60.0, 60.0, 20.0, 20.0]}
     records = [
