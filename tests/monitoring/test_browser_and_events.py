@@ -7,8 +7,9 @@ import random
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from apps.monitoring import selectors, services
@@ -97,6 +98,9 @@ def test_a_raised_alert_reaches_followers_of_the_alerts_topic(transactional_db, 
         await asyncio.to_thread(raise_in_thread)
         message = await communicator.receive_json_from(timeout=10)
         await communicator.disconnect()
+        # The consumer read the database in asgiref's shared thread: close that thread's connection too, or
+        # PostgreSQL refuses to drop the test database at the end of the session.
+        await sync_to_async(connections.close_all)()
         return message
 
     message = asyncio.run(scenario())
