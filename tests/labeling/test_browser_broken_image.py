@@ -49,7 +49,8 @@ def test_a_prefetched_image_that_404s_says_so_and_is_skipped(open_browser, live_
     page.wait_for_function(f"window.labelTool.state.current && window.labelTool.state.current.id === {last.pk}")
     page.wait_for_selector(ERROR, state="hidden")
     page.wait_for_function("window.labelTool.imageRect().width > 0")
-    assert page.is_enabled("#submit-btn")
+    # The buttons follow on the next render once the image is drawn (a wait, not a snapshot: the order may vary).
+    page.wait_for_function("!document.getElementById('submit-btn').disabled")
     skipped = LabelingEvent.objects.filter(user=ann, kind=LabelingEvent.Kind.SKIP).values_list("image_id", flat=True)
     assert sorted(skipped) == sorted([first.pk, broken.pk])
     assert page.js_errors == []
