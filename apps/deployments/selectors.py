@@ -319,7 +319,8 @@ def model_links(model: ModelVersion) -> list[tuple[str, str]]:
 
 def gate_analysis(decision: GateDecision) -> dict:
     """The stored ultralytics analyses (confusion matrix, per-class AP, curves) of a decision's two evaluations, each
-    with the confidence its confusion matrix was counted at (``confusion_conf``)."""
+    with the confidence its confusion matrix was counted at (``confusion_conf``); None where there is nothing to chart.
+    The matched predictions are left out: the error viewer reads them (``error_viewer_images``)."""
     from apps.deployments.evaluation import VALIDATOR_CONF
 
     result = {}
@@ -328,8 +329,12 @@ def gate_analysis(decision: GateDecision) -> dict:
         ("production", decision.production_evaluation),
     ):
         analysis = (evaluation.metrics or {}).get("analysis") if evaluation is not None else None
+        if not analysis or "names" not in analysis:  # nothing to chart (predictions alone are the error viewer's)
+            result[role] = None
+            continue
+        charts = {key: value for key, value in analysis.items() if key != "predictions"}
         # Analyses stored before the matrix had its own conf were counted at the validator's.
-        result[role] = {"confusion_conf": VALIDATOR_CONF, **analysis} if analysis else analysis
+        result[role] = {"confusion_conf": VALIDATOR_CONF, **charts}
     return result
 
 

@@ -12,5 +12,6 @@ urlpatterns = [
     path("models/<int:model_id>/shadow/", views_shadow.confirm_shadow_start, name="confirm_shadow_start"),
     path("models/", views.model_list, name="model_list"),
     path("models/<int:model_id>/promote/", views.confirm_promote, name="confirm_promote"),
+    path("models/<int:model_id>/", views_errors.model_errors, name="model_detail"),
     path("models/<int:model_id>/errors/", views_errors.model_errors, name="model_errors"),
 ]

@@ -1,5 +1,6 @@
-"""What a model gets wrong, image by image: the candidate and the production model of its current gate decision side
-by side on every test image, from the predictions ultralytics' validation matched (stored with each evaluation)."""
+"""The model page: what a model is (status, its run, where it leads) and what it gets wrong, from its current gate
+decision's ultralytics validation: per-class AP, PR and F1 curves, confusion matrices, and image by image the model and
+production side by side on every test image (the predictions that validation matched, stored with each evaluation)."""
 
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -26,7 +27,12 @@ def model_errors(request, model_id):
         {
             "model": model,
             "dataset": model.dataset,
+            "status": selectors.lifecycle_status(model),
+            "links": selectors.model_links(model),
             "decision": decision,
+            "candidate": model,
+            "production": decision.production if decision else None,
+            "analysis": selectors.gate_analysis(decision) if decision else {},
             "conf": conf,
             "images": images,
             "classes": list(model.dataset.classes),

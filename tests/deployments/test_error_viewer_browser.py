@@ -68,3 +68,14 @@ def test_error_viewer_filters_and_sorts_by_disagreement(open_browser, live_serve
     assert page.locator("rect.layer-production").count() == 0 and page.locator("rect.layer-truth").count() == 3
     page.screenshot(path="/tmp/decide-errors.png", full_page=True)
     assert errors == []
+
+    # The model page is the same view with what the model is and where it leads: its status, its run, promote.
+    page.goto(f"{live_server.url}/models/")
+    page.click(f'a[href="/models/{v1.pk}/"]')
+    page.wait_for_function("!!window.errorViewerShown")
+    header = page.text_content("#model-header")
+    assert str(v1) in header and "candidate" in header and f"Promote v{v1.number}" in header
+    assert page.locator("#error-viewer-link").count() == 0  # it does not link to itself
+    assert len(shown()) == 3
+    page.screenshot(path="/tmp/decide-model.png", full_page=True)
+    assert errors == []

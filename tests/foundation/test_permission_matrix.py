@@ -120,6 +120,7 @@ MATRIX = {
     "models/<int:model_id>/promote/": {"get": ENGINEER, "post": ENGINEER},
     "models/<int:model_id>/shadow/": {"get": ENGINEER, "post": ENGINEER},
     "models/<int:model_id>/errors/": {"get": ENGINEER},
+    "models/<int:model_id>/": {"get": ENGINEER},
     # monitoring
     "api/v1/alerts/<int:alert_id>/acknowledge": {"post": ENGINEER},
     "api/v1/datasets/<slug:slug>/alerts": {"get": ENGINEER},
