@@ -34,6 +34,7 @@ MATRIX = {
     # project
     "": {"get": PERSON},
     "healthz": {"get": ANYONE},
+    "favicon.ico": {"get": ANYONE},
     "api/schema/": {"get": ANYONE},
     "api/docs/": {"get": ANYONE},
     "^api/": {"get": ANYONE, "post": ANYONE},
