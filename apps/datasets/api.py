@@ -59,7 +59,10 @@ class ImagesApi(generics.GenericAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(name, str, required=False)
-            for name in ("dataset", "status", "split", "source", "robot", "class", "date_from", "date_to")
+            for name in (
+                *("dataset", "status", "split", "source", "robot", "class", "date_from", "date_to"),
+                *("uploaded_after", "uploaded_before"),  # ISO 8601 date-times (an alert's window), UTC by default
+            )
         ],
         responses=ImageOutput(many=True),
     )

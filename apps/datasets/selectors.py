@@ -108,13 +108,14 @@ def images_filter(*, dataset: Dataset | None, params) -> QuerySet:
                 raw = raw.replace(" ", "+")  # an unescaped "+00:00" in a URL arrives as " 00:00"
             try:
                 moment = datetime.fromisoformat(raw)
-            except ValueError as exc:
+                moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+            except (ValueError, OverflowError) as exc:  # not a date-time, or beyond year 9999 in UTC
                 raise ValidationFailed(
                     f"{name} must be a date and time (YYYY-MM-DDTHH:MM:SSZ).",
                     code="invalid_datetime",
                     details={name: params[name]},
                 ) from exc
-            qs = qs.filter(**{lookup: moment if moment.tzinfo else moment.replace(tzinfo=UTC)})
+            qs = qs.filter(**{lookup: moment})
     return qs
 
 

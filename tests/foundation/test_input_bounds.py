@@ -129,3 +129,21 @@ def test_url_path_ids_beyond_64_bits_are_not_found(db, ml_engineer, api_as, path
     response = client.post(url, {}, "json") if url.endswith("promote") else client.get(url)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("moment", ["yesterday", "2026-13-01T00:00:00", "9999-12-31T23:59:59-05:00"])
+def test_an_image_time_window_that_is_not_a_date_time_in_range(dataset, annotator, api_as, moment):
+    response = api_as(annotator).get("/api/v1/images", {"dataset": dataset.slug, "uploaded_after": moment})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_datetime"
+
+
+def test_an_image_time_window_filters_to_the_second(dataset, annotator, api_as):
+    from datetime import timedelta
+
+    from apps.datasets.models import Image
+
+    early, late = make_image(dataset, seed=1), make_image(dataset, seed=2)
+    Image.objects.filter(pk=early.pk).update(uploaded_at=late.uploaded_at - timedelta(hours=2))
+    after = (late.uploaded_at - timedelta(hours=1)).isoformat()
+    response = api_as(annotator).get("/api/v1/images", {"dataset": dataset.slug, "uploaded_after": after})
+    assert response.status_code == 200 and [row["id"] for row in response.json()["results"]] == [late.pk]
