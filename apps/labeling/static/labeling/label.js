@@ -33,6 +33,7 @@
     undo: [],
     redo: [],
     prefetched: null, // {bundle, img}
+    prefetchAsked: 0, // which prefetch may still store its answer: moving on makes earlier ones stale
     busy: false,
     done: 0,
     draftTimer: null,
@@ -715,13 +716,18 @@
     return r.body.image;
   }
   async function prefetch() {
-    if (!state.current) return;
-    const bundle = await claimNext([state.current.id]);
+    const from = state.current;
+    if (!from) return;
+    const asked = ++state.prefetchAsked;
+    const bundle = await claimNext([from.id]);
+    // The page moved on while this was asked (a quick skip): the answer may be the image now shown. Drop it.
+    if (asked !== state.prefetchAsked || state.current !== from) return;
     state.prefetched = bundle ? { bundle, img: preload(bundle) } : null;
   }
   async function advance() {
     const next = state.prefetched;
     state.prefetched = null;
+    state.prefetchAsked += 1; // a prefetch still on its way answers for the image we are leaving
     if (next) {
       await show(next.bundle, next.img);
     } else {
