@@ -210,8 +210,14 @@ def test_the_whole_loop(world):
             lambda s=serial: TelemetryRecord.objects.filter(robot__serial=s, model_id=first).exists(),
             timeout=60,
         )
+        # Reported with X-Model-Id / X-Model-Sha256 on the agent's next poll after it installed the model, which may
+        # come after its first telemetry.
+        wait_for(
+            f"{serial} to report model {first} on a poll",
+            lambda s=serial: Robot.objects.get(serial=s).running_model_id == first,
+            timeout=60,
+        )
         robot = Robot.objects.get(serial=serial)
-        assert robot.running_model_id == first  # reported with X-Model-Id / X-Model-Sha256
         assert len(robot.running_sha256) == 64
 
     # A web-server restart while the agents run: their telemetry waits on disk and arrives afterwards.
