@@ -3,43 +3,16 @@ closed (the channel layer's Redis connections have no 5 s socket timeout, which 
 arrives; after the web server is killed and started again the page reconnects and re-syncs, so an epoch recorded
 while it was down is on the chart and the side table is current; the server logs no traceback."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from types import SimpleNamespace
-
-import httpx
 import pytest
-from django.conf import settings
 
 from apps.training.models import EpochMetric, TrainingRun
 from tests.builders import make_training_dataset, run_in_state
-from tests.conftest import free_port, log_in, test_database_url
+from tests.conftest import log_in
 from tests.faults import private_redis
-from tests.live_web import in_thread
+from tests.live_web import Web, in_thread
 from vectormlops.events import broadcast_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def start_web(port: int, redis_url: str, log_path):
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-    log = open(log_path, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "vectormlops.asgi:application"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).status_code == 200:
-                return process, log
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, open(log_path).read()[-3000:]
-        time.sleep(0.2)
 
 
 def epoch(run, number: int) -> None:
@@ -57,14 +30,12 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
         TrainingRun.objects.filter(pk=run.pk).update(epochs=5)
         run.refresh_from_db()
         epoch(run, 1)
-        port, log_path = free_port(), tmp_path / "web.log"
-        web, log = start_web(port, redis_url, log_path)
+        web = Web(redis_url, tmp_path / "web.log").start()
         topic = f"run.{run.pk}"
         try:
             page = open_browser()
-            server = SimpleNamespace(url=f"http://127.0.0.1:{port}")
-            log_in(page, server, "eng")
-            page.goto(f"{server.url}/training/runs/{run.pk}/")
+            log_in(page, web.server, "eng")
+            page.goto(f"{web.url}/training/runs/{run.pk}/")
             page.wait_for_function(f"VectorEvents.opens('{topic}') === 1")
 
             # idle for 30 s: the socket stays open (it used to close with 1011 every 5 s), then an event arrives
@@ -75,12 +46,10 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
             assert page.evaluate(f"VectorEvents.closes('{topic}')") == []
 
             # the web server is killed; an epoch is recorded while it is down (its event reaches nobody)
-            web.send_signal(signal.SIGKILL)
-            web.wait(timeout=30)
-            log.close()
+            web.kill()
             epoch(run, 3)
             TrainingRun.objects.filter(pk=run.pk).update(worker_host="gpu-7", attempts=2)
-            web, log = start_web(port, redis_url, log_path)
+            web.start()
 
             # the page reconnects, fetches the run as it is now, and the missed epoch is on its chart and table
             page.wait_for_function(f"VectorEvents.opens('{topic}') >= 2", timeout=60_000)
@@ -94,11 +63,8 @@ def test_an_idle_socket_stays_open_and_a_restarted_server_loses_no_epoch(open_br
             page.screenshot(path=str(tmp_path / "run-live.png"), full_page=True)
             assert page.js_errors == []
         finally:
-            if web.poll() is None:
-                web.terminate()
-                web.wait(timeout=30)
-            log.close()
-        assert "Traceback" not in log_path.read_text(errors="replace")
+            web.stop()
+        assert "Traceback" not in web.output()
 
 
 def test_the_dataset_page_counts_images_that_arrived_while_the_server_was_down(
@@ -113,34 +79,27 @@ def test_the_dataset_page_counts_images_that_arrived_while_the_server_was_down(
         make_user("ann", "annotator")
         dataset = make_dataset("arrivals")
         image_ingest(dataset=dataset, fileobj=io.BytesIO(jpeg(1)), source="upload")
-        port, log_path = free_port(), tmp_path / "web.log"
-        web, log = start_web(port, redis_url, log_path)
+        web = Web(redis_url, tmp_path / "web.log").start()
         topic = "dataset.arrivals"
         try:
             page = open_browser()
-            server = SimpleNamespace(url=f"http://127.0.0.1:{port}")
-            log_in(page, server, "ann")
-            page.goto(f"{server.url}/datasets/arrivals/")
+            log_in(page, web.server, "ann")
+            page.goto(f"{web.url}/datasets/arrivals/")
             page.wait_for_function(f"VectorEvents.opens('{topic}') === 1")
             # the first re-sync has fetched the newest images (their ids are the baseline for arrivals)
             page.wait_for_function(f"VectorEvents.synced('{topic}') >= 1")
             assert "d-none" in page.get_attribute("#new-images", "class")
 
             # two images arrive while the web server is down: their events reach nobody
-            web.send_signal(signal.SIGKILL)
-            web.wait(timeout=30)
-            log.close()
+            web.kill()
             for seed in (2, 3):  # in_thread closes the thread's database connection (PostgreSQL drops the database)
                 in_thread(image_ingest, dataset=dataset, fileobj=io.BytesIO(jpeg(seed)), source="camera")
-            web, log = start_web(port, redis_url, log_path)
+            web.start()
 
             page.wait_for_function(f"VectorEvents.opens('{topic}') >= 2", timeout=60_000)
             page.wait_for_selector("#new-images:not(.d-none)")
             assert page.text_content("#new-count") == "2"
             assert page.js_errors == []
         finally:
-            if web.poll() is None:
-                web.terminate()
-                web.wait(timeout=30)
-            log.close()
-        assert "Traceback" not in log_path.read_text(errors="replace")
+            web.stop()
+        assert "Traceback" not in web.output()
